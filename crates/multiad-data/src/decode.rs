@@ -1,0 +1,142 @@
+//! Decoding image and mask files into the arrays the models consume.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageReader};
+
+use crate::error::{DataError, Result};
+
+/// Per-channel mean and standard deviation of ImageNet, on [0, 1] RGB values:
+/// what every ImageNet-pretrained backbone expects.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// How pixel values are scaled after resizing.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalization {
+    /// (x - mean) / std with ImageNet statistics.
+    #[default]
+    Imagenet,
+    /// Plain [0, 1] RGB.
+    None,
+}
+
+/// What every image and mask becomes.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageConfig {
+    pub height: u32,
+    pub width: u32,
+    pub normalization: Normalization,
+    /// A mask pixel is anomalous when its 8-bit grey value is above this.
+    pub mask_threshold: u8,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        Self { height: 256, width: 256, normalization: Normalization::Imagenet, mask_threshold: 127 }
+    }
+}
+
+impl ImageConfig {
+    pub fn square(size: u32) -> Self {
+        Self { height: size, width: size, ..Self::default() }
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.height as usize * self.width as usize
+    }
+}
+
+/// Reads and decodes any supported image file (PNG 8/16-bit gray/RGB/RGBA/
+/// palette, JPEG, TIFF, BMP). The format is taken from the file's content, not
+/// its extension.
+pub fn decode(path: &Path) -> Result<DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::file(path, format!("cannot read file: {e}")))?;
+    if bytes.is_empty() {
+        return Err(DataError::file(path, "file is empty (0 bytes)"));
+    }
+    let reader = ImageReader::new(Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| DataError::file(path, format!("cannot read file: {e}")))?;
+    let Some(format) = reader.format() else {
+        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        return Err(DataError::file(
+            path,
+            format!(
+                "not an image format multiad can read (supported: PNG, JPEG, TIFF, BMP; file starts with bytes {})",
+                head.join(" ")
+            ),
+        ));
+    };
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Unsupported(_) => DataError::file(
+            path,
+            format!("not an image format multiad can read (it looks like {format:?}; supported: PNG, JPEG, TIFF, BMP)"),
+        ),
+        e => DataError::file(path, format!("cannot decode {format:?} image (truncated or corrupt?): {e}")),
+    })
+}
+
+/// Decodes, resizes (bilinear with antialiasing, like PIL's) and normalises an
+/// image into a CHW `f32` array of `3 * height * width` values. Also returns
+/// the original (width, height) so that masks can be checked against it.
+pub fn load_image(path: &Path, cfg: &ImageConfig) -> Result<(Vec<f32>, (u32, u32))> {
+    let img = decode(path)?;
+    let original = (img.width(), img.height());
+    let mut out = vec![0f32; 3 * cfg.pixels()];
+    image_to_chw(&img, cfg, &mut out);
+    Ok((out, original))
+}
+
+/// Writes the resized, normalised image into `out` (CHW).
+pub fn image_to_chw(img: &DynamicImage, cfg: &ImageConfig, out: &mut [f32]) {
+    let rgb = img.to_rgb32f();
+    let rgb = if rgb.dimensions() == (cfg.width, cfg.height) {
+        rgb
+    } else {
+        image::imageops::resize(&rgb, cfg.width, cfg.height, FilterType::Triangle)
+    };
+    let plane = cfg.pixels();
+    let (mean, std) = match cfg.normalization {
+        Normalization::Imagenet => (IMAGENET_MEAN, IMAGENET_STD),
+        Normalization::None => ([0.0; 3], [1.0; 3]),
+    };
+    for (i, px) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (px.0[c].clamp(0.0, 1.0) - mean[c]) / std[c];
+        }
+    }
+}
+
+/// Decodes a mask, checks it has the image's size, binarises it (grey value >
+/// threshold) and resizes it with nearest-neighbour so it stays binary.
+/// Returns `height * width` values of 0 or 1.
+pub fn load_mask(path: &Path, image_size: (u32, u32), cfg: &ImageConfig) -> Result<Vec<u8>> {
+    let img = decode(path)?;
+    if (img.width(), img.height()) != image_size {
+        return Err(DataError::file(
+            path,
+            format!(
+                "mask is {}x{} but its image is {}x{}; a mask must have its image's size",
+                img.width(),
+                img.height(),
+                image_size.0,
+                image_size.1
+            ),
+        ));
+    }
+    let mut grey = img.to_luma8();
+    for p in grey.pixels_mut() {
+        p.0[0] = u8::from(p.0[0] > cfg.mask_threshold);
+    }
+    let grey = if grey.dimensions() == (cfg.width, cfg.height) {
+        grey
+    } else {
+        image::imageops::resize(&grey, cfg.width, cfg.height, FilterType::Nearest)
+    };
+    Ok(grey.into_raw())
+}

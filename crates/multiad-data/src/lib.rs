@@ -1,0 +1,22 @@
+//! Data for anomaly detection: finding the files of a data set (MVTec AD, or
+//! a folder layout for users' own data), decoding and resizing them, batching
+//! them as candle tensors, and a synthetic defect generator for tests and the
+//! demo.
+//!
+//! Every failure is a [`DataError`] that names the file or directory and what
+//! is wrong with it.
+
+mod batch;
+mod decode;
+mod error;
+mod folder;
+mod mvtec;
+mod sample;
+pub mod synth;
+
+pub use batch::{check_all, load_sample, Batch, BatchIter, BatchLoader, LoadedSample};
+pub use decode::{decode, image_to_chw, load_image, load_mask, ImageConfig, Normalization, IMAGENET_MEAN, IMAGENET_STD};
+pub use error::{DataError, Result, IMAGE_EXTENSIONS};
+pub use folder::{AbnormalDir, DatasetSpec, FolderSpec, MaskRule, MvtecSpec};
+pub use mvtec::load_mvtec;
+pub use sample::{Dataset, DatasetSummary, DefectCount, Label, Sample};

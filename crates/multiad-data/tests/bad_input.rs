@@ -1,0 +1,111 @@
+//! Bad input: each case must give an error that names the file and says what
+//! is wrong, never a panic.
+
+use std::path::Path;
+
+use multiad_data::synth::{generate, SynthConfig};
+use multiad_data::{load_mvtec, load_sample, BatchLoader, ImageConfig};
+
+fn category(dir: &Path) -> std::path::PathBuf {
+    let cfg = SynthConfig { category: "cat".into(), seed: 0, size: 48, train: 3, test_good: 2, test_per_defect: 1 };
+    generate(dir, &cfg).unwrap();
+    dir.join("cat")
+}
+
+/// Decodes the whole category, returning the first error's text.
+fn decode_error(root: &Path) -> String {
+    let ds = load_mvtec(root).unwrap();
+    let mut all = ds.train.clone();
+    all.extend(ds.test.clone());
+    let loader = BatchLoader::new(all, ImageConfig::square(32), 2);
+    for b in loader.iter() {
+        if let Err(e) = b {
+            return e.to_string();
+        }
+    }
+    panic!("no error from {}", root.display());
+}
+
+#[test]
+fn missing_train_good() {
+    let t = tempfile::tempdir().unwrap();
+    let c = category(t.path());
+    std::fs::remove_dir_all(c.join("train/good")).unwrap();
+    let e = load_mvtec(&c).unwrap_err().to_string();
+    assert!(e.contains("train/good") && e.contains("missing"), "{e}");
+}
+
+#[test]
+fn empty_train_good() {
+    let t = tempfile::tempdir().unwrap();
+    let c = category(t.path());
+    for f in std::fs::read_dir(c.join("train/good")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let e = load_mvtec(&c).unwrap_err().to_string();
+    assert!(e.contains("train/good") && e.contains("no images"), "{e}");
+}
+
+#[test]
+fn truncated_image() {
+    let t = tempfile::tempdir().unwrap();
+    let c = category(t.path());
+    let f = c.join("train/good/001.png");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+    let e = decode_error(&c);
+    assert!(e.contains("001.png") && e.contains("cannot decode"), "{e}");
+}
+
+#[test]
+fn zero_byte_file() {
+    let t = tempfile::tempdir().unwrap();
+    let c = category(t.path());
+    std::fs::write(c.join("test/good/000.png"), b"").unwrap();
+    let e = decode_error(&c);
+    assert!(e.contains("test/good/000.png") && e.contains("empty (0 bytes)"), "{e}");
+}
+
+#[test]
+fn unreadable_format() {
+    let t = tempfile::tempdir().unwrap();
+    let c = category(t.path());
+    // A GIF (not a supported format) under a .png name, and plain text.
+    std::fs::write(c.join("train/good/000.png"), b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").unwrap();
+    let e = decode_error(&c);
+    assert!(e.contains("000.png") && e.contains("not an image format"), "{e}");
+    std::fs::write(c.join("train/good/000.png"), b"hello, I am not an image").unwrap();
+    let e = decode_error(&c);
+    assert!(e.contains("000.png") && e.contains("not an image format"), "{e}");
+}
+
+#[test]
+fn mask_size_differs_from_image() {
+    let t = tempfile::tempdir().unwrap();
+    let c = category(t.path());
+    let m = c.join("ground_truth/hole/000_mask.png");
+    image::GrayImage::new(40, 48).save(&m).unwrap();
+    let ds = load_mvtec(&c).unwrap();
+    let s = ds.test.iter().find(|s| s.mask.as_deref() == Some(m.as_path())).unwrap();
+    let e = load_sample(s, &ImageConfig::square(32)).unwrap_err().to_string();
+    assert!(e.contains("000_mask.png") && e.contains("40x48") && e.contains("48x48"), "{e}");
+}
+
+#[test]
+fn missing_mask_and_orphan_mask() {
+    let t = tempfile::tempdir().unwrap();
+    let c = category(t.path());
+    std::fs::rename(c.join("ground_truth/stain/000_mask.png"), c.join("ground_truth/stain/keep.bin")).unwrap();
+    let e = load_mvtec(&c).unwrap_err().to_string();
+    assert!(e.contains("stain/000.png") && e.contains("no mask"), "{e}");
+    std::fs::rename(c.join("ground_truth/stain/keep.bin"), c.join("ground_truth/stain/000_mask.png")).unwrap();
+    std::fs::copy(c.join("ground_truth/stain/000_mask.png"), c.join("ground_truth/stain/007_mask.png")).unwrap();
+    let e = load_mvtec(&c).unwrap_err().to_string();
+    assert!(e.contains("007_mask.png") && e.contains("no test image"), "{e}");
+}
+
+#[test]
+fn missing_category() {
+    let e = load_mvtec(Path::new("/nonexistent/category")).unwrap_err().to_string();
+    assert!(e.contains("/nonexistent/category") && e.contains("not found"), "{e}");
+}
