@@ -69,12 +69,13 @@ pub struct BatchLoader {
     batch_size: usize,
     order: Vec<usize>,
     drop_last: bool,
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl BatchLoader {
     pub fn new(samples: Vec<Sample>, cfg: ImageConfig, batch_size: usize) -> Self {
         let order = (0..samples.len()).collect();
-        Self { samples: Arc::new(samples), cfg, batch_size: batch_size.max(1), order, drop_last: false }
+        Self { samples: Arc::new(samples), cfg, batch_size: batch_size.max(1), order, drop_last: false, pool: None }
     }
 
     /// Visits samples in an order fixed by `seed` (one order per epoch: pass
@@ -89,6 +90,13 @@ impl BatchLoader {
     /// batch of one).
     pub fn drop_last(mut self, yes: bool) -> Self {
         self.drop_last = yes;
+        self
+    }
+
+    /// Decodes on this thread pool instead of rayon's global one (to bound
+    /// the threads used next to a model's own, or to benchmark).
+    pub fn with_pool(mut self, pool: Arc<rayon::ThreadPool>) -> Self {
+        self.pool = Some(pool);
         self
     }
 
@@ -112,7 +120,10 @@ impl BatchLoader {
         std::thread::spawn(move || {
             for b in 0..me.num_batches() {
                 let idx: Vec<usize> = me.order[b * me.batch_size..((b + 1) * me.batch_size).min(me.order.len())].to_vec();
-                let res = me.decode_batch(idx);
+                let res = match &me.pool {
+                    Some(p) => p.install(|| me.decode_batch(idx)),
+                    None => me.decode_batch(idx),
+                };
                 let failed = res.is_err();
                 if tx.send(res).is_err() || failed {
                     return;

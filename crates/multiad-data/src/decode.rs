@@ -3,6 +3,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
+use fast_image_resize as fr;
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader};
 
@@ -92,22 +93,62 @@ pub fn load_image(path: &Path, cfg: &ImageConfig) -> Result<(Vec<f32>, (u32, u32
     Ok((out, original))
 }
 
+/// Resampling filter for images: bilinear with antialiasing when shrinking
+/// (the kernel widens with the scale factor), as PIL's and torchvision's
+/// `Resize` do, so that our inputs match what PyTorch code feeds its models.
+fn bilinear() -> fr::ResizeOptions {
+    fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
+}
+
+/// Resizes an interleaved buffer of `pixel` type; `None` if the library
+/// rejects the buffer (it never should for buffers we built).
+fn resize_raw(src: &[u8], size: (u32, u32), to: (u32, u32), pixel: fr::PixelType) -> Option<Vec<u8>> {
+    let src = fr::images::ImageRef::new(size.0, size.1, src, pixel).ok()?;
+    let mut dst = fr::images::Image::new(to.0, to.1, pixel);
+    fr::Resizer::new().resize(&src, &mut dst, &bilinear()).ok()?;
+    Some(dst.into_vec())
+}
+
+/// The image as `height * width` RGB triples in [0, 1], resized. 8-bit images
+/// are resized in 8 bits (like PIL), grey ones before colour is replicated;
+/// deeper images in f32.
+fn resized_rgb(img: &DynamicImage, to: (u32, u32)) -> Vec<[f32; 3]> {
+    let size = (img.width(), img.height());
+    let same = size == to;
+    match img {
+        DynamicImage::ImageLuma8(_) | DynamicImage::ImageLumaA8(_) => {
+            let g = img.to_luma8().into_raw();
+            let g = if same { Some(g) } else { resize_raw(&g, size, to, fr::PixelType::U8) };
+            if let Some(g) = g {
+                return g.iter().map(|&v| [v as f32 / 255.0; 3]).collect();
+            }
+        }
+        DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => {
+            let c = img.to_rgb8().into_raw();
+            let c = if same { Some(c) } else { resize_raw(&c, size, to, fr::PixelType::U8x3) };
+            if let Some(c) = c {
+                return c.chunks_exact(3).map(|p| [p[0] as f32 / 255.0, p[1] as f32 / 255.0, p[2] as f32 / 255.0]).collect();
+            }
+        }
+        _ => {}
+    }
+    // 16-bit and float images, and the (theoretical) fallback.
+    let f = img.to_rgb32f();
+    let f = if same { f } else { image::imageops::resize(&f, to.0, to.1, image::imageops::FilterType::Triangle) };
+    f.pixels().map(|p| p.0).collect()
+}
+
 /// Writes the resized, normalised image into `out` (CHW).
 pub fn image_to_chw(img: &DynamicImage, cfg: &ImageConfig, out: &mut [f32]) {
-    let rgb = img.to_rgb32f();
-    let rgb = if rgb.dimensions() == (cfg.width, cfg.height) {
-        rgb
-    } else {
-        image::imageops::resize(&rgb, cfg.width, cfg.height, FilterType::Triangle)
-    };
+    let rgb = resized_rgb(img, (cfg.width, cfg.height));
     let plane = cfg.pixels();
     let (mean, std) = match cfg.normalization {
         Normalization::Imagenet => (IMAGENET_MEAN, IMAGENET_STD),
         Normalization::None => ([0.0; 3], [1.0; 3]),
     };
-    for (i, px) in rgb.pixels().enumerate() {
+    for (i, px) in rgb.iter().enumerate() {
         for c in 0..3 {
-            out[c * plane + i] = (px.0[c].clamp(0.0, 1.0) - mean[c]) / std[c];
+            out[c * plane + i] = (px[c].clamp(0.0, 1.0) - mean[c]) / std[c];
         }
     }
 }
