@@ -1,0 +1,100 @@
+//! Adam (Kingma & Ba) with optional decoupled weight decay, whose state can be
+//! saved in a checkpoint and restored, so that a resumed run continues exactly.
+
+use std::collections::HashMap;
+
+use candle_core::backprop::GradStore;
+use candle_core::{Result, Tensor, Var};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Decoupled (AdamW) weight decay; 0 for the paper's plain Adam.
+    pub weight_decay: f64,
+}
+
+impl Default for AdamConfig {
+    /// PyTorch's `torch.optim.Adam` defaults.
+    fn default() -> Self {
+        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+pub struct Adam {
+    cfg: AdamConfig,
+    vars: Vec<(String, Var)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    step: u64,
+}
+
+impl Adam {
+    pub fn new(vars: Vec<(String, Var)>, cfg: AdamConfig) -> Result<Self> {
+        let m = vars.iter().map(|(_, v)| v.zeros_like()).collect::<Result<Vec<_>>>()?;
+        let v = vars.iter().map(|(_, v)| v.zeros_like()).collect::<Result<Vec<_>>>()?;
+        Ok(Self { cfg, vars, m, v, step: 0 })
+    }
+
+    pub fn steps_taken(&self) -> u64 {
+        self.step
+    }
+
+    pub fn config(&self) -> AdamConfig {
+        self.cfg
+    }
+
+    /// One update from `grads`; variables without a gradient are left alone.
+    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.step += 1;
+        let c = self.cfg;
+        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
+        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        for (i, (_, var)) in self.vars.iter().enumerate() {
+            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let m = ((&self.m[i] * c.beta1)? + (g * (1.0 - c.beta1))?)?;
+            let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            let update = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + c.eps)?)?;
+            let mut next = (var.as_tensor() - (update * c.lr)?)?;
+            if c.weight_decay > 0.0 {
+                next = (next - (var.as_tensor() * (c.lr * c.weight_decay))?)?;
+            }
+            var.set(&next)?;
+            self.m[i] = m;
+            self.v[i] = v;
+        }
+        Ok(())
+    }
+
+    /// Moments and the step count, named `{prefix}m.{var}`, `{prefix}v.{var}`, `{prefix}step`.
+    pub fn state(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        for (i, (name, _)) in self.vars.iter().enumerate() {
+            out.insert(format!("{prefix}m.{name}"), self.m[i].clone());
+            out.insert(format!("{prefix}v.{name}"), self.v[i].clone());
+        }
+        let dev = self.vars.first().map(|(_, v)| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
+        out.insert(format!("{prefix}step"), Tensor::new(&[self.step as f64], &dev)?);
+        Ok(out)
+    }
+
+    /// Restores what [`Adam::state`] saved; a missing tensor is an error naming it.
+    pub fn load_state(&mut self, t: &HashMap<String, Tensor>, prefix: &str) -> Result<()> {
+        let get = |k: String| -> Result<Tensor> {
+            t.get(&k).cloned().ok_or_else(|| candle_core::Error::Msg(format!("optimiser state `{k}` is missing")))
+        };
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            let m = get(format!("{prefix}m.{name}"))?;
+            let v = get(format!("{prefix}v.{name}"))?;
+            if m.dims() != var.dims() || v.dims() != var.dims() {
+                candle_core::bail!("optimiser state for `{name}` has the wrong shape");
+            }
+            self.m[i] = m;
+            self.v[i] = v;
+        }
+        self.step = get(format!("{prefix}step"))?.to_vec1::<f64>()?[0] as u64;
+        Ok(())
+    }
+}

@@ -1,0 +1,23 @@
+//! The pieces candle 0.11 lacks for anomaly-detection models, each with a
+//! backward pass:
+//!
+//! * [`resample`]: bilinear resizing (PyTorch `interpolate(mode="bilinear",
+//!   align_corners=False)`) and Gaussian smoothing, written as separable
+//!   linear maps `A · X · Bᵀ` so that candle's matmul gives both the forward
+//!   and the backward pass, on every device candle supports;
+//! * [`pool`]: max pooling with padding and kernel != stride (the ResNet stem),
+//!   as a custom op with its own backward;
+//! * [`params`]: a parameter store whose initialisation is fixed by a seed
+//!   (candle's CPU random numbers cannot be seeded), saved to and loaded from
+//!   safetensors with errors that name the tensor;
+//! * [`adam`]: Adam whose moment estimates can be checkpointed and restored.
+
+pub mod adam;
+pub mod params;
+pub mod pool;
+pub mod resample;
+
+pub use adam::{Adam, AdamConfig};
+pub use params::ParamStore;
+pub use pool::max_pool2d;
+pub use resample::{gaussian_blur, gaussian_kernel_size, resize_bilinear};

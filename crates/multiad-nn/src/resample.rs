@@ -1,0 +1,131 @@
+//! Separable linear resampling: `Y = A · X · Bᵀ` per (batch, channel) plane,
+//! with `A` (out_h x in_h) and `B` (out_w x in_w) built on the host. Bilinear
+//! interpolation and Gaussian smoothing are both of this form, so one matmul
+//! pair gives the forward pass and candle's autograd the backward pass.
+
+use candle_core::{Device, Result, Tensor};
+
+/// Interpolation weights of PyTorch's bilinear resize with
+/// `align_corners=False` and no antialiasing, as an (out x inp) row-major matrix.
+pub fn bilinear_matrix(out: usize, inp: usize) -> Vec<f32> {
+    let mut m = vec![0f32; out * inp];
+    let scale = inp as f64 / out as f64;
+    for i in 0..out {
+        let src = ((i as f64 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(inp - 1);
+        let i1 = (i0 + 1).min(inp - 1);
+        let l1 = (src - i0 as f64) as f32;
+        m[i * inp + i0] += 1.0 - l1;
+        m[i * inp + i1] += l1;
+    }
+    m
+}
+
+/// The kernel size anomalib and kornia use for a Gaussian of `sigma`:
+/// 2 * int(4 * sigma + 0.5) + 1 (33 for sigma = 4).
+pub fn gaussian_kernel_size(sigma: f64) -> usize {
+    2 * (4.0 * sigma + 0.5) as usize + 1
+}
+
+/// Maps an index outside [0, n) back inside by mirroring without repeating the
+/// edge (`[d c b | a b c d | c b a]`), PyTorch's `reflect` padding.
+fn reflect(mut j: i64, n: i64) -> usize {
+    if n == 1 {
+        return 0;
+    }
+    loop {
+        if j < 0 {
+            j = -j;
+        } else if j >= n {
+            j = 2 * (n - 1) - j;
+        } else {
+            return j as usize;
+        }
+    }
+}
+
+/// Gaussian smoothing along one axis of length n with reflect borders, as an
+/// (n x n) matrix.
+pub fn gaussian_matrix(n: usize, sigma: f64) -> Vec<f32> {
+    let k = gaussian_kernel_size(sigma);
+    let r = (k / 2) as i64;
+    let w: Vec<f64> = (-r..=r).map(|x| (-(x * x) as f64 / (2.0 * sigma * sigma)).exp()).collect();
+    let total: f64 = w.iter().sum();
+    let mut m = vec![0f32; n * n];
+    for i in 0..n {
+        for (t, wt) in w.iter().enumerate() {
+            let j = reflect(i as i64 + t as i64 - r, n as i64);
+            m[i * n + j] += (wt / total) as f32;
+        }
+    }
+    m
+}
+
+/// `A · X · Bᵀ` on the last two dimensions of a (N, C, H, W) tensor.
+pub fn separable(x: &Tensor, a: &[f32], out_h: usize, b: &[f32], out_w: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let dev: &Device = x.device();
+    let bt = Tensor::from_slice(b, (out_w, w), dev)?.to_dtype(x.dtype())?.t()?;
+    let at = Tensor::from_slice(a, (out_h, h), dev)?.to_dtype(x.dtype())?.t()?;
+    // Rows first: (N*C*H, W) @ (W, out_w).
+    let y = x.reshape((n * c * h, w))?.matmul(&bt)?;
+    // Then columns: bring H last, (N*C*out_w, H) @ (H, out_h), and back.
+    let y = y.reshape((n * c, h, out_w))?.transpose(1, 2)?.contiguous()?;
+    let y = y.reshape((n * c * out_w, h))?.matmul(&at)?;
+    y.reshape((n, c, out_w, out_h))?.transpose(2, 3)?.contiguous()
+}
+
+/// Bilinear resize of a (N, C, H, W) tensor to (N, C, out_h, out_w), matching
+/// PyTorch's `F.interpolate(mode="bilinear", align_corners=False)`; differentiable.
+pub fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if (h, w) == (out_h, out_w) {
+        return Ok(x.clone());
+    }
+    separable(x, &bilinear_matrix(out_h, h), out_h, &bilinear_matrix(out_w, w), out_w)
+}
+
+/// Gaussian smoothing of a (N, C, H, W) tensor with standard deviation
+/// `sigma` (pixels), kernel size 2 * int(4 sigma + 0.5) + 1, reflect borders,
+/// as anomalib's `GaussianBlur2d`; differentiable.
+pub fn gaussian_blur(x: &Tensor, sigma: f64) -> Result<Tensor> {
+    if sigma <= 0.0 {
+        return Ok(x.clone());
+    }
+    let (_, _, h, w) = x.dims4()?;
+    separable(x, &gaussian_matrix(h, sigma), h, &gaussian_matrix(w, sigma), w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bilinear_rows_sum_to_one_and_match_pytorch_by_hand() {
+        // torch.nn.functional.interpolate(torch.arange(4.).view(1,1,1,4), size=(1,8), mode="bilinear")
+        // -> [0, .25, .75, 1.25, 1.75, 2.25, 2.75, 3]
+        let m = bilinear_matrix(8, 4);
+        let x = [0.0f32, 1.0, 2.0, 3.0];
+        let y: Vec<f32> = (0..8).map(|i| (0..4).map(|j| m[i * 4 + j] * x[j]).sum()).collect();
+        assert_eq!(y, vec![0.0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0]);
+        // Downsampling by 2 averages neighbours: [0.5, 2.5].
+        let m = bilinear_matrix(2, 4);
+        let y: Vec<f32> = (0..2).map(|i| (0..4).map(|j| m[i * 4 + j] * x[j]).sum()).collect();
+        assert_eq!(y, vec![0.5, 2.5]);
+    }
+
+    #[test]
+    fn gaussian_preserves_constants_and_mass_position() {
+        assert_eq!(gaussian_kernel_size(4.0), 33);
+        let m = gaussian_matrix(40, 4.0);
+        for i in 0..40 {
+            let s: f32 = m[i * 40..(i + 1) * 40].iter().sum();
+            assert!((s - 1.0).abs() < 1e-5);
+        }
+        // Symmetric in the interior.
+        assert!((m[20 * 40 + 17] - m[20 * 40 + 23]).abs() < 1e-7);
+        assert_eq!(reflect(-1, 5), 1);
+        assert_eq!(reflect(5, 5), 3);
+        assert_eq!(reflect(-7, 5), 1);
+    }
+}

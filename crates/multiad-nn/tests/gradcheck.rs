@@ -1,0 +1,108 @@
+//! Every op's backward pass against finite differences, and its forward pass
+//! against candle's own op where candle has one.
+
+use candle_core::{Device, Tensor, Var};
+use multiad_nn::{gaussian_blur, max_pool2d, resize_bilinear};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random(shape: (usize, usize, usize, usize), seed: u64) -> Vec<f32> {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    // Distinct values so that max pooling has no ties at the finite-difference scale.
+    let n = shape.0 * shape.1 * shape.2 * shape.3;
+    let mut v: Vec<f32> = (0..n).map(|i| (i as f32 / n as f32) * 2.0 - 1.0).collect();
+    for i in (1..n).rev() {
+        v.swap(i, r.random_range(0..=i));
+    }
+    v.iter_mut().for_each(|x| *x += r.random_range(-0.1..0.1) / n as f32);
+    v
+}
+
+/// Compares d(sum(f(x) * w))/dx from autograd with central differences.
+fn check(f: impl Fn(&Tensor) -> Tensor, shape: (usize, usize, usize, usize), seed: u64) {
+    let dev = Device::Cpu;
+    let x0 = random(shape, seed);
+    let x = Var::from_vec(x0.clone(), shape, &dev).unwrap();
+    let y = f(x.as_tensor());
+    let w = Tensor::from_vec(random(y.dims4().unwrap(), seed + 1), y.shape(), &dev).unwrap();
+    let loss = (y * &w).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let g: Vec<f32> = grads.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let eval = |v: &[f32]| -> f64 {
+        let t = Tensor::from_slice(v, shape, &dev).unwrap();
+        let y = f(&t);
+        (y * &w).unwrap().sum_all().unwrap().to_dtype(candle_core::DType::F64).unwrap().to_scalar::<f64>().unwrap()
+    };
+    let eps = 1e-2f32 / (x0.len() as f32).sqrt();
+    for i in (0..x0.len()).step_by(x0.len().div_ceil(60)) {
+        let mut p = x0.clone();
+        p[i] += eps;
+        let mut m = x0.clone();
+        m[i] -= eps;
+        let fd = (eval(&p) - eval(&m)) / (2.0 * eps as f64);
+        let tol = 2e-2 * (1.0 + fd.abs());
+        assert!((fd - g[i] as f64).abs() < tol, "element {i}: autograd {} vs finite difference {fd}", g[i]);
+    }
+}
+
+#[test]
+fn bilinear_resize_gradients() {
+    for (shape, (h, w)) in [((2, 3, 4, 5), (8, 10)), ((1, 2, 7, 3), (16, 5)), ((1, 1, 8, 8), (3, 5))] {
+        check(|x| resize_bilinear(x, h, w).unwrap(), shape, 1);
+    }
+}
+
+#[test]
+fn gaussian_blur_gradients() {
+    check(|x| gaussian_blur(x, 1.5).unwrap(), (1, 2, 9, 11), 2);
+    check(|x| gaussian_blur(x, 4.0).unwrap(), (1, 1, 20, 18), 3);
+}
+
+#[test]
+fn max_pool_gradients_over_strides_and_paddings() {
+    for (k, s, p) in [(3, 2, 1), (3, 1, 1), (2, 2, 0), (3, 3, 0), (5, 2, 2)] {
+        check(|x| max_pool2d(x, k, s, p).unwrap(), (2, 2, 9, 10), 4 + k as u64);
+    }
+}
+
+#[test]
+fn max_pool_matches_candle_where_candle_has_it() {
+    let dev = Device::Cpu;
+    let x = Tensor::from_vec(random((2, 3, 12, 10), 9), (2, 3, 12, 10), &dev).unwrap();
+    // No padding: candle's op, including its backward (kernel == stride).
+    for (k, s) in [(2, 2), (3, 3), (3, 2)] {
+        let ours = max_pool2d(&x, k, s, 0).unwrap();
+        let theirs = x.max_pool2d_with_stride(k, s).unwrap();
+        let d = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(d, 0.0, "k {k} s {s}");
+    }
+    // Padding with non-negative input equals zero padding then candle's pooling.
+    let xr = x.relu().unwrap();
+    let ours = max_pool2d(&xr, 3, 2, 1).unwrap();
+    let theirs = xr.pad_with_zeros(2, 1, 1).unwrap().pad_with_zeros(3, 1, 1).unwrap().max_pool2d_with_stride(3, 2).unwrap();
+    assert_eq!(ours.dims(), &[2, 3, 6, 5]);
+    let d = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(d, 0.0);
+    // Backward: candle 0.11's own max-pool gradient (kernel == stride) is
+    // scaled by 1/(k*k) (it multiplies by the average of the argmax mask);
+    // ours is the one that agrees with finite differences above.
+    let v = Var::from_tensor(&x).unwrap();
+    let g1 = max_pool2d(v.as_tensor(), 2, 2, 0).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    let g2 = v.as_tensor().max_pool2d(2).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    let ours = g1.get(v.as_tensor()).unwrap();
+    let theirs = g2.get(v.as_tensor()).unwrap();
+    let ratio_gap = (ours - (theirs * 4.0).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    eprintln!("ours vs 4 x candle's max-pool gradient: max difference {ratio_gap}");
+}
+
+#[test]
+fn bilinear_matches_candle_forward() {
+    let dev = Device::Cpu;
+    let x = Tensor::from_vec(random((1, 2, 6, 7), 5), (1, 2, 6, 7), &dev).unwrap();
+    for (h, w) in [(12, 14), (24, 21), (3, 4)] {
+        let ours = resize_bilinear(&x, h, w).unwrap();
+        let theirs = x.upsample_bilinear2d(h, w, false).unwrap();
+        let d = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-4, "{h}x{w}: {d}");
+    }
+}
