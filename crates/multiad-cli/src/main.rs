@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use multiad_data::synth::{generate, SynthConfig};
+use multiad::{DataRef, ExperimentConfig, RunDir};
 use multiad_data::{check_all, load_mvtec, Dataset, DatasetSpec, ImageConfig};
 
 #[derive(Parser)]
@@ -22,6 +23,118 @@ enum Command {
     Synth(SynthArgs),
     /// List a data set's images, masks and defect types; optionally decode every file.
     Inspect(InspectArgs),
+    /// Train Multi-AD (Algorithm 1) into a new run directory, or resume one.
+    Train(TrainArgs),
+    /// Test a trained run: metrics.json, scores.csv (and maps.npy with --save-maps).
+    Test(TestArgs),
+    /// Heat-map overlays (PNG) and scores for new images with a trained run.
+    Predict(PredictArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Experiment YAML (see experiments/: smoke, cpu, paper). Not needed with --resume.
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
+    /// An MVTec AD category directory, or a data set YAML (experiments/datasets/).
+    #[arg(long, required_unless_present = "resume")]
+    data: Option<PathBuf>,
+    /// Directory the data set YAML's `path` is relative to.
+    #[arg(long, default_value = ".")]
+    data_root: PathBuf,
+    /// The run directory to create (refused if it already holds anything).
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Override the experiment's number of epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override the experiment's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// A trained run directory.
+    #[arg(long)]
+    run: PathBuf,
+    /// Also write the smoothed anomaly maps as maps.npy (N x H x W float32).
+    #[arg(long)]
+    save_maps: bool,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// A trained run directory.
+    #[arg(long)]
+    run: PathBuf,
+    /// Where heat maps and scores.csv go.
+    #[arg(long)]
+    out: PathBuf,
+    /// Image files.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let mut err = std::io::stderr();
+    let run = if a.resume {
+        if a.config.is_some() || a.data.is_some() || a.epochs.is_some() || a.seed.is_some() {
+            bail!("--resume continues the run exactly as configured in {}; drop --config/--data/--epochs/--seed", a.out.display());
+        }
+        RunDir::open(&a.out)?
+    } else {
+        let config = a.config.as_deref().context("--config is required")?;
+        let mut cfg = ExperimentConfig::from_yaml_file(config)?;
+        if let Some(e) = a.epochs {
+            cfg.train.epochs = e;
+        }
+        if let Some(s) = a.seed {
+            cfg.seed = s;
+        }
+        cfg.validate().map_err(|m| anyhow::anyhow!("{}: {m}", config.display()))?;
+        // Weights paths are relative to where the command runs; the run keeps them absolute.
+        if let Some(w) = &cfg.teacher.weights {
+            if w.is_relative() {
+                cfg.teacher.weights = Some(std::env::current_dir()?.join(w));
+            }
+        }
+        let data = DataRef::from_arg(a.data.as_deref().context("--data is required")?, &a.data_root)?;
+        RunDir::create(&a.out, &cfg, &data)?
+    };
+    if run.is_trained() {
+        bail!("{} has finished training already; test it with `multiad test --run {}`", run.dir.display(), run.dir.display());
+    }
+    multiad::train(&run, a.resume, &mut err)?;
+    println!("run written to {}", run.dir.display());
+    Ok(())
+}
+
+fn print_metrics(m: &multiad::TestMetrics) {
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a (no masks)".into());
+    println!("image AUROC  {:.4}", m.image_auroc);
+    println!("pixel AUROC  {}", opt(m.pixel_auroc));
+    println!("AUPRO (0.3)  {}", opt(m.aupro));
+    println!("F1-max       {:.4} (image level, threshold {:.4})", m.f1_max, m.f1_threshold);
+    println!("{} test images in {:.1} s", m.test_images, m.seconds);
+}
+
+fn test(a: TestArgs) -> Result<()> {
+    let run = RunDir::open(&a.run)?;
+    let m = multiad::test(&run, a.save_maps, &mut std::io::stderr())?;
+    print_metrics(&m);
+    println!("wrote {}", run.path("metrics.json").display());
+    Ok(())
+}
+
+fn predict(a: PredictArgs) -> Result<()> {
+    let run = RunDir::open(&a.run)?;
+    multiad::predict(&run, &a.images, &a.out, &mut std::io::stdout())?;
+    println!("wrote {}", a.out.join("scores.csv").display());
+    Ok(())
 }
 
 #[derive(Args)]
@@ -124,6 +237,9 @@ fn main() -> ExitCode {
     let res = match cli.command {
         Command::Synth(a) => synth(a),
         Command::Inspect(a) => inspect(a),
+        Command::Train(a) => train(a),
+        Command::Test(a) => test(a),
+        Command::Predict(a) => predict(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

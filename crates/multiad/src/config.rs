@@ -1,0 +1,263 @@
+//! The experiment file: every knob of the method with the paper's value (or,
+//! where the paper is silent, a documented choice) as default. Unknown keys
+//! and impossible values are errors that name the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// A name for the scale preset this file describes (`paper`, `cpu`, `smoke`).
+    #[serde(default)]
+    pub preset: String,
+    /// Fixes every random choice: initialisation, shuffling, dropout.
+    #[serde(default)]
+    pub seed: u64,
+    /// Input side (square); must be divisible by 32 (the deepest stride).
+    #[serde(default = "d_image_size")]
+    pub image_size: u32,
+    pub teacher: TeacherConfig,
+    #[serde(default)]
+    pub student: StudentConfig,
+    #[serde(default)]
+    pub discriminator: DiscriminatorConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub inference: InferenceConfig,
+}
+
+fn d_image_size() -> u32 {
+    256
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeacherKind {
+    /// torchvision WideResNet-50-2 (the paper's teacher).
+    WideResnet50_2,
+    Resnet18,
+    /// EfficientNet-Lite0 (the `cpu` preset's teacher).
+    EfficientnetLite0,
+    /// A small randomly initialised, frozen network (the `smoke` preset): no
+    /// weights needed, for tests and CI only.
+    Random,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    pub kind: TeacherKind,
+    /// A local safetensors file; when absent, the Hugging Face cache is searched.
+    #[serde(default)]
+    pub weights: Option<PathBuf>,
+    /// Which of the backbone's feature levels are the critical layers
+    /// M1..M4 (0-based indices into its levels). Default: all four ResNet
+    /// layers; stages 1, 2, 4, 6 of EfficientNet-Lite0 (strides 4, 8, 16, 32).
+    #[serde(default)]
+    pub layers: Option<Vec<usize>>,
+    /// Channels of the random teacher's four levels.
+    #[serde(default = "d_random_channels")]
+    pub random_channels: Vec<usize>,
+}
+
+fn d_random_channels() -> Vec<usize> {
+    vec![16, 32, 64, 128]
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StudentConfig {
+    /// Channels of the 7x7 stem convolution (64 in WideResNet).
+    pub stem_channels: usize,
+    /// Bottlenecks per stage (WideResNet-50: 3, 4, 6, 3).
+    pub blocks: Vec<usize>,
+    /// Inner width of each stage's bottlenecks (WideResNet-50-2: 128, 256, 512, 1024).
+    /// Output channels always equal the teacher's critical layers'.
+    pub widths: Vec<usize>,
+    /// Dilated 3x3 convolutions, rates 1, 2, 4, 8 by stage (Eq 1).
+    pub dilation: bool,
+    /// Squeeze-and-excitation in every bottleneck (Eqs 2-4). "SE off" in Table 4.
+    pub se: bool,
+    /// SE reduction ratio r: hidden width = max(1, C / r).
+    pub se_reduction: usize,
+    /// Feature fusion of each stage with the upsampled next one (Eq 5).
+    pub fusion: bool,
+}
+
+impl Default for StudentConfig {
+    fn default() -> Self {
+        Self {
+            stem_channels: 64,
+            blocks: vec![3, 4, 6, 3],
+            widths: vec![128, 256, 512, 1024],
+            dilation: true,
+            se: true,
+            se_reduction: 16,
+            fusion: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscInput {
+    /// Channel-wise L2-normalised features (what the distillation loss compares).
+    Normalized,
+    /// Raw features, as Eq 10 writes D(F_T).
+    Raw,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscriminatorConfig {
+    /// The adversarial part (Eqs 9-12). "D off" in Table 4.
+    pub enabled: bool,
+    /// Filters of the four 3x3 convolutions (paper: 128, 256, 512, 1024).
+    pub channels: Vec<usize>,
+    /// Dropout before the FC layer (the paper gives no rate).
+    pub dropout: f64,
+    /// Every critical layer is average-pooled to grid x grid (at most the
+    /// deepest layer's size) and the levels concatenated: D's input.
+    pub grid: usize,
+    pub input: DiscInput,
+    /// λ of Eq 12 (the paper gives no value).
+    pub lambda: f64,
+    /// LeakyReLU slope (Eq 9).
+    pub leaky_slope: f64,
+}
+
+impl Default for DiscriminatorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            channels: vec![128, 256, 512, 1024],
+            dropout: 0.3,
+            grid: 8,
+            input: DiscInput::Normalized,
+            lambda: 0.1,
+            leaky_slope: 0.2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Adam learning rate of the student (paper: 0.001).
+    pub lr: f64,
+    /// Adam learning rate of the discriminator (paper: 0.001).
+    pub disc_lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// Teacher features of training images are computed once and kept, up to
+    /// this many MiB (the teacher is frozen and there is no augmentation).
+    pub teacher_cache_mib: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self { epochs: 250, batch_size: 16, lr: 1e-3, disc_lr: 1e-3, beta1: 0.9, beta2: 0.999, teacher_cache_mib: 4096 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceConfig {
+    /// Convolution-enhanced multi-scale fusion Ψ (Eq 14). Off: plain sum of
+    /// the upsampled per-layer maps. "MFF off" in Table 4.
+    pub mff: bool,
+    /// Gaussian σ in pixels of the final map (Eq 15); 4 is the field's convention.
+    pub sigma: f64,
+    /// Training images used to fit Ψ's statistics (0 = all).
+    pub fit_images: usize,
+    pub batch_size: usize,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        Self { mff: true, sigma: 4.0, fit_images: 0, batch_size: 8 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {msg}", path.display())]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub msg: String,
+}
+
+impl ExperimentConfig {
+    pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Self = serde_yaml_ng::from_str(text).map_err(|e| ConfigError { path: path.into(), msg: e.to_string() })?;
+        cfg.validate().map_err(|msg| ConfigError { path: path.into(), msg })?;
+        Ok(cfg)
+    }
+
+    pub fn from_yaml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError { path: path.into(), msg: format!("cannot read: {e}") })?;
+        Self::from_yaml_str(&text, path)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).expect("config serialises")
+    }
+
+    /// Checks every value that could not work, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let t = &self.train;
+        let pos = |k: &str, v: f64| if v > 0.0 && v.is_finite() { Ok(()) } else { Err(format!("`{k}` must be positive, got {v}")) };
+        if self.image_size == 0 || self.image_size % 32 != 0 {
+            return Err(format!("`image_size` must be a positive multiple of 32 (the deepest stride), got {}", self.image_size));
+        }
+        pos("train.lr", t.lr)?;
+        pos("train.disc_lr", t.disc_lr)?;
+        if t.epochs == 0 {
+            return Err("`train.epochs` must be at least 1".into());
+        }
+        if t.batch_size < 2 {
+            return Err(format!("`train.batch_size` must be at least 2 (batch norm), got {}", t.batch_size));
+        }
+        for (k, b) in [("train.beta1", t.beta1), ("train.beta2", t.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(format!("`{k}` must be in [0, 1), got {b}"));
+            }
+        }
+        let s = &self.student;
+        if s.blocks.len() != 4 || s.widths.len() != 4 {
+            return Err("`student.blocks` and `student.widths` need four entries (one per stage)".into());
+        }
+        if s.blocks.contains(&0) || s.widths.contains(&0) || s.stem_channels == 0 || s.se_reduction == 0 {
+            return Err("`student` sizes must be positive".into());
+        }
+        let d = &self.discriminator;
+        if d.channels.len() != 4 || d.channels.contains(&0) {
+            return Err("`discriminator.channels` needs four positive entries".into());
+        }
+        if !(0.0..1.0).contains(&d.dropout) {
+            return Err(format!("`discriminator.dropout` must be in [0, 1), got {}", d.dropout));
+        }
+        if d.grid == 0 {
+            return Err("`discriminator.grid` must be at least 1".into());
+        }
+        if !(d.lambda >= 0.0 && d.lambda.is_finite()) {
+            return Err(format!("`discriminator.lambda` must be >= 0, got {}", d.lambda));
+        }
+        if self.inference.sigma < 0.0 || self.inference.batch_size == 0 {
+            return Err("`inference.sigma` must be >= 0 and `inference.batch_size` >= 1".into());
+        }
+        if let Some(l) = &self.teacher.layers {
+            if l.len() != 4 {
+                return Err(format!("`teacher.layers` needs four levels (M1..M4), got {}", l.len()));
+            }
+        }
+        if self.teacher.random_channels.len() != 4 || self.teacher.random_channels.contains(&0) {
+            return Err("`teacher.random_channels` needs four positive entries".into());
+        }
+        Ok(())
+    }
+}

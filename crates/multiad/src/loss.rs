@@ -1,0 +1,97 @@
+//! Losses: the distillation loss L_G (Eqs 6-8) and the adversarial losses
+//! L_D and L_adv (Eqs 10-11), the latter computed from logits with
+//! log-sigmoid so that saturated outputs give finite gradients.
+
+use candle_core::{Result, Tensor, D};
+
+/// Eq 6: F / ||F||_2 over channels at each position. Zero vectors (common
+/// after a ReLU) are guarded by clamping the squared norm at ε² = 1e-16
+/// *before* the square root: clamping after it would multiply sqrt's infinite
+/// slope at 0 by the clamp's zero slope and make the gradient NaN.
+pub fn l2_normalize_channels(f: &Tensor) -> Result<Tensor> {
+    let norm = f.sqr()?.sum_keepdim(1)?.clamp(1e-16f32, f32::MAX)?.sqrt()?;
+    f.broadcast_div(&norm)
+}
+
+/// 1 - cos(T, S) at every position of one critical layer: (B, 1, h, w). Eq 13.
+pub fn cosine_distance_map(t: &Tensor, s: &Tensor) -> Result<Tensor> {
+    let cos = (l2_normalize_channels(t)? * l2_normalize_channels(s)?)?.sum_keepdim(1)?;
+    cos.affine(-1.0, 1.0)
+}
+
+/// Eq 8: L_G = (1/P) Σ_i (1/Q_i) Σ_j (1 - cos(φ_T^(i,j), φ_S^(i,j))), the mean
+/// over positions (and the batch) of each critical layer, then over layers.
+pub fn distillation_loss(t: &[Tensor], s: &[Tensor]) -> Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for (ft, fs) in t.iter().zip(s) {
+        let l = cosine_distance_map(ft, fs)?.mean_all()?;
+        total = Some(match total {
+            None => l,
+            Some(acc) => (acc + l)?,
+        });
+    }
+    let total = total.expect("at least one critical layer");
+    total / t.len() as f64
+}
+
+/// log(1 + e^x), stable for large |x|.
+fn softplus(x: &Tensor) -> Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}
+
+/// Eq 10: L_D = -mean[log D(F_T) + log(1 - D(F_S))] with D = sigmoid(logit).
+pub fn discriminator_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Result<Tensor> {
+    // -log σ(x) = softplus(-x); -log(1 - σ(x)) = softplus(x).
+    softplus(&real_logits.neg()?)?.mean(D::Minus1)? + softplus(fake_logits)?.mean(D::Minus1)?
+}
+
+/// Eq 11: L_adv = -mean log D(F_S).
+pub fn adversarial_loss(fake_logits: &Tensor) -> Result<Tensor> {
+    softplus(&fake_logits.neg()?)?.mean(D::Minus1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn distillation_loss_is_zero_for_equal_directions_and_one_for_orthogonal() {
+        let dev = Device::Cpu;
+        let a = Tensor::new(&[1f32, 0.0, 2.0, 0.0], &dev).unwrap().reshape((1, 2, 1, 2)).unwrap();
+        let b = (&a * 3.0).unwrap();
+        let l = distillation_loss(&[a.clone()], &[b]).unwrap().to_scalar::<f32>().unwrap();
+        assert!(l.abs() < 1e-6);
+        let c = Tensor::new(&[0f32, 1.0, 0.0, 1.0], &dev).unwrap().reshape((1, 2, 1, 2)).unwrap();
+        let l = distillation_loss(&[a], &[c]).unwrap().to_scalar::<f32>().unwrap();
+        assert!((l - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn zero_feature_vectors_give_finite_gradients() {
+        let dev = Device::Cpu;
+        let s = candle_core::Var::from_vec(vec![0f32, 0.0, 1.0, 2.0], (1, 2, 1, 2), &dev).unwrap();
+        let t = Tensor::new(&[1f32, 1.0, 1.0, 1.0], &dev).unwrap().reshape((1, 2, 1, 2)).unwrap();
+        let l = distillation_loss(&[t], &[s.as_tensor().clone()]).unwrap();
+        let g = l.backward().unwrap();
+        let g: Vec<f32> = g.get(s.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
+    }
+
+    #[test]
+    fn adversarial_losses_match_the_bce_formulas() {
+        let dev = Device::Cpu;
+        let real = Tensor::new(&[0.5f32, -1.0], &dev).unwrap();
+        let fake = Tensor::new(&[2.0f32, 0.0], &dev).unwrap();
+        let sig = |x: f32| 1.0 / (1.0 + (-x).exp());
+        let want_d = -((sig(0.5).ln() + sig(-1.0).ln()) / 2.0) - (((1.0 - sig(2.0)).ln() + (1.0 - sig(0.0)).ln()) / 2.0);
+        let got = discriminator_loss(&real, &fake).unwrap().to_scalar::<f32>().unwrap();
+        assert!((got - want_d).abs() < 1e-5, "{got} vs {want_d}");
+        let want_a = -((sig(2.0).ln() + sig(0.0).ln()) / 2.0);
+        let got = adversarial_loss(&fake).unwrap().to_scalar::<f32>().unwrap();
+        assert!((got - want_a).abs() < 1e-5);
+        // Saturated logits stay finite.
+        let big = Tensor::new(&[1e4f32], &dev).unwrap();
+        assert!(adversarial_loss(&big.neg().unwrap()).unwrap().to_scalar::<f32>().unwrap().is_finite());
+    }
+}

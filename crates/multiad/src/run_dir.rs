@@ -1,0 +1,118 @@
+//! A run directory: everything one training run wrote, so that `test`,
+//! `predict` and resumption need nothing else.
+//!
+//! ```text
+//! config.yaml            the resolved experiment (every default written out)
+//! data.yaml              the data set spec and its absolute root
+//! checkpoint.safetensors student, discriminator, both optimisers, epoch, RNG (after every epoch)
+//! history.jsonl          one line per finished epoch: losses, seconds
+//! model.safetensors      the final student (and discriminator)
+//! fusion.json            Ψ's statistics, fitted on the training images
+//! training.json          written last: marks training as finished
+//! metrics.json, scores.csv, maps.npy   from `multiad test`
+//! ```
+//! Every file is written to a temporary name and renamed into place.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use multiad_data::DatasetSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ExperimentConfig;
+
+/// The data a run trains and tests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataRef {
+    pub root: PathBuf,
+    pub spec: DatasetSpec,
+}
+
+impl DataRef {
+    /// `path` is either an MVTec AD category directory or a data set YAML file
+    /// (whose `path` is relative to `data_root`).
+    pub fn from_arg(path: &Path, data_root: &Path) -> Result<Self> {
+        if path.is_dir() {
+            let abs = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
+            return Ok(Self { root: PathBuf::from("/"), spec: DatasetSpec::Mvtec(multiad_data::MvtecSpec { path: abs }) });
+        }
+        if !path.is_file() {
+            bail!("{}: no such data set directory or spec file", path.display());
+        }
+        let spec = DatasetSpec::from_yaml_file(path)?;
+        let root = std::fs::canonicalize(data_root).with_context(|| format!("--data-root {}", data_root.display()))?;
+        Ok(Self { root, spec })
+    }
+
+    pub fn load(&self) -> Result<multiad_data::Dataset> {
+        Ok(self.spec.load(&self.root)?)
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temporary file + rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("moving {} into place", path.display()))?;
+    Ok(())
+}
+
+/// A sibling temporary name for `path`.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+pub struct RunDir {
+    pub dir: PathBuf,
+}
+
+impl RunDir {
+    /// Starts a new run. Refuses a directory that already holds anything, so
+    /// that a finished run is never overwritten.
+    pub fn create(dir: &Path, cfg: &ExperimentConfig, data: &DataRef) -> Result<Self> {
+        if dir.exists() {
+            let nonempty = std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true);
+            if nonempty {
+                if dir.join("config.yaml").exists() {
+                    bail!(
+                        "{} already holds a run; pass --resume to continue it, or choose another --out",
+                        dir.display()
+                    );
+                }
+                bail!("{} exists and is not empty; choose another --out", dir.display());
+            }
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let run = Self { dir: dir.to_path_buf() };
+        write_atomic(&run.path("data.yaml"), serde_yaml_ng::to_string(data)?.as_bytes())?;
+        write_atomic(&run.path("config.yaml"), cfg.to_yaml().as_bytes())?;
+        Ok(run)
+    }
+
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.join("config.yaml").is_file() {
+            bail!("{} is not a run directory (no config.yaml); create one with `multiad train`", dir.display());
+        }
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn config(&self) -> Result<ExperimentConfig> {
+        Ok(ExperimentConfig::from_yaml_file(&self.path("config.yaml"))?)
+    }
+
+    pub fn data(&self) -> Result<DataRef> {
+        let p = self.path("data.yaml");
+        let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        serde_yaml_ng::from_str(&text).with_context(|| format!("{}", p.display()))
+    }
+
+    pub fn is_trained(&self) -> bool {
+        self.path("training.json").is_file()
+    }
+}

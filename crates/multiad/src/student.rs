@@ -1,0 +1,172 @@
+//! The student: the "improved WideResNet" of Table 1. Same stage layout as
+//! the teacher (stem to stride 4, then stages at strides 4, 8, 16, 32) so
+//! that each critical layer has the teacher's shape, with
+//! * dilated 3x3 convolutions, rate 1, 2, 4, 8 by stage (Eq 1), padding =
+//!   rate so that shapes are those of the plain network;
+//! * a squeeze-and-excitation block in every bottleneck (Eqs 2-4), applied to
+//!   the residual branch before the shortcut is added, as in SE-ResNet;
+//! * feature fusion (Eq 5): each stage output is concatenated with the
+//!   bilinearly upsampled output of the stage above and passed through
+//!   1x1 conv + BN + ReLU; the deepest stage is used as it is.
+//! Trained from scratch (Algorithm 1: "randomly initialise β_S").
+
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use multiad_nn::{max_pool2d, resize_bilinear};
+
+use crate::config::StudentConfig;
+
+fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
+    candle_nn::batch_norm(c, BatchNormConfig { eps: 1e-5, momentum: 0.1, ..Default::default() }, vb)
+}
+
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, dilation: usize, vb: VarBuilder) -> Result<Conv2d> {
+    candle_nn::conv2d_no_bias(cin, cout, k, Conv2dConfig { stride, padding, dilation, ..Default::default() }, vb)
+}
+
+/// Squeeze-and-excitation (Eqs 2-4): s = σ(τ2 · ReLU(τ1 · z)), x̂_c = s_c · x_c.
+struct SqueezeExcite {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl SqueezeExcite {
+    fn new(c: usize, reduction: usize, vb: VarBuilder) -> Result<Self> {
+        let hidden = (c / reduction).max(1);
+        Ok(Self { fc1: candle_nn::linear(c, hidden, vb.pp("fc1"))?, fc2: candle_nn::linear(hidden, c, vb.pp("fc2"))? })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let z = x.mean((2, 3))?; // Eq 2: global average pooling
+        let s = candle_nn::ops::sigmoid(&self.fc2.forward(&self.fc1.forward(&z)?.relu()?)?)?; // Eq 3
+        x.broadcast_mul(&s.unsqueeze(2)?.unsqueeze(3)?) // Eq 4
+    }
+}
+
+struct Bottleneck {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    conv3: Conv2d,
+    bn3: BatchNorm,
+    se: Option<SqueezeExcite>,
+    down: Option<(Conv2d, BatchNorm)>,
+}
+
+impl Bottleneck {
+    #[allow(clippy::too_many_arguments)]
+    fn new(cin: usize, width: usize, cout: usize, stride: usize, dilation: usize, cfg: &StudentConfig, vb: VarBuilder) -> Result<Self> {
+        let down = if stride != 1 || cin != cout {
+            Some((conv(cin, cout, 1, stride, 0, 1, vb.pp("downsample.0"))?, bn(cout, vb.pp("downsample.1"))?))
+        } else {
+            None
+        };
+        Ok(Self {
+            conv1: conv(cin, width, 1, 1, 0, 1, vb.pp("conv1"))?,
+            bn1: bn(width, vb.pp("bn1"))?,
+            conv2: conv(width, width, 3, stride, dilation, dilation, vb.pp("conv2"))?,
+            bn2: bn(width, vb.pp("bn2"))?,
+            conv3: conv(width, cout, 1, 1, 0, 1, vb.pp("conv3"))?,
+            bn3: bn(cout, vb.pp("bn3"))?,
+            se: if cfg.se { Some(SqueezeExcite::new(cout, cfg.se_reduction, vb.pp("se"))?) } else { None },
+            down,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let h = self.bn2.forward_t(&self.conv2.forward(&h)?, train)?.relu()?;
+        let mut h = self.bn3.forward_t(&self.conv3.forward(&h)?, train)?;
+        if let Some(se) = &self.se {
+            h = se.forward(&h)?;
+        }
+        let short = match &self.down {
+            Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
+            None => x.clone(),
+        };
+        (h + short)?.relu()
+    }
+}
+
+/// Eq 5: F_fused = ReLU(BN(ω * [F_low, F_up])).
+struct Fuse {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl Fuse {
+    fn forward(&self, low: &Tensor, up: &Tensor, train: bool) -> Result<Tensor> {
+        let (_, _, h, w) = low.dims4()?;
+        let up = resize_bilinear(up, h, w)?;
+        let cat = Tensor::cat(&[low, &up], 1)?;
+        self.bn.forward_t(&self.conv.forward(&cat)?, train)?.relu()
+    }
+}
+
+pub struct Student {
+    stem: Conv2d,
+    stem_bn: BatchNorm,
+    stages: Vec<Vec<Bottleneck>>,
+    fuse: Vec<Fuse>,
+}
+
+impl Student {
+    /// `out_channels`: the teacher's critical-layer channels, shallow to deep.
+    pub fn new(cfg: &StudentConfig, out_channels: [usize; 4], vb: VarBuilder) -> Result<Self> {
+        let stem = candle_nn::conv2d_no_bias(
+            3,
+            cfg.stem_channels,
+            7,
+            Conv2dConfig { stride: 2, padding: 3, ..Default::default() },
+            vb.pp("conv1"),
+        )?;
+        let stem_bn = bn(cfg.stem_channels, vb.pp("bn1"))?;
+        let mut cin = cfg.stem_channels;
+        let mut stages = Vec::new();
+        for s in 0..4 {
+            let rate = if cfg.dilation { 1 << s } else { 1 };
+            let mut blocks = Vec::new();
+            for b in 0..cfg.blocks[s] {
+                let stride = if b == 0 && s > 0 { 2 } else { 1 };
+                let vbb = vb.pp(format!("layer{}.{b}", s + 1));
+                blocks.push(Bottleneck::new(cin, cfg.widths[s], out_channels[s], stride, rate, cfg, vbb)?);
+                cin = out_channels[s];
+            }
+            stages.push(blocks);
+        }
+        let mut fuse = Vec::new();
+        if cfg.fusion {
+            for s in 0..3 {
+                let f = vb.pp(format!("fuse{}", s + 1));
+                fuse.push(Fuse {
+                    conv: conv(out_channels[s] + out_channels[s + 1], out_channels[s], 1, 1, 0, 1, f.pp("conv"))?,
+                    bn: bn(out_channels[s], f.pp("bn"))?,
+                });
+            }
+        }
+        Ok(Self { stem, stem_bn, stages, fuse })
+    }
+
+    /// The four critical-layer features; `train` puts batch norm in training mode.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        let h = self.stem_bn.forward_t(&self.stem.forward(x)?, train)?.relu()?;
+        let mut h = max_pool2d(&h, 3, 2, 1)?;
+        let mut outs = Vec::with_capacity(4);
+        for stage in &self.stages {
+            for b in stage {
+                h = b.forward(&h, train)?;
+            }
+            outs.push(h.clone());
+        }
+        if self.fuse.is_empty() {
+            return Ok(outs);
+        }
+        let mut fused = Vec::with_capacity(4);
+        for s in 0..3 {
+            fused.push(self.fuse[s].forward(&outs[s], &outs[s + 1], train)?);
+        }
+        fused.push(outs[3].clone());
+        Ok(fused)
+    }
+}

@@ -1,0 +1,340 @@
+//! Training (Algorithm 1): frozen teacher, cosine distillation (Eqs 6-8),
+//! discriminator and adversarial term (Eqs 9-12), alternating Adam updates
+//! (D first with the student's features detached, then S with D held fixed),
+//! a checkpoint after every epoch, resumption, and a stop on a non-finite
+//! loss that leaves the last good checkpoint intact.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use multiad_data::{BatchLoader, ImageConfig};
+use multiad_nn::{Adam, AdamConfig};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::anomaly_map::{fuse, image_scores, StatsAccumulator};
+use crate::loss::{adversarial_loss, discriminator_loss, distillation_loss};
+use crate::model::{streams, MultiAd};
+use crate::run_dir::{tmp_path, write_atomic, RunDir};
+
+/// One finished epoch, as written to `history.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss_g: f64,
+    pub loss_adv: Option<f64>,
+    pub loss_d: Option<f64>,
+    pub loss_s: f64,
+    pub seconds: f64,
+}
+
+/// Written last: training finished.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub epochs: usize,
+    pub train_images: usize,
+    pub seconds: f64,
+    pub student_parameters: usize,
+    pub discriminator_parameters: usize,
+}
+
+pub fn image_config(size: u32) -> ImageConfig {
+    ImageConfig::square(size)
+}
+
+/// Teacher features per training image, computed once (the teacher is frozen
+/// and there is no augmentation), up to a memory budget.
+struct TeacherCache {
+    map: HashMap<usize, Vec<Tensor>>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl TeacherCache {
+    fn features(&mut self, model: &MultiAd, images: &Tensor, indices: &[usize]) -> Result<Vec<Tensor>> {
+        if indices.iter().all(|i| self.map.contains_key(i)) {
+            let per: Vec<&Vec<Tensor>> = indices.iter().map(|i| &self.map[i]).collect();
+            return (0..per[0].len())
+                .map(|l| Ok(Tensor::cat(&per.iter().map(|p| &p[l]).collect::<Vec<_>>(), 0)?))
+                .collect();
+        }
+        let feats = model.teacher.forward(images)?;
+        for (b, &i) in indices.iter().enumerate() {
+            let one: Vec<Tensor> = feats.iter().map(|f| f.narrow(0, b, 1)?.copy()).collect::<candle_core::Result<_>>()?;
+            let size: usize = one.iter().map(|t| t.elem_count() * 4).sum();
+            if self.bytes + size <= self.budget {
+                self.bytes += size;
+                self.map.insert(i, one);
+            }
+        }
+        Ok(feats)
+    }
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+/// What a checkpoint holds besides the weights.
+struct Resume {
+    epochs_done: usize,
+    rng: ChaCha8Rng,
+}
+
+fn save_checkpoint(run: &RunDir, model: &MultiAd, opt_s: &Adam, opt_d: Option<&Adam>, epochs_done: usize, rng: &ChaCha8Rng) -> Result<()> {
+    let mut t = model.weights();
+    t.extend(opt_s.state("opt_s.")?);
+    if let Some(o) = opt_d {
+        t.extend(o.state("opt_d.")?);
+    }
+    let dev = &model.device;
+    t.insert("meta.epochs_done".into(), Tensor::new(&[epochs_done as i64], dev)?);
+    t.insert("meta.rng_seed".into(), Tensor::new(&rng.get_seed()[..], dev)?);
+    let pos = rng.get_word_pos();
+    t.insert("meta.rng_word_pos".into(), Tensor::new(&[(pos >> 64) as i64, (pos & u64::MAX as u128) as u64 as i64], dev)?);
+    let path = run.path("checkpoint.safetensors");
+    let tmp = tmp_path(&path);
+    candle_core::safetensors::save(&t, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("moving {} into place", path.display()))?;
+    Ok(())
+}
+
+fn load_checkpoint(run: &RunDir, model: &MultiAd, opt_s: &mut Adam, opt_d: Option<&mut Adam>) -> Result<Resume> {
+    let path = run.path("checkpoint.safetensors");
+    let t = candle_core::safetensors::load(&path, &model.device).with_context(|| format!("reading {}", path.display()))?;
+    model.load_weights(&t, &path)?;
+    opt_s.load_state(&t, "opt_s.").with_context(|| format!("{}", path.display()))?;
+    if let Some(o) = opt_d {
+        o.load_state(&t, "opt_d.").with_context(|| format!("{}", path.display()))?;
+    }
+    let get = |k: &str| t.get(k).with_context(|| format!("{}: `{k}` is missing", path.display()));
+    let epochs_done = get("meta.epochs_done")?.to_vec1::<i64>()?[0] as usize;
+    let seed: Vec<u8> = get("meta.rng_seed")?.to_vec1::<u8>()?;
+    let pos = get("meta.rng_word_pos")?.to_vec1::<i64>()?;
+    let mut rng = ChaCha8Rng::from_seed(seed.try_into().map_err(|_| anyhow::anyhow!("{}: bad RNG seed", path.display()))?);
+    rng.set_word_pos(((pos[0] as u64 as u128) << 64) | pos[1] as u64 as u128);
+    Ok(Resume { epochs_done, rng })
+}
+
+/// Trains the run in `run` (new, or resumed from its checkpoint). `log` gets
+/// progress lines.
+pub fn train(run: &RunDir, resume: bool, log: &mut dyn Write) -> Result<MultiAd> {
+    let cfg = run.config()?;
+    let data = run.data()?;
+    let dataset = data.load()?;
+    let device = Device::Cpu;
+    let model = MultiAd::build(&cfg, &device)?;
+    let tc = &cfg.train;
+    let adam = |lr| AdamConfig { lr, beta1: tc.beta1, beta2: tc.beta2, eps: 1e-8, weight_decay: 0.0 };
+    let mut opt_s = Adam::new(model.student_params.trainable(), adam(tc.lr))?;
+    let mut opt_d = if model.disc.is_some() { Some(Adam::new(model.disc_params.trainable(), adam(tc.disc_lr))?) } else { None };
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ streams::DROPOUT);
+    let mut start = 0;
+    if resume && run.path("checkpoint.safetensors").is_file() {
+        let r = load_checkpoint(run, &model, &mut opt_s, opt_d.as_mut())?;
+        start = r.epochs_done;
+        rng = r.rng;
+        writeln!(log, "resuming {} after epoch {start}", run.dir.display())?;
+    } else if resume {
+        writeln!(log, "no checkpoint in {}; starting from epoch 1", run.dir.display())?;
+    }
+    let n = dataset.train.len();
+    let bs = tc.batch_size.min(n);
+    if bs < 2 {
+        bail!("{}: training needs at least 2 normal images, found {n}", dataset.root.display());
+    }
+    writeln!(
+        log,
+        "training {} on {} ({n} images, {}x{}), student {} parameters{}",
+        cfg.preset,
+        dataset.name,
+        cfg.image_size,
+        cfg.image_size,
+        model.student_params.num_parameters(),
+        if model.disc.is_some() { format!(", discriminator {}", model.disc_params.num_parameters()) } else { String::new() }
+    )?;
+    let img_cfg = image_config(cfg.image_size);
+    let mut cache = TeacherCache { map: HashMap::new(), bytes: 0, budget: tc.teacher_cache_mib << 20 };
+    let t_start = Instant::now();
+    let mut done_seconds = 0.0;
+    for epoch in start..tc.epochs {
+        let t_epoch = Instant::now();
+        // The order depends on the seed and the epoch only, so a resumed run
+        // sees the batches an uninterrupted one would.
+        let loader = BatchLoader::new(dataset.train.clone(), img_cfg, bs)
+            .shuffled(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64))
+            .drop_last(true);
+        let nb = loader.num_batches();
+        let (mut sg, mut sa, mut sd, mut ss) = (0.0, 0.0, 0.0, 0.0);
+        for (k, batch) in loader.iter().enumerate() {
+            let batch = batch?;
+            let t_feats = cache.features(&model, &batch.images, &batch.indices)?;
+            let s_feats = model.student.forward(&batch.images, true)?;
+            let lg = distillation_loss(&t_feats, &s_feats)?;
+            let ls = match (&model.disc, opt_d.as_mut()) {
+                (Some(d), Some(od)) => {
+                    // Update D: T real, S fake (detached: S is not updated here).
+                    let s_det: Vec<Tensor> = s_feats.iter().map(|f| f.detach()).collect();
+                    let real = d.forward(&d.prepare(&t_feats)?, true, &mut rng)?;
+                    let fake = d.forward(&d.prepare(&s_det)?, true, &mut rng)?;
+                    let ld = discriminator_loss(&real, &fake)?;
+                    let ldv = scalar(&ld)?;
+                    if !ldv.is_finite() {
+                        bail!(nan_message(run, "discriminator", epoch, k, start));
+                    }
+                    if let Err(e) = od.step(&ld.backward()?) {
+                        bail!("{e}: {}", nan_message(run, "discriminator", epoch, k, start));
+                    }
+                    sd += ldv;
+                    // Update S against the updated D (D's step is not taken here).
+                    let fake = d.forward(&d.prepare(&s_feats)?, true, &mut rng)?;
+                    let ladv = adversarial_loss(&fake)?;
+                    sa += scalar(&ladv)?;
+                    (lg.clone() + (ladv * cfg.discriminator.lambda)?)?
+                }
+                _ => lg.clone(),
+            };
+            let lsv = scalar(&ls)?;
+            if !lsv.is_finite() {
+                bail!(nan_message(run, "student", epoch, k, start));
+            }
+            if let Err(e) = opt_s.step(&ls.backward()?) {
+                bail!("{e}: {}", nan_message(run, "student", epoch, k, start));
+            }
+            sg += scalar(&lg)?;
+            ss += lsv;
+            let elapsed = done_seconds + t_epoch.elapsed().as_secs_f64();
+            let steps_done = (epoch - start) * nb + k + 1;
+            let eta = elapsed / steps_done as f64 * ((tc.epochs - start) * nb - steps_done) as f64;
+            write!(
+                log,
+                "\repoch {}/{} [{}/{nb}] L_G {:.4}{} ETA {}   ",
+                epoch + 1,
+                tc.epochs,
+                k + 1,
+                sg / (k + 1) as f64,
+                if model.disc.is_some() { format!(" L_D {:.4} L_adv {:.4}", sd / (k + 1) as f64, sa / (k + 1) as f64) } else { String::new() },
+                fmt_secs(eta)
+            )?;
+            log.flush()?;
+        }
+        let nbf = nb.max(1) as f64;
+        let secs = t_epoch.elapsed().as_secs_f64();
+        done_seconds += secs;
+        let entry = EpochLog {
+            epoch: epoch + 1,
+            loss_g: sg / nbf,
+            loss_adv: model.disc.as_ref().map(|_| sa / nbf),
+            loss_d: model.disc.as_ref().map(|_| sd / nbf),
+            loss_s: ss / nbf,
+            seconds: secs,
+        };
+        save_checkpoint(run, &model, &opt_s, opt_d.as_ref(), epoch + 1, &rng)?;
+        append_history(run, &entry)?;
+        writeln!(log)?;
+    }
+    // Final weights, then Ψ's statistics from the training images.
+    let model_path = run.path("model.safetensors");
+    let tmp = tmp_path(&model_path);
+    candle_core::safetensors::save(&model.weights(), &tmp)?;
+    std::fs::rename(&tmp, &model_path)?;
+    let mut model = model;
+    fit_fusion(&mut model, &dataset.train, log)?;
+    write_atomic(&run.path("fusion.json"), serde_json::to_string_pretty(&model.fusion)?.as_bytes())?;
+    let summary = TrainingSummary {
+        epochs: tc.epochs,
+        train_images: n,
+        seconds: t_start.elapsed().as_secs_f64(),
+        student_parameters: model.student_params.num_parameters(),
+        discriminator_parameters: model.disc_params.num_parameters(),
+    };
+    write_atomic(&run.path("training.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    writeln!(log, "trained in {}", fmt_secs(summary.seconds))?;
+    Ok(model)
+}
+
+fn nan_message(run: &RunDir, which: &str, epoch: usize, step: usize, start: usize) -> String {
+    let ckpt = run.path("checkpoint.safetensors");
+    let kept = if ckpt.is_file() {
+        format!("the last good checkpoint ({} after epoch {}) is intact", ckpt.display(), epoch.max(start))
+    } else {
+        "no checkpoint had been written yet".into()
+    };
+    format!(
+        "the {which} loss or its gradient became non-finite (NaN or infinite) in epoch {}, batch {}; training stopped and {kept}. \
+         Lower train.lr / train.disc_lr or discriminator.lambda in {} and pass --resume",
+        epoch + 1,
+        step + 1,
+        run.path("config.yaml").display()
+    )
+}
+
+fn append_history(run: &RunDir, e: &EpochLog) -> Result<()> {
+    // Rewritten whole (atomically), dropping lines of epochs that a resumed
+    // run repeats.
+    let path = run.path("history.jsonl");
+    let mut lines: Vec<EpochLog> = read_history(run)?;
+    lines.retain(|l| l.epoch < e.epoch);
+    lines.push(e.clone());
+    let text: String = lines.iter().map(|l| serde_json::to_string(l).unwrap() + "\n").collect();
+    write_atomic(&path, text.as_bytes())
+}
+
+pub fn read_history(run: &RunDir) -> Result<Vec<EpochLog>> {
+    let path = run.path("history.jsonl");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("{}: bad line {l:?}", path.display())))
+        .collect()
+}
+
+/// Fits Ψ's statistics on (up to `inference.fit_images`) training images.
+pub fn fit_fusion(model: &mut MultiAd, train: &[multiad_data::Sample], log: &mut dyn Write) -> Result<()> {
+    let cfg = &model.cfg;
+    let take = if cfg.inference.fit_images == 0 { train.len() } else { cfg.inference.fit_images.min(train.len()) };
+    let loader = BatchLoader::new(train[..take].to_vec(), image_config(cfg.image_size), cfg.inference.batch_size);
+    let mut acc = StatsAccumulator::default();
+    let mut per_batch_maps = Vec::new();
+    for b in loader.iter() {
+        let b = b?;
+        let maps = model.layer_maps(&b.images)?;
+        acc.add(&maps)?;
+        per_batch_maps.push(maps);
+    }
+    let mut stats = acc.finish(0.0);
+    // The largest training score under the fitted Ψ (for heat-map scaling).
+    let s = cfg.image_size as usize;
+    let mut max_score = 0f64;
+    for maps in &per_batch_maps {
+        let st = if cfg.inference.mff { Some(&stats) } else { None };
+        let fused = fuse(maps, st, s, s, cfg.inference.sigma)?;
+        for v in image_scores(&fused)? {
+            max_score = max_score.max(v as f64);
+        }
+    }
+    stats.train_max_score = max_score;
+    writeln!(log, "fitted Ψ on {} training images: layer means {:?}, stds {:?}", stats.images, round(&stats.mean), round(&stats.std))?;
+    model.fusion = Some(stats);
+    Ok(())
+}
+
+fn round(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|x| (x * 1e4).round() / 1e4).collect()
+}
