@@ -5,6 +5,8 @@
 //!   align_corners=False)`) and Gaussian smoothing, written as separable
 //!   linear maps `A · X · Bᵀ` so that candle's matmul gives both the forward
 //!   and the backward pass, on every device candle supports;
+//! * [`conv`]: convolution whose input gradient uses candle's fast forward
+//!   convolution instead of its direct-loop transposed convolution;
 //! * [`pool`]: max pooling with padding and kernel != stride (the ResNet stem),
 //!   as a custom op with its own backward;
 //! * [`params`]: a parameter store whose initialisation is fixed by a seed
@@ -13,11 +15,13 @@
 //! * [`adam`]: Adam whose moment estimates can be checkpointed and restored.
 
 pub mod adam;
+pub mod conv;
 pub mod params;
 pub mod pool;
 pub mod resample;
 
 pub use adam::{Adam, AdamConfig};
+pub use conv::{conv2d, conv2d_opts, Conv2d};
 pub use params::ParamStore;
 pub use pool::max_pool2d;
 pub use resample::{gaussian_blur, gaussian_kernel_size, resize_bilinear};

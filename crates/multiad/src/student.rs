@@ -11,8 +11,8 @@
 //! Trained from scratch (Algorithm 1: "randomly initialise β_S").
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBuilder};
-use multiad_nn::{max_pool2d, resize_bilinear};
+use candle_nn::{BatchNorm, BatchNormConfig, Linear, VarBuilder};
+use multiad_nn::{max_pool2d, resize_bilinear, Conv2d};
 
 use crate::config::StudentConfig;
 
@@ -21,7 +21,7 @@ fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
 }
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, dilation: usize, vb: VarBuilder) -> Result<Conv2d> {
-    candle_nn::conv2d_no_bias(cin, cout, k, Conv2dConfig { stride, padding, dilation, ..Default::default() }, vb)
+    Conv2d::new(cin, cout, k, padding, stride, dilation, false, vb)
 }
 
 /// Squeeze-and-excitation (Eqs 2-4): s = σ(τ2 · ReLU(τ1 · z)), x̂_c = s_c · x_c.
@@ -114,13 +114,7 @@ pub struct Student {
 impl Student {
     /// `out_channels`: the teacher's critical-layer channels, shallow to deep.
     pub fn new(cfg: &StudentConfig, out_channels: [usize; 4], vb: VarBuilder) -> Result<Self> {
-        let stem = candle_nn::conv2d_no_bias(
-            3,
-            cfg.stem_channels,
-            7,
-            Conv2dConfig { stride: 2, padding: 3, ..Default::default() },
-            vb.pp("conv1"),
-        )?;
+        let stem = conv(3, cfg.stem_channels, 7, 2, 3, 1, vb.pp("conv1"))?.first_layer();
         let stem_bn = bn(cfg.stem_channels, vb.pp("bn1"))?;
         let mut cin = cfg.stem_channels;
         let mut stages = Vec::new();
