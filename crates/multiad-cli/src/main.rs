@@ -108,7 +108,7 @@ fn train(a: TrainArgs) -> Result<()> {
     if run.is_trained() {
         bail!("{} has finished training already; test it with `multiad test --run {}`", run.dir.display(), run.dir.display());
     }
-    multiad::train(&run, a.resume, &mut err)?;
+    multiad::train(&run, multiad::TrainOptions { resume: a.resume, stop_after_epochs: None }, &mut err)?;
     println!("run written to {}", run.dir.display());
     Ok(())
 }

@@ -19,7 +19,7 @@ pub use config::ExperimentConfig;
 pub use evaluate::{predict, test, TestMetrics};
 pub use model::MultiAd;
 pub use run_dir::{DataRef, RunDir};
-pub use train::train;
+pub use train::{train, TrainOptions};
 
 /// Fixes the number of compute threads once, from `RAYON_NUM_THREADS` or the
 /// machine's available parallelism. Without it candle 0.11 works the count

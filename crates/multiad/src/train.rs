@@ -129,9 +129,20 @@ fn load_checkpoint(run: &RunDir, model: &MultiAd, opt_s: &mut Adam, opt_d: Optio
     Ok(Resume { epochs_done, rng })
 }
 
+/// How `train` is called.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrainOptions {
+    /// Continue from the run's checkpoint.
+    pub resume: bool,
+    /// Stop (as if interrupted) once this many epochs are done in total,
+    /// without finishing the run; for tests of resumption.
+    pub stop_after_epochs: Option<usize>,
+}
+
 /// Trains the run in `run` (new, or resumed from its checkpoint). `log` gets
-/// progress lines.
-pub fn train(run: &RunDir, resume: bool, log: &mut dyn Write) -> Result<MultiAd> {
+/// progress lines. Returns `None` when stopped early by `stop_after_epochs`.
+pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Option<MultiAd>> {
+    let resume = opts.resume;
     let cfg = run.config()?;
     let data = run.data()?;
     let dataset = data.load()?;
@@ -245,6 +256,9 @@ pub fn train(run: &RunDir, resume: bool, log: &mut dyn Write) -> Result<MultiAd>
         save_checkpoint(run, &model, &opt_s, opt_d.as_ref(), epoch + 1, &rng)?;
         append_history(run, &entry)?;
         writeln!(log)?;
+        if opts.stop_after_epochs == Some(epoch + 1) {
+            return Ok(None);
+        }
     }
     // Final weights, then Ψ's statistics from the training images.
     let model_path = run.path("model.safetensors");
@@ -263,7 +277,7 @@ pub fn train(run: &RunDir, resume: bool, log: &mut dyn Write) -> Result<MultiAd>
     };
     write_atomic(&run.path("training.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     writeln!(log, "trained in {}", fmt_secs(summary.seconds))?;
-    Ok(model)
+    Ok(Some(model))
 }
 
 fn nan_message(run: &RunDir, which: &str, epoch: usize, step: usize, start: usize) -> String {
