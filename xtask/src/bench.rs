@@ -20,6 +20,12 @@ use rayon::prelude::*;
 pub enum Which {
     Metrics,
     Loading,
+    /// Convolution: candle's own against ours, forward + backward.
+    Conv,
+    /// Multi-AD networks: teacher forward, student training step, inference,
+    /// against PyTorch when it is importable.
+    Model,
+    /// metrics + loading + conv (not model: minutes at the paper scale).
     All,
 }
 
@@ -33,15 +39,27 @@ pub struct BenchArgs {
     /// 900x900 PNGs decoded by the loading bench.
     #[arg(long, default_value_t = 96)]
     images: usize,
+    /// Preset whose networks the model bench times (experiments/<preset>.yaml).
+    #[arg(long, default_value = "paper")]
+    preset: String,
+    /// Batch size of the model bench.
+    #[arg(long, default_value_t = 2)]
+    batch: usize,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
     println!("machine: {} logical cores (rayon threads: {})", num_cpus(), rayon::current_num_threads());
-    if a.which != Which::Loading {
+    if a.which == Which::Metrics || a.which == Which::All {
         metrics(a.pixels)?;
     }
-    if a.which != Which::Metrics {
+    if a.which == Which::Loading || a.which == Which::All {
         loading(a.images)?;
+    }
+    if a.which == Which::Conv || a.which == Which::All {
+        crate::model_bench::conv()?;
+    }
+    if a.which == Which::Model {
+        crate::model_bench::model(&a.preset, a.batch)?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask bench ...`.
 
 mod bench;
+mod model_bench;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

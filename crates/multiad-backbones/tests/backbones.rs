@@ -9,15 +9,7 @@ use multiad_backbones::{weights, FeatureExtractor};
 use multiad_data::{load_image, ImageConfig, Normalization};
 
 fn shared_dir() -> Option<PathBuf> {
-    let p = std::env::var_os("MULTIAD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("SKIPPED: needs the shared data directory ({} not found; set MULTIAD_SHARED)", p.display());
-        None
-    }
+    multiad_data::testing::shared_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod folder;
 mod mvtec;
 mod sample;
 pub mod synth;
+pub mod testing;
 
 pub use batch::{check_all, load_sample, Batch, BatchIter, BatchLoader, LoadedSample};
 pub use decode::{decode, image_to_chw, load_image, load_mask, ImageConfig, Normalization, IMAGENET_MEAN, IMAGENET_STD};

@@ -1,5 +1,6 @@
-//! Prints per-layer teacher/student statistics of a trained run (debugging aid).
-use candle_core::Device;
+//! Per-layer teacher/student statistics of a trained run, in training and
+//! inference mode (a debugging aid):
+//! `cargo run -p multiad --example probe -- RUN_DIR`
 use multiad::evaluate::load_trained;
 use multiad::RunDir;
 use multiad_data::BatchLoader;
@@ -17,6 +18,5 @@ fn main() -> anyhow::Result<()> {
             println!("train={train} layer {l}: T mean {:.4} S mean {:.4} S max {:.4} dist {d:.4}", a.mean_all()?.to_scalar::<f32>()?, c.mean_all()?.to_scalar::<f32>()?, c.max_all()?.to_scalar::<f32>()?);
         }
     }
-    let _ = Device::Cpu;
     Ok(())
 }

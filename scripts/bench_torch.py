@@ -1,0 +1,123 @@
+"""PyTorch side of `cargo xtask bench model`: the same networks as multiad's
+`paper`/`cpu` presets, timed the same way (best of 2 after a warm-up).
+Prints one JSON object: {"teacher": s, "train_step": s, "inference": s}.
+
+Needs torch (and torchvision for the WideResNet teacher). Not run in CI.
+"""
+import argparse, json, time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml  # PyYAML
+
+p = argparse.ArgumentParser()
+p.add_argument("--preset", default="paper")
+p.add_argument("--batch", type=int, default=2)
+p.add_argument("--size", type=int, default=256)
+a = p.parse_args()
+torch.set_num_threads(torch.get_num_threads())
+cfg = yaml.safe_load(open(f"experiments/{a.preset}.yaml"))
+sc = cfg["student"]
+
+
+class SE(nn.Module):
+    def __init__(self, c, r):
+        super().__init__()
+        h = max(1, c // r)
+        self.fc1, self.fc2 = nn.Linear(c, h), nn.Linear(h, c)
+
+    def forward(self, x):
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))
+        return x * s[:, :, None, None]
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, cin, w, cout, stride, dil, se, r):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(cin, w, 1, bias=False), nn.BatchNorm2d(w)
+        self.c2, self.b2 = nn.Conv2d(w, w, 3, stride, dil, dil, bias=False), nn.BatchNorm2d(w)
+        self.c3, self.b3 = nn.Conv2d(w, cout, 1, bias=False), nn.BatchNorm2d(cout)
+        self.se = SE(cout, r) if se else None
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        h = F.relu(self.b1(self.c1(x)))
+        h = F.relu(self.b2(self.c2(h)))
+        h = self.b3(self.c3(h))
+        if self.se is not None:
+            h = self.se(h)
+        return F.relu(h + (self.down(x) if self.down is not None else x))
+
+
+class Student(nn.Module):
+    def __init__(self, out):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, sc["stem_channels"], 7, 2, 3, bias=False), nn.BatchNorm2d(sc["stem_channels"]), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        cin, stages = sc["stem_channels"], []
+        for s in range(4):
+            blocks = []
+            for b in range(sc["blocks"][s]):
+                blocks.append(Bottleneck(cin, sc["widths"][s], out[s], 2 if (b == 0 and s > 0) else 1, (1 << s) if sc["dilation"] else 1, sc["se"], sc["se_reduction"]))
+                cin = out[s]
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(stages)
+        self.fuse = nn.ModuleList([nn.Sequential(nn.Conv2d(out[s] + out[s + 1], out[s], 1, bias=False), nn.BatchNorm2d(out[s]), nn.ReLU()) for s in range(3)]) if sc["fusion"] else None
+
+    def forward(self, x):
+        h, outs = self.stem(x), []
+        for st in self.stages:
+            h = st(h)
+            outs.append(h)
+        if self.fuse is None:
+            return outs
+        return [self.fuse[s](torch.cat([outs[s], F.interpolate(outs[s + 1], size=outs[s].shape[-2:], mode="bilinear", align_corners=False)], 1)) for s in range(3)] + [outs[3]]
+
+
+import torchvision  # noqa: E402
+
+if cfg["teacher"]["kind"] == "wide_resnet50_2":
+    t = torchvision.models.wide_resnet50_2().eval()
+    out = [256, 512, 1024, 2048]
+
+    def teacher(x):
+        x = t.maxpool(t.relu(t.bn1(t.conv1(x))))
+        f1 = t.layer1(x); f2 = t.layer2(f1); f3 = t.layer3(f2); f4 = t.layer4(f3)
+        return [f1, f2, f3, f4]
+else:
+    raise SystemExit("only the paper preset's teacher is mirrored here")
+
+student = Student(out)
+opt = torch.optim.Adam(student.parameters(), lr=1e-3)
+x = torch.randn(a.batch, 3, a.size, a.size)
+
+
+def best(f, reps=2):
+    f()
+    b = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter(); f(); b = min(b, time.perf_counter() - t0)
+    return b
+
+
+with torch.no_grad():
+    tf = teacher(x)
+t_teacher = best(lambda: torch.no_grad()(teacher)(x))
+
+
+def step():
+    s = student.train()(x)
+    loss = sum((1 - F.cosine_similarity(a_, b_, dim=1)).mean() for a_, b_ in zip(tf, s)) / 4
+    opt.zero_grad(); loss.backward(); opt.step()
+
+
+def infer():
+    with torch.no_grad():
+        s = student.eval()(x)
+        m = sum(F.interpolate(1 - F.cosine_similarity(a_, b_, dim=1)[:, None], size=(a.size, a.size), mode="bilinear", align_corners=False) for a_, b_ in zip(teacher(x), s))
+        return m
+
+
+print(json.dumps({"teacher": t_teacher, "train_step": best(step), "inference": best(infer)}))

@@ -1,0 +1,144 @@
+//! `cargo xtask bench conv` and `cargo xtask bench model`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor, Var};
+use multiad::loss::distillation_loss;
+use multiad::{ExperimentConfig, MultiAd};
+
+fn best_of<F: FnMut() -> Result<()>>(reps: usize, mut f: F) -> Result<f64> {
+    f()?; // warm-up
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+/// Forward + backward of typical student convolutions with candle's op and ours.
+pub fn conv() -> Result<()> {
+    multiad::set_default_threads();
+    println!("\n== conv2d forward + backward: candle 0.11 vs multiad-nn (im2col + gemm) ==");
+    println!("{:<44} {:>10} {:>10} {:>8}", "shape (batch, cin->cout, size, k/stride/dil)", "candle ms", "ours ms", "ratio");
+    let dev = Device::Cpu;
+    // (batch, cin, cout, size, k, padding, stride, dilation)
+    let cases = [
+        (8, 32, 32, 64, 3, 1, 1, 1),
+        (8, 64, 64, 32, 3, 2, 1, 2),
+        (8, 128, 128, 16, 3, 4, 1, 4),
+        (8, 64, 128, 32, 3, 1, 2, 1),
+        (8, 256, 256, 32, 3, 1, 1, 1),
+        (8, 256, 64, 64, 1, 0, 1, 1),
+    ];
+    for (b, cin, cout, size, k, p, s, d) in cases {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, cin, size, size), &dev)?)?;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.05, (cout, cin, k, k), &dev)?)?;
+        let t_candle = best_of(3, || {
+            let y = x.as_tensor().conv2d(w.as_tensor(), p, s, d, 1)?;
+            y.sum_all()?.backward()?;
+            Ok(())
+        })?;
+        let t_ours = best_of(3, || {
+            let y = multiad_nn::conv2d(x.as_tensor(), w.as_tensor(), p, s, d)?;
+            y.sum_all()?.backward()?;
+            Ok(())
+        })?;
+        let label = format!("{b}, {cin}->{cout}, {size}x{size}, {k}/{s}/{d}");
+        println!("{:<44} {:>10.1} {:>10.1} {:>7.2}x", label, t_candle * 1e3, t_ours * 1e3, t_candle / t_ours);
+    }
+    Ok(())
+}
+
+/// Times the preset's networks with random weights (speed does not depend on
+/// the values), and PyTorch's equivalents when `torch` is importable.
+pub fn model(preset: &str, batch: usize) -> Result<()> {
+    multiad::set_default_threads();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cfg = ExperimentConfig::from_yaml_file(&root.join(format!("experiments/{preset}.yaml")))?;
+    // Random teacher weights of the right architecture: write them to a
+    // temporary safetensors file through the parameter store.
+    let dev = Device::Cpu;
+    let tmp = tempfile::tempdir()?;
+    let wpath = tmp.path().join("teacher.safetensors");
+    {
+        let store = multiad_nn::ParamStore::new(0);
+        let vb = store.var_builder(&dev);
+        match cfg.teacher.kind {
+            multiad::config::TeacherKind::WideResnet50_2 => {
+                multiad_backbones::resnet::ResNet::new(multiad_backbones::resnet::ResNetKind::WideResNet50_2, vb)?;
+            }
+            multiad::config::TeacherKind::Resnet18 => {
+                multiad_backbones::resnet::ResNet::new(multiad_backbones::resnet::ResNetKind::ResNet18, vb)?;
+            }
+            multiad::config::TeacherKind::EfficientnetLite0 => {
+                multiad_backbones::efficientnet::EfficientNetLite0::new(vb, false)?;
+            }
+            multiad::config::TeacherKind::Random => {}
+        }
+        if !store.is_empty() {
+            candle_core::safetensors::save(&store.tensors(), &wpath)?;
+            cfg.teacher.weights = Some(wpath.clone());
+        }
+    }
+    let size = cfg.image_size as usize;
+    println!("\n== Multi-AD `{preset}` networks, batch {batch}, {size}x{size} ==");
+    let model = MultiAd::build(&cfg, &dev)?;
+    let x = Tensor::randn(0f32, 1.0, (batch, 3, size, size), &dev)?;
+    let t_teacher = best_of(2, || {
+        model.teacher.forward(&x)?;
+        Ok(())
+    })?;
+    let t_feats = model.teacher.forward(&x)?;
+    let mut opt = multiad_nn::Adam::new(model.student_params.trainable(), multiad_nn::AdamConfig::default())?;
+    let t_step = best_of(2, || {
+        let s = model.student.forward(&x, true)?;
+        let l = distillation_loss(&t_feats, &s)?;
+        opt.step(&l.backward()?)?;
+        Ok(())
+    })?;
+    let t_infer = best_of(2, || {
+        let maps = model.layer_maps(&x)?;
+        // No smoothing: the PyTorch side sums upsampled maps only.
+        multiad::anomaly_map::fuse(&maps, None, size, size, 0.0)?;
+        Ok(())
+    })?;
+    let rows = [
+        ("teacher forward", t_teacher),
+        ("student training step (no D)", t_step),
+        ("inference (T + S + maps)", t_infer),
+    ];
+    let torch = torch_times(preset, batch, size);
+    println!("{:<32} {:>10} {:>10} {:>12} {:>8}", "", "candle ms", "img/s", "PyTorch ms", "ratio");
+    for (i, (name, t)) in rows.iter().enumerate() {
+        let (tt, ratio) = match &torch {
+            Some(v) => (format!("{:.1}", v[i] * 1e3), format!("{:.2}x", t / v[i])),
+            None => ("-".into(), "-".into()),
+        };
+        println!("{:<32} {:>10.1} {:>10.2} {:>12} {:>8}", name, t * 1e3, batch as f64 / t, tt, ratio);
+    }
+    if torch.is_none() {
+        println!("(PyTorch is not importable here: `pip install torch` and run again for the comparison)");
+    }
+    Ok(())
+}
+
+/// Runs scripts/bench_torch.py when `python3 -c "import torch"` works.
+fn torch_times(preset: &str, batch: usize, size: usize) -> Option<Vec<f64>> {
+    let ok = std::process::Command::new("python3").args(["-c", "import torch"]).output().ok()?.status.success();
+    if !ok {
+        return None;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_torch.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--preset", preset, "--batch", &batch.to_string(), "--size", &size.to_string()])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(vec![v["teacher"].as_f64()?, v["train_step"].as_f64()?, v["inference"].as_f64()?])
+}
+
