@@ -114,7 +114,7 @@ fn bad_configs_name_the_key() {
         (base.replace("  lr: 0.001", "  lr: -0.5"), "train.lr"),
         (base.replace("image_size: 64", "image_size: 100"), "image_size"),
         (base.replace("  epochs: 12", "  epochs: 12\n  epoch_count: 3"), "epoch_count"),
-        (base.replace("  lambda: 0.1", "  lambda: -1"), "discriminator.lambda"),
+        (base.replace("  lambda: 0.01", "  lambda: -1"), "discriminator.lambda"),
     ];
     for (text, key) in cases {
         let e = ExperimentConfig::from_yaml_str(&text, p).unwrap_err().to_string();
