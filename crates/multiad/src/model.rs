@@ -70,11 +70,14 @@ impl MultiAd {
         self.load_weights(&t, path)
     }
 
-    /// Per-layer maps (Eq 13) for a batch, student in inference mode.
+    /// Per-layer maps (Eq 13) for a batch, student in inference mode. The
+    /// maps are detached: kept with their graph they would hold every
+    /// activation of the forward pass (fitting Ψ over 762 images that way
+    /// once took 23 GiB).
     pub fn layer_maps(&self, images: &Tensor) -> Result<Vec<Tensor>> {
         let t = self.teacher.forward(images)?;
         let s = self.student.forward(images, false)?;
-        Ok(layer_maps(&t, &s)?)
+        Ok(layer_maps(&t, &s)?.into_iter().map(|m| m.detach()).collect())
     }
 
     /// Final anomaly maps (B, H, W) and image scores of a batch.
