@@ -155,6 +155,28 @@ pub fn test(run: &RunDir, save_maps: bool, log: &mut dyn Write) -> Result<TestMe
     Ok(metrics)
 }
 
+/// A distinct output name per input: the file stem, prefixed by the parent
+/// directory when stems repeat (`test/hole/000.png` and `test/stain/000.png`
+/// become `hole_000` and `stain_000`), then by the position if still equal.
+fn output_names(images: &[PathBuf]) -> Vec<String> {
+    let stem = |p: &PathBuf| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let parent = |p: &PathBuf| p.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let count = |names: &[String], n: &String| names.iter().filter(|m| *m == n).count();
+    let stems: Vec<String> = images.iter().map(stem).collect();
+    let mut names: Vec<String> = images
+        .iter()
+        .zip(&stems)
+        .map(|(p, s)| if count(&stems, s) > 1 { format!("{}_{s}", parent(p)) } else { s.clone() })
+        .collect();
+    let snapshot = names.clone();
+    for (i, n) in names.iter_mut().enumerate() {
+        if count(&snapshot, n) > 1 {
+            *n = format!("{i}_{n}");
+        }
+    }
+    names
+}
+
 /// Jet colour map for v in [0, 1].
 fn jet(v: f32) -> [f32; 3] {
     let v = v.clamp(0.0, 1.0);
@@ -176,9 +198,10 @@ pub fn predict(run: &RunDir, images: &[PathBuf], out: &Path, log: &mut dyn Write
         .map(|m| m.f1_threshold);
     let scale = model.fusion.as_ref().map(|f| f.train_max_score * 2.0).filter(|s| *s > 0.0).unwrap_or(1.0) as f32;
     let plain = multiad_data::ImageConfig { normalization: multiad_data::Normalization::None, ..image_config(cfg.image_size) };
+    let names = output_names(images);
     let mut results = Vec::new();
     let mut csv = String::from("path,score,anomalous\n");
-    for p in images {
+    for (p, name) in images.iter().zip(&names) {
         let (x, _) = load_image(p, &image_config(cfg.image_size))?;
         let (rgb, _) = load_image(p, &plain)?;
         let x = Tensor::from_vec(x, (1, 3, size, size), &Device::Cpu)?;
@@ -191,8 +214,7 @@ pub fn predict(run: &RunDir, images: &[PathBuf], out: &Path, log: &mut dyn Write
                 px.0[ch] = ((0.5 * rgb[ch * size * size + i] + 0.5 * c[ch]) * 255.0).round() as u8;
             }
         }
-        let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
-        let dest = out.join(format!("{stem}_heatmap.png"));
+        let dest = out.join(format!("{name}_heatmap.png"));
         let tmp = tmp_path(&dest);
         img.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &dest)?;

@@ -48,12 +48,15 @@ fn smoke_preset_separates_synthetic_defects() {
     assert!(npy.starts_with(b"\x93NUMPY"));
     assert_eq!(npy.len(), 128 + 40 * 64 * 64 * 4);
     // Heat maps for new images.
-    let img = t.path().join("data/tiles/test/hole/000.png");
+    let imgs = ["hole", "stain"].map(|d| t.path().join(format!("data/tiles/test/{d}/000.png")));
     let out = t.path().join("pred");
-    let r = multiad::predict(&run, &[img], &out, &mut quiet()).unwrap();
-    assert_eq!(r.len(), 1);
-    let heat = image::open(out.join("000_heatmap.png")).unwrap();
-    assert_eq!((heat.width(), heat.height()), (64, 64));
+    let r = multiad::predict(&run, &imgs, &out, &mut quiet()).unwrap();
+    assert_eq!(r.len(), 2);
+    // Same file names in different folders get distinct heat maps.
+    for d in ["hole", "stain"] {
+        let heat = image::open(out.join(format!("{d}_000_heatmap.png"))).unwrap();
+        assert_eq!((heat.width(), heat.height()), (64, 64));
+    }
     // A finished run is never overwritten.
     let e = RunDir::create(&t.path().join("run"), &smoke_config(), &data).err().unwrap().to_string();
     assert!(e.contains("already holds a run"), "{e}");
