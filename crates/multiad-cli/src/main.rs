@@ -1,14 +1,14 @@
 //! `multiad`: the command-line front end. All logic lives in the library
 //! crates; this file only parses arguments and prints.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use multiad_data::synth::{generate, SynthConfig};
 use multiad::{DataRef, ExperimentConfig, RunDir};
-use multiad_data::{check_all, load_mvtec, Dataset, DatasetSpec, ImageConfig};
+use multiad_data::{check_all, Dataset, DatasetSpec, ImageConfig};
 
 #[derive(Parser)]
 #[command(name = "multiad", version, about = "Unsupervised anomaly detection in industrial and medical images (Multi-AD and baselines)")]
@@ -167,10 +167,11 @@ struct SynthArgs {
 
 #[derive(Args)]
 struct InspectArgs {
-    /// An MVTec AD category directory.
-    #[arg(long, conflicts_with = "spec", required_unless_present = "spec")]
-    mvtec: Option<PathBuf>,
-    /// A data set YAML file (`loader: mvtec|folder`, see experiments/datasets/).
+    /// A data set directory: an MVTec AD category, or a BMAD-layout set
+    /// (told apart by its contents; `--mvtec` is an alias).
+    #[arg(long, alias = "mvtec", conflicts_with = "spec", required_unless_present = "spec")]
+    dir: Option<PathBuf>,
+    /// A data set YAML file (`loader: mvtec|folder|bmad`, see experiments/datasets/).
     #[arg(long)]
     spec: Option<PathBuf>,
     /// Directory the spec's `path` is relative to.
@@ -209,12 +210,12 @@ fn synth(a: SynthArgs) -> Result<()> {
 }
 
 fn load_dataset(a: &InspectArgs) -> Result<Dataset> {
-    Ok(match (&a.mvtec, &a.spec) {
-        (Some(dir), _) => load_mvtec(dir)?,
+    Ok(match (&a.dir, &a.spec) {
+        (Some(dir), _) => DatasetSpec::for_directory(dir).load(Path::new(""))?,
         (None, Some(spec)) => DatasetSpec::from_yaml_file(spec)?
             .load(&a.data_root)
             .with_context(|| format!("loading the data set of {}", spec.display()))?,
-        (None, None) => bail!("give --mvtec DIR or --spec FILE"),
+        (None, None) => bail!("give --dir DIR or --spec FILE"),
     })
 }
 

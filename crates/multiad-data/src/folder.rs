@@ -216,6 +216,8 @@ pub enum DatasetSpec {
     /// One MVTec AD category directory.
     Mvtec(MvtecSpec),
     Folder(FolderSpec),
+    /// BMAD's medical layout (Brain, Liver, RESC).
+    Bmad(crate::bmad::BmadSpec),
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -229,6 +231,17 @@ impl DatasetSpec {
         match self {
             DatasetSpec::Mvtec(m) => crate::mvtec::load_mvtec(&data_root.join(&m.path)),
             DatasetSpec::Folder(f) => f.load(data_root),
+            DatasetSpec::Bmad(b) => b.load(data_root),
+        }
+    }
+
+    /// The spec for a data set directory given on the command line: BMAD's
+    /// layout when it has `test/Ungood` or `valid/Ungood`, MVTec AD's otherwise.
+    pub fn for_directory(dir: &Path) -> Self {
+        if dir.join("test/Ungood").is_dir() || dir.join("valid/Ungood").is_dir() {
+            DatasetSpec::Bmad(crate::bmad::BmadSpec { path: dir.to_path_buf(), name: None, split: Default::default() })
+        } else {
+            DatasetSpec::Mvtec(MvtecSpec { path: dir.to_path_buf() })
         }
     }
 

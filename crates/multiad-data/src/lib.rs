@@ -1,5 +1,5 @@
-//! Data for anomaly detection: finding the files of a data set (MVTec AD, or
-//! a folder layout for users' own data), decoding and resizing them, batching
+//! Data for anomaly detection: finding the files of a data set (MVTec AD, BMAD's
+//! medical layout, or a folder layout for users' own data), decoding and resizing them, batching
 //! them as candle tensors, and a synthetic defect generator for tests and the
 //! demo.
 //!
@@ -7,6 +7,7 @@
 //! is wrong with it.
 
 mod batch;
+mod bmad;
 mod decode;
 mod error;
 mod folder;
@@ -15,6 +16,7 @@ mod sample;
 pub mod synth;
 pub mod testing;
 
+pub use bmad::{load_bmad, BmadSpec, BmadSplit};
 pub use batch::{check_all, load_sample, Batch, BatchIter, BatchLoader, LoadedSample};
 pub use decode::{decode, image_to_chw, load_image, load_mask, ImageConfig, Normalization, IMAGENET_MEAN, IMAGENET_STD};
 pub use error::{DataError, Result, IMAGE_EXTENSIONS};

@@ -30,12 +30,13 @@ pub struct DataRef {
 }
 
 impl DataRef {
-    /// `path` is either an MVTec AD category directory or a data set YAML file
+    /// `path` is either a data set directory (MVTec AD or BMAD layout, told
+    /// apart by its contents) or a data set YAML file
     /// (whose `path` is relative to `data_root`).
     pub fn from_arg(path: &Path, data_root: &Path) -> Result<Self> {
         if path.is_dir() {
             let abs = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
-            return Ok(Self { root: PathBuf::from("/"), spec: DatasetSpec::Mvtec(multiad_data::MvtecSpec { path: abs }) });
+            return Ok(Self { root: PathBuf::from("/"), spec: DatasetSpec::for_directory(&abs) });
         }
         if !path.is_file() {
             bail!("{}: no such data set directory or spec file", path.display());
