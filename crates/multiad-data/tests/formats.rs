@@ -115,3 +115,26 @@ fn masks_stay_binary_through_resizing() {
         }
     }
 }
+
+/// BMAD wrote its Brain slices with a grey colour map as RGBA PNGs (R = G = B,
+/// opaque alpha): they must decode to exactly the intensities of the same
+/// slice saved as 8-bit grey, resized or not.
+#[test]
+fn grey_colour_mapped_rgba_equals_the_grey_image() {
+    let t = tempfile::tempdir().unwrap();
+    let g: image::GrayImage = ImageBuffer::from_fn(40, 30, |x, y| Luma([((x * 7 + y * 3) % 256) as u8]));
+    let rgba: ImageBuffer<Rgba<u8>, Vec<u8>> = ImageBuffer::from_fn(40, 30, |x, y| {
+        let v = g.get_pixel(x, y).0[0];
+        Rgba([v, v, v, 255])
+    });
+    let (pg, pc) = (t.path().join("g.png"), t.path().join("c.png"));
+    g.save(&pg).unwrap();
+    rgba.save(&pc).unwrap();
+    for size in [(40, 30), (16, 16)] {
+        let cfg = ImageConfig { width: size.0, height: size.1, ..ImageConfig::default() };
+        let (a, _) = load_image(&pg, &cfg).unwrap();
+        let (b, _) = load_image(&pc, &cfg).unwrap();
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(worst < 0.02, "{size:?}: {worst}");
+    }
+}

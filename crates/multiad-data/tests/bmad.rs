@@ -1,0 +1,70 @@
+//! BMAD's medical layout: the real brain MRI set in `../shared` (skipped when
+//! absent) and the layout's variants and errors on files written here.
+
+mod common;
+
+use std::path::Path;
+
+use multiad_data::{load_bmad, load_sample, BmadSplit, DatasetSpec, ImageConfig, Label};
+
+#[test]
+fn brain_lgg_bmad_has_its_documented_counts() {
+    let Some(shared) = common::shared_dir() else { return };
+    let spec = DatasetSpec::from_yaml_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/datasets/brain_lgg_bmad.yaml"),
+    )
+    .unwrap();
+    let data = shared.join("data");
+    let test = spec.load(&data).unwrap();
+    let root = data.join("brain_lgg_bmad");
+    let valid = load_bmad(&root, BmadSplit::Valid).unwrap();
+    for (ds, good, ungood) in [(&test, 338, 207), (&valid, 217, 95)] {
+        let s = ds.summary();
+        assert_eq!((s.train, s.test_normal, s.test_anomalous), (457, good, ungood));
+        assert!(ds.test.iter().all(|t| t.mask.is_some() == (t.label == Label::Anomalous)));
+    }
+    // A mask has its image's name; tumour masks are non-empty at 64 x 64.
+    let cfg = ImageConfig::square(64);
+    for t in test.test.iter().filter(|s| s.label == Label::Anomalous).step_by(50) {
+        assert_eq!(t.mask.as_ref().unwrap().file_name(), t.image.file_name());
+        assert!(load_sample(t, &cfg).unwrap().mask.iter().any(|&m| m == 1), "{}", t.image.display());
+    }
+    // The directory alone is recognised as BMAD.
+    assert!(matches!(DatasetSpec::for_directory(&root), DatasetSpec::Bmad(_)));
+}
+
+fn png(path: &Path, v: u8) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::GrayImage::from_pixel(8, 8, image::Luma([v])).save(path).unwrap();
+}
+
+#[test]
+fn layout_variants_and_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path().join("set");
+    // Variants: train/good/img, test/good (no img/), anomaly_mask/.
+    png(&r.join("train/good/img/a.png"), 10);
+    png(&r.join("train/good/img/b.png"), 10);
+    png(&r.join("test/good/n1.png"), 10);
+    png(&r.join("test/Ungood/img/x.png"), 10);
+    png(&r.join("test/Ungood/anomaly_mask/x.png"), 255);
+    let ds = load_bmad(&r, BmadSplit::Test).unwrap();
+    assert_eq!((ds.train.len(), ds.test.len()), (2, 2));
+    assert_eq!(ds.test[1].defect_type, "Ungood");
+    assert!(ds.test[1].mask.as_ref().unwrap().ends_with("test/Ungood/anomaly_mask/x.png"));
+
+    let err = |split| load_bmad(&r, split).unwrap_err().to_string();
+    assert!(err(BmadSplit::Valid).contains("missing valid/"), "{}", err(BmadSplit::Valid));
+    // An anomalous image without a mask names the image and the expected mask.
+    png(&r.join("test/Ungood/img/y.png"), 10);
+    let e = err(BmadSplit::Test);
+    assert!(e.contains("y.png") && e.contains("anomalous image has no mask") && e.contains("anomaly_mask/y.png"), "{e}");
+    std::fs::remove_file(r.join("test/Ungood/img/y.png")).unwrap();
+    // A mask without its image.
+    png(&r.join("test/Ungood/anomaly_mask/z.png"), 255);
+    assert!(err(BmadSplit::Test).contains("mask has no image"), "{}", err(BmadSplit::Test));
+    std::fs::remove_file(r.join("test/Ungood/anomaly_mask/z.png")).unwrap();
+    // No training images.
+    std::fs::remove_dir_all(r.join("train")).unwrap();
+    assert!(err(BmadSplit::Test).contains("train/good"), "{}", err(BmadSplit::Test));
+}
