@@ -224,15 +224,46 @@ pub enum DatasetSpec {
 #[serde(deny_unknown_fields)]
 pub struct MvtecSpec {
     pub path: PathBuf,
+    /// Defaults to the category directory's name.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 impl DatasetSpec {
     pub fn load(&self, data_root: &Path) -> Result<Dataset> {
         match self {
-            DatasetSpec::Mvtec(m) => crate::mvtec::load_mvtec(&data_root.join(&m.path)),
+            DatasetSpec::Mvtec(m) => {
+                let mut ds = crate::mvtec::load_mvtec(&data_root.join(&m.path))?;
+                if let Some(n) = &m.name {
+                    ds.name = n.clone();
+                }
+                Ok(ds)
+            }
             DatasetSpec::Folder(f) => f.load(data_root),
             DatasetSpec::Bmad(b) => b.load(data_root),
         }
+    }
+
+    /// Where the data set lives, relative to the data root.
+    pub fn path(&self) -> &Path {
+        match self {
+            DatasetSpec::Mvtec(m) => &m.path,
+            DatasetSpec::Folder(f) => &f.path,
+            DatasetSpec::Bmad(b) => &b.path,
+        }
+    }
+
+    /// The name results are filed under: the spec's `name`, else the last
+    /// component of its path.
+    pub fn name(&self) -> String {
+        let given = match self {
+            DatasetSpec::Mvtec(m) => &m.name,
+            DatasetSpec::Folder(f) => &f.name,
+            DatasetSpec::Bmad(b) => &b.name,
+        };
+        given.clone().unwrap_or_else(|| {
+            self.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        })
     }
 
     /// The spec for a data set directory given on the command line: BMAD's
@@ -241,7 +272,7 @@ impl DatasetSpec {
         if dir.join("test/Ungood").is_dir() || dir.join("valid/Ungood").is_dir() {
             DatasetSpec::Bmad(crate::bmad::BmadSpec { path: dir.to_path_buf(), name: None, split: Default::default() })
         } else {
-            DatasetSpec::Mvtec(MvtecSpec { path: dir.to_path_buf() })
+            DatasetSpec::Mvtec(MvtecSpec { path: dir.to_path_buf(), name: None })
         }
     }
 

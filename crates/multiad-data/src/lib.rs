@@ -13,6 +13,7 @@ mod error;
 mod folder;
 mod mvtec;
 mod sample;
+mod suite;
 pub mod synth;
 pub mod testing;
 
@@ -22,4 +23,5 @@ pub use decode::{decode, image_to_chw, load_image, load_mask, ImageConfig, Norma
 pub use error::{DataError, Result, IMAGE_EXTENSIONS};
 pub use folder::{AbnormalDir, DatasetSpec, FolderSpec, MaskRule, MvtecSpec};
 pub use mvtec::load_mvtec;
+pub use suite::{MissingDataset, Suite, SuiteEntry};
 pub use sample::{Dataset, DatasetSummary, DefectCount, Label, Sample};

@@ -68,3 +68,33 @@ fn layout_variants_and_errors() {
     std::fs::remove_dir_all(r.join("train")).unwrap();
     assert!(err(BmadSplit::Test).contains("train/good"), "{}", err(BmadSplit::Test));
 }
+
+/// The suite files in experiments/ parse, and a missing data set is reported
+/// with its datasets/ page before anything runs.
+#[test]
+fn suites_parse_and_report_missing_data_sets() {
+    let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/suites");
+    let medical = multiad_data::Suite::from_yaml_file(&exp.join("medical.yaml")).unwrap();
+    let names: Vec<String> = medical.datasets.iter().map(|d| d.spec.name()).collect();
+    assert_eq!(names, vec!["brain", "liver", "resc"]);
+    let industrial = multiad_data::Suite::from_yaml_file(&exp.join("industrial.yaml")).unwrap();
+    assert_eq!(industrial.datasets.len(), 15);
+    assert!(industrial.datasets.iter().any(|d| d.spec.name() == "metal_nut"));
+    let shared = multiad_data::Suite::from_yaml_file(&exp.join("shared.yaml")).unwrap();
+    assert!(matches!(shared.datasets[1].spec, DatasetSpec::Bmad(_)));
+
+    let empty = tempfile::tempdir().unwrap();
+    let err = medical.check_present(empty.path()).unwrap_err().to_string();
+    assert!(err.contains("3 of 3 data sets missing"), "{err}");
+    assert!(err.contains("liver:") && err.contains("see datasets/liver.md"), "{err}");
+    let mut one = industrial.clone();
+    one.select(&["screw".into()]).unwrap();
+    assert_eq!(one.datasets.len(), 1);
+    assert!(one.select(&["screws".into()]).unwrap_err().to_string().contains("has no data set \"screws\""));
+
+    // Unknown keys inside an entry name the entry.
+    let bad = empty.path().join("bad.yaml");
+    std::fs::write(&bad, "name: x\ndatasets:\n  - loader: bmad\n    path: a\n    splitt: test\n").unwrap();
+    let e = multiad_data::Suite::from_yaml_file(&bad).unwrap_err().to_string();
+    assert!(e.contains("data set 1 of the suite") && e.contains("splitt"), "{e}");
+}
