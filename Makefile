@@ -9,7 +9,7 @@ MULTIAD = $(CARGO) run --locked --quiet -p multiad-cli --
 demo:
 	rm -rf $(DEMO_DIR)
 	$(MULTIAD) synth --out $(DEMO_DIR)/data --category demo --seed 0 --size 64 --train 48 --test-good 16 --test-per-defect 8
-	$(MULTIAD) inspect --mvtec $(DEMO_DIR)/data/demo --check
+	$(MULTIAD) inspect --dir $(DEMO_DIR)/data/demo --check
 	$(MULTIAD) train --config experiments/smoke.yaml --data $(DEMO_DIR)/data/demo --out $(DEMO_DIR)/run
 	$(MULTIAD) test --run $(DEMO_DIR)/run --save-maps
 	$(MULTIAD) predict --run $(DEMO_DIR)/run --out $(DEMO_DIR)/heatmaps $(DEMO_DIR)/data/demo/test/*/000.png

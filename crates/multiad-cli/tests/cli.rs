@@ -17,6 +17,8 @@ fn every_subcommand_has_help() {
         vec!["test", "--help"],
         vec!["predict", "--help"],
         vec!["fetch-weights", "--help"],
+        vec!["prep", "brats2021", "--help"],
+        vec!["prep", "liver", "--help"],
     ] {
         let (ok, out, _) = multiad(&sub);
         assert!(ok && out.contains("Usage"), "{sub:?}: {out}");
@@ -50,4 +52,46 @@ fn bad_data_is_a_clear_error_not_a_panic() {
     assert!(!ok);
     assert!(stderr.starts_with("error: ") && stderr.contains("train/good"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `multiad prep brats2021` on small volumes written here, then the result
+/// read back as a BMAD directory.
+#[test]
+fn prep_brats_then_inspect() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = multiad_nifti::WriteSpec::float([16, 16, 12]);
+    for (split, id, tumour) in [("train", "p1", 5..7), ("train", "p2", 20..20), ("validation", "p3", 4..9), ("test", "p4", 3..6)] {
+        let dir = t.path().join("raw").join(split).join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let n = 16 * 16 * 12;
+        let flair: Vec<f32> = (0..n).map(|i| ((i * 37) % 101) as f32 / 10.0).collect();
+        let seg: Vec<f32> = (0..n)
+            .map(|i| {
+                let (x, k) = (i % 16, i / 256);
+                if tumour.contains(&k) && (4..9).contains(&x) { 2.0 } else { 0.0 }
+            })
+            .collect();
+        multiad_nifti::write(&dir.join(format!("{id}_flair.nii.gz")), &spec, &flair).unwrap();
+        multiad_nifti::write(&dir.join(format!("{id}_seg.nii.gz")), &spec, &seg).unwrap();
+    }
+    let raw = t.path().join("raw");
+    let out = t.path().join("bmad");
+    let (ok, stdout, stderr) = multiad(&[
+        "prep", "brats2021", "--raw", raw.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--first-slice", "2", "--last-slice", "9",
+    ]);
+    assert!(ok, "{stderr}");
+    // p1: slices 2-9 minus 5,6 -> 6 train; p2: 8; p3: 4-8 tumour -> 3 good / 5 Ungood; p4: 3-5 -> 5 / 3.
+    assert!(stdout.contains("train    2 patients     14 good"), "{stdout}");
+    assert!(stdout.contains("valid    1 patients      3 good      5 Ungood"), "{stdout}");
+    assert!(stdout.contains("test     1 patients      5 good      3 Ungood"), "{stdout}");
+    let (ok, stdout, stderr) = multiad(&["inspect", "--dir", out.to_str().unwrap(), "--check", "--json"]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((v["train"].as_u64(), v["test_normal"].as_u64(), v["test_anomalous"].as_u64()), (Some(14), Some(5), Some(3)));
+    // Never overwritten; a missing directory is a clear error.
+    let (ok, _, stderr) = multiad(&["prep", "brats2021", "--raw", raw.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("refusing to overwrite"), "{stderr}");
+    let (ok, _, stderr) = multiad(&["prep", "liver", "--btcv", "/nonexistent/btcv", "--lits", "/nonexistent/lits", "--out", t.path().join("l").to_str().unwrap()]);
+    assert!(!ok && stderr.contains("/nonexistent/btcv: directory not found"), "{stderr}");
 }
