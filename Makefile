@@ -3,7 +3,9 @@ CARGO ?= cargo
 DEMO_DIR ?= results/demo
 MULTIAD = $(CARGO) run --locked --quiet -p multiad-cli --
 
-.PHONY: demo test bench fmt clippy
+.PHONY: demo test bench fmt clippy ablation-smoke
+
+SWEEP_DATA ?= results/synthetic-data
 
 ## demo: synthetic category -> smoke-preset Multi-AD training -> test metrics -> heat maps
 demo:
@@ -13,6 +15,12 @@ demo:
 	$(MULTIAD) train --config experiments/smoke.yaml --data $(DEMO_DIR)/data/demo --out $(DEMO_DIR)/run
 	$(MULTIAD) test --run $(DEMO_DIR)/run --save-maps
 	$(MULTIAD) predict --run $(DEMO_DIR)/run --out $(DEMO_DIR)/heatmaps $(DEMO_DIR)/data/demo/test/*/000.png
+
+## ablation-smoke: Table 4's eight studies on the two synthetic categories at smoke scale
+ablation-smoke:
+	test -d $(SWEEP_DATA)/synthetic/tiles || $(MULTIAD) synth --out $(SWEEP_DATA)/synthetic --category tiles --seed 1 --size 64
+	test -d $(SWEEP_DATA)/synthetic/plates || $(MULTIAD) synth --out $(SWEEP_DATA)/synthetic --category plates --seed 2 --size 64
+	$(CARGO) xtask ablation --suite synthetic --preset smoke --data-root $(SWEEP_DATA) --jobs 2
 
 ## test: the whole test suite (what CI runs)
 test:

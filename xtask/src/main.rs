@@ -1,7 +1,9 @@
-//! Project tasks: `cargo xtask bench ...`.
+//! Project tasks: `cargo xtask bench ...`, `cargo xtask ablation ...`,
+//! `cargo xtask benchmark ...`.
 
 mod bench;
 mod model_bench;
+mod sweep;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -17,10 +19,16 @@ struct Cli {
 enum Command {
     /// Benchmarks that compare alternatives side by side in one run and print ratios.
     Bench(bench::BenchArgs),
+    /// Table 4: train and test the eight SE/D/MFF studies on every data set of a suite.
+    Ablation(sweep::SweepCli),
+    /// Tables 2/3: every method of a suite on every data set.
+    Benchmark(sweep::SweepCli),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Bench(a) => bench::run(a),
+        Command::Ablation(a) => sweep::run(multiad_sweep::SweepKind::Ablation, a),
+        Command::Benchmark(a) => sweep::run(multiad_sweep::SweepKind::Benchmark, a),
     }
 }

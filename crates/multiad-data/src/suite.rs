@@ -16,6 +16,10 @@ pub struct SuiteEntry {
     /// prepare them.
     #[serde(default)]
     pub docs: Option<String>,
+    /// `medical` or `industrial`: which of the paper's columns this data set
+    /// is averaged into (defaults to the suite's `domain`).
+    #[serde(default)]
+    pub domain: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -24,7 +28,17 @@ pub struct Suite {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// The default domain of its data sets.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Methods a benchmark runs on every data set (registry names).
+    #[serde(default = "default_methods")]
+    pub methods: Vec<String>,
     pub datasets: Vec<SuiteEntry>,
+}
+
+fn default_methods() -> Vec<String> {
+    vec!["multiad".into()]
 }
 
 /// The file form: each entry is a spec written inline, or `file:` naming a
@@ -35,6 +49,10 @@ struct SuiteFile {
     name: String,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default = "default_methods")]
+    methods: Vec<String>,
     datasets: Vec<serde_yaml_ng::Value>,
 }
 
@@ -44,6 +62,8 @@ struct FileEntry {
     file: PathBuf,
     #[serde(default)]
     docs: Option<String>,
+    #[serde(default)]
+    domain: Option<String>,
 }
 
 /// A data set of a suite that is not where the suite says.
@@ -66,12 +86,22 @@ impl Suite {
             let by_file = v.as_mapping().is_some_and(|m| m.contains_key("file"));
             datasets.push(if by_file {
                 let f: FileEntry = serde_yaml_ng::from_value(v).map_err(bad)?;
-                SuiteEntry { spec: DatasetSpec::from_yaml_file(&dir.join(&f.file))?, docs: f.docs }
+                SuiteEntry { spec: DatasetSpec::from_yaml_file(&dir.join(&f.file))?, docs: f.docs, domain: f.domain }
             } else {
                 serde_yaml_ng::from_value(v).map_err(bad)?
             });
         }
-        let suite = Suite { name: raw.name, description: raw.description, datasets };
+        for d in &mut datasets {
+            if d.domain.is_none() {
+                d.domain = raw.domain.clone();
+            }
+            if let Some(dom) = &d.domain {
+                if dom != "medical" && dom != "industrial" {
+                    return Err(DataError::file(path, format!("data set {}: domain {dom:?} must be medical or industrial", d.spec.name())));
+                }
+            }
+        }
+        let suite = Suite { name: raw.name, description: raw.description, domain: raw.domain, methods: raw.methods, datasets };
         if suite.datasets.is_empty() {
             return Err(DataError::file(path, "suite lists no data sets"));
         }

@@ -158,7 +158,7 @@ pub fn test(run: &RunDir, save_maps: bool, log: &mut dyn Write) -> Result<TestMe
 /// A distinct output name per input: the file stem, prefixed by the parent
 /// directory when stems repeat (`test/hole/000.png` and `test/stain/000.png`
 /// become `hole_000` and `stain_000`), then by the position if still equal.
-fn output_names(images: &[PathBuf]) -> Vec<String> {
+pub fn output_names(images: &[PathBuf]) -> Vec<String> {
     let stem = |p: &PathBuf| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
     let parent = |p: &PathBuf| p.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let count = |names: &[String], n: &String| names.iter().filter(|m| *m == n).count();

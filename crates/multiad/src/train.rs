@@ -40,6 +40,9 @@ pub struct TrainingSummary {
     pub seconds: f64,
     pub student_parameters: usize,
     pub discriminator_parameters: usize,
+    /// Peak resident memory of the training process (Linux), MiB.
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
 }
 
 pub fn image_config(size: u32) -> ImageConfig {
@@ -274,6 +277,7 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
         seconds: t_start.elapsed().as_secs_f64(),
         student_parameters: model.student_params.num_parameters(),
         discriminator_parameters: model.disc_params.num_parameters(),
+        peak_rss_mib: crate::evaluate::peak_rss_mib(),
     };
     write_atomic(&run.path("training.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     writeln!(log, "trained in {}", fmt_secs(summary.seconds))?;

@@ -1,0 +1,320 @@
+//! Charts with Plotters, each as PNG and SVG under `<sweep>/charts/`:
+//! grouped bars per metric, loss curves per cell, image-level ROC curves per
+//! data set, and a grid of heat-map overlays per data set.
+//!
+//! PNG text needs a TrueType font: the first of `$MULTIAD_FONT` and the usual
+//! DejaVu/Liberation paths is used; without one, PNGs are drawn without text
+//! (SVG text never needs a font file).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::plan::{Plan, SweepKind};
+use crate::records::CellRecord;
+
+const FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/liberation/LiberationSans-Regular.ttf",
+];
+
+/// Registers a font for PNG text once; false when none could be found.
+pub fn png_text_available() -> bool {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        let mut candidates: Vec<PathBuf> = std::env::var_os("MULTIAD_FONT").map(PathBuf::from).into_iter().collect();
+        candidates.extend(FONT_PATHS.iter().map(PathBuf::from));
+        for p in candidates {
+            if let Ok(bytes) = std::fs::read(&p) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return true;
+                }
+            }
+        }
+        eprintln!("warning: no TrueType font found (set MULTIAD_FONT); PNG charts are drawn without text");
+        false
+    })
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing a chart: {e:?}")
+}
+
+/// Draws `f` twice: into `<stem>.png` and `<stem>.svg`.
+fn both(
+    dir: &Path,
+    stem: &str,
+    size: (u32, u32),
+    out: &mut Vec<PathBuf>,
+    f: &dyn Fn(&DrawingArea<BitMapBackend, Shift>, bool) -> Result<()>,
+    g: &dyn Fn(&DrawingArea<SVGBackend, Shift>, bool) -> Result<()>,
+) -> Result<()> {
+    let png = dir.join(format!("{stem}.png"));
+    {
+        let root = BitMapBackend::new(&png, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        f(&root, png_text_available())?;
+        root.present().map_err(err)?;
+    }
+    let svg = dir.join(format!("{stem}.svg"));
+    {
+        let root = SVGBackend::new(&svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        g(&root, true)?;
+        root.present().map_err(err)?;
+    }
+    out.push(png);
+    out.push(svg);
+    Ok(())
+}
+
+fn safe(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// The x-axis group of a record: its study (ablation) or method (benchmark).
+fn group_of(kind: SweepKind, r: &CellRecord) -> String {
+    match (kind, r.study) {
+        (SweepKind::Ablation, Some(s)) => format!("study {s}"),
+        _ => r.method.clone(),
+    }
+}
+
+fn bars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    text: bool,
+    title: &str,
+    groups: &[String],
+    datasets: &[String],
+    value: &dyn Fn(&str, &str) -> Option<f64>,
+) -> Result<()> {
+    let n = groups.len().max(1);
+    let mut b = ChartBuilder::on(root);
+    b.margin(10).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text { 50 } else { 5 });
+    if text {
+        b.caption(title, ("sans-serif", 20));
+    }
+    let mut chart = b.build_cartesian_2d(0f64..n as f64, 0f64..1.0f64).map_err(err)?;
+    let labels: Vec<String> = groups.to_vec();
+    let label_of = |x: &f64| labels.get(x.floor() as usize).cloned().unwrap_or_default();
+    let mut mesh = chart.configure_mesh();
+    mesh.disable_x_mesh();
+    if text {
+        mesh.x_labels(n).x_label_formatter(&label_of).y_desc("AUROC");
+    } else {
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw().map_err(err)?;
+    let w = 0.8 / datasets.len().max(1) as f64;
+    for (k, d) in datasets.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let rects: Vec<Rectangle<(f64, f64)>> = groups
+            .iter()
+            .enumerate()
+            .filter_map(|(g, grp)| {
+                let v = value(grp, d)?;
+                let x0 = g as f64 + 0.1 + k as f64 * w;
+                Some(Rectangle::new([(x0, 0.0), (x0 + w * 0.9, v)], color.filled()))
+            })
+            .collect();
+        let s = chart.draw_series(rects).map_err(err)?;
+        if text {
+            s.label(d.clone()).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        }
+    }
+    if text {
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    }
+    Ok(())
+}
+
+fn losses<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool, r: &CellRecord) -> Result<()> {
+    let series: Vec<(&str, Vec<(f64, f64)>)> = vec![
+        ("distillation L_G", r.history.iter().map(|e| (e.epoch as f64, e.loss_g)).collect()),
+        ("discriminator L_D", r.history.iter().filter_map(|e| e.loss_d.map(|v| (e.epoch as f64, v))).collect()),
+        ("adversarial L_adv", r.history.iter().filter_map(|e| e.loss_adv.map(|v| (e.epoch as f64, v))).collect()),
+    ];
+    let all: Vec<f64> = series.iter().flat_map(|s| s.1.iter().map(|p| p.1)).filter(|v| *v > 0.0).collect();
+    let lo = all.iter().cloned().fold(f64::INFINITY, f64::min).min(1.0) / 2.0;
+    let hi = all.iter().cloned().fold(0f64, f64::max).max(1.0) * 2.0;
+    let epochs = r.history.len().max(2) as f64;
+    let mut b = ChartBuilder::on(root);
+    b.margin(10).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text { 60 } else { 5 });
+    if text {
+        let name = r.study.map(|s| format!("study {s}")).unwrap_or_else(|| r.method.clone());
+        b.caption(format!("{} {name}: losses per epoch", r.dataset), ("sans-serif", 18));
+    }
+    let mut chart = b.build_cartesian_2d(1f64..epochs, (lo..hi).log_scale()).map_err(err)?;
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc("epoch").y_desc("loss (log scale)");
+    } else {
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw().map_err(err)?;
+    for (k, (name, pts)) in series.into_iter().enumerate() {
+        if pts.is_empty() {
+            continue;
+        }
+        let color = Palette99::pick(k).to_rgba();
+        let s = chart.draw_series(LineSeries::new(pts.into_iter().filter(|p| p.1 > 0.0), color.stroke_width(2))).map_err(err)?;
+        if text {
+            s.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
+        }
+    }
+    if text {
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    }
+    Ok(())
+}
+
+fn rocs<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool, kind: SweepKind, dataset: &str, rs: &[&CellRecord]) -> Result<()> {
+    let mut b = ChartBuilder::on(root);
+    b.margin(10).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text { 50 } else { 5 });
+    if text {
+        b.caption(format!("{dataset}: image-level ROC"), ("sans-serif", 18));
+    }
+    let mut chart = b.build_cartesian_2d(0f64..1f64, 0f64..1f64).map_err(err)?;
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc("false positive rate").y_desc("true positive rate");
+    } else {
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw().map_err(err)?;
+    chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3))).map_err(err)?;
+    for (k, r) in rs.iter().enumerate() {
+        let mut acc = multiad_metrics::BinaryScores::new();
+        for &(label, score) in &r.scores {
+            acc.push(score, label)?;
+        }
+        let Ok(curve) = acc.into_sorted().roc_curve() else { continue }; // one class only: no curve
+        let color = Palette99::pick(k).to_rgba();
+        let s = chart
+            .draw_series(LineSeries::new(curve.fpr.iter().zip(&curve.tpr).map(|(&x, &y)| (x, y)), color.stroke_width(2)))
+            .map_err(err)?;
+        if text {
+            let name = format!("{} ({:.3})", group_of(kind, r), r.metrics.image_auroc);
+            s.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
+        }
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+const TILE: u32 = 128;
+
+/// RGB bytes of an image file resized to the tile, with the mask (if any)
+/// tinted red: the ground-truth row of the grid.
+fn tile(path: &Path, mask: Option<&Path>) -> Result<Vec<u8>> {
+    let img = image::open(path).map_err(|e| anyhow!("{}: {e}", path.display()))?.to_rgb8();
+    let mut img = image::imageops::resize(&img, TILE, TILE, image::imageops::FilterType::Triangle);
+    if let Some(m) = mask {
+        let m = image::open(m).map_err(|e| anyhow!("{}: {e}", m.display()))?.to_luma8();
+        let m = image::imageops::resize(&m, TILE, TILE, image::imageops::FilterType::Nearest);
+        for (p, q) in img.pixels_mut().zip(m.pixels()) {
+            if q.0[0] > 127 {
+                p.0 = [255, (p.0[1] as u16 / 3) as u8, (p.0[2] as u16 / 3) as u8];
+            }
+        }
+    }
+    Ok(img.into_raw())
+}
+
+fn heat_grid<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    text: bool,
+    kind: SweepKind,
+    rs: &[&CellRecord],
+) -> Result<()> {
+    let label_w = if text { 110 } else { 0 };
+    let Some(first) = rs.first() else { return Ok(()) };
+    let mut rows: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+    rows.push((
+        "input + mask".into(),
+        first.heatmaps.iter().map(|h| tile(&h.image, h.mask.as_deref())).collect::<Result<_>>()?,
+    ));
+    for r in rs {
+        let tiles = r.heatmaps.iter().map(|h| tile(&h.overlay, None)).collect::<Result<_>>()?;
+        rows.push((group_of(kind, r), tiles));
+    }
+    for (i, (name, tiles)) in rows.iter().enumerate() {
+        let y = (i as u32 * (TILE + 4)) as i32;
+        if text {
+            root.draw(&Text::new(name.clone(), (4, y + TILE as i32 / 2), ("sans-serif", 14))).map_err(err)?;
+        }
+        for (j, t) in tiles.iter().enumerate() {
+            let x = label_w + (j as u32 * (TILE + 4)) as i32;
+            let el = BitMapElement::with_owned_buffer((x, y), (TILE, TILE), t.clone()).ok_or_else(|| anyhow!("bad tile buffer"))?;
+            root.draw(&el).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes every chart of the sweep; returns the paths.
+pub fn write_all(plan: &Plan, records: &[CellRecord]) -> Result<Vec<PathBuf>> {
+    let dir = plan.dir.join("charts");
+    std::fs::create_dir_all(&dir)?;
+    let mut out = Vec::new();
+    if records.is_empty() {
+        return Ok(out);
+    }
+    let mut groups: Vec<String> = Vec::new();
+    let mut datasets: Vec<String> = Vec::new();
+    for r in records {
+        let g = group_of(plan.kind, r);
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+        if !datasets.contains(&r.dataset) {
+            datasets.push(r.dataset.clone());
+        }
+    }
+    for (metric, title) in [("image_auroc", "Image-level AUROC"), ("pixel_auroc", "Pixel-level AUROC")] {
+        let value = |g: &str, d: &str| {
+            records.iter().find(|r| r.dataset == d && group_of(plan.kind, r) == g).and_then(|r| match metric {
+                "image_auroc" => Some(r.metrics.image_auroc),
+                _ => r.metrics.pixel_auroc,
+            })
+        };
+        let stem = format!("bars_{metric}");
+        both(
+            &dir,
+            &stem,
+            (900, 500),
+            &mut out,
+            &|a, t| bars(a, t, title, &groups, &datasets, &value),
+            &|a, t| bars(a, t, title, &groups, &datasets, &value),
+        )?;
+    }
+    for r in records {
+        let stem = format!("loss_{}_{}", safe(&r.dataset), safe(&group_of(plan.kind, r)));
+        both(&dir, &stem, (700, 450), &mut out, &|a, t| losses(a, t, r), &|a, t| losses(a, t, r))?;
+    }
+    for d in &datasets {
+        let rs: Vec<&CellRecord> = records.iter().filter(|r| &r.dataset == d).collect();
+        let stem = format!("roc_{}", safe(d));
+        both(&dir, &stem, (600, 600), &mut out, &|a, t| rocs(a, t, plan.kind, d, &rs), &|a, t| rocs(a, t, plan.kind, d, &rs))?;
+        let cols = rs.first().map(|r| r.heatmaps.len()).unwrap_or(0) as u32;
+        let size = (110 + cols * (TILE + 4), (rs.len() as u32 + 1) * (TILE + 4));
+        let stem = format!("heatmaps_{}", safe(d));
+        both(&dir, &stem, size, &mut out, &|a, t| heat_grid(a, t, plan.kind, &rs), &|a, t| heat_grid(a, t, plan.kind, &rs))?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,193 @@
+//! What a sweep command asks for, resolved into cells.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use multiad::ExperimentConfig;
+use multiad_data::{DatasetSpec, Suite};
+
+use crate::paper::study_switches;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepKind {
+    /// Table 4: the eight SE/D/MFF studies of Multi-AD.
+    Ablation,
+    /// Tables 2/3: every method of the suite.
+    Benchmark,
+}
+
+impl SweepKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SweepKind::Ablation => "ablation",
+            SweepKind::Benchmark => "benchmark",
+        }
+    }
+}
+
+/// The methods `cargo xtask benchmark` can run. A baseline crate adds its
+/// name here (and its runner in `run.rs`); nothing else changes.
+pub const METHODS: &[&str] = &["multiad"];
+
+/// The command line of `cargo xtask ablation|benchmark`.
+#[derive(Debug, Clone)]
+pub struct SweepArgs {
+    pub kind: SweepKind,
+    /// A suite name (`experiments/suites/<name>.yaml`) or a suite YAML path.
+    pub suite: String,
+    /// A preset name (`experiments/<name>.yaml`) or an experiment YAML path.
+    pub preset: String,
+    pub data_root: PathBuf,
+    /// Only these data sets of the suite (by name).
+    pub datasets: Option<Vec<String>>,
+    /// Only these studies (1-8) of an ablation.
+    pub configs: Option<Vec<u8>>,
+    pub jobs: usize,
+    /// Default: `results/<kind>-<suite>-<preset>`.
+    pub out: Option<PathBuf>,
+    pub epochs: Option<usize>,
+    pub seed: Option<u64>,
+    /// The repository's `experiments/` directory (names resolve there).
+    pub experiments: PathBuf,
+}
+
+/// One (data set, study or method) of a sweep.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub dataset: String,
+    pub domain: Option<String>,
+    pub spec: DatasetSpec,
+    pub method: String,
+    /// The Table 4 study (ablations only).
+    pub study: Option<u8>,
+    pub config: ExperimentConfig,
+    pub dir: PathBuf,
+}
+
+impl Cell {
+    /// `dataset/study-N` or `dataset/method`.
+    pub fn label(&self) -> String {
+        match self.study {
+            Some(s) => format!("{}/study-{s}", self.dataset),
+            None => format!("{}/{}", self.dataset, self.method),
+        }
+    }
+
+    /// The `multiad` run directory inside the cell.
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub kind: SweepKind,
+    pub suite: Suite,
+    pub suite_file: PathBuf,
+    pub preset: String,
+    pub data_root: PathBuf,
+    pub dir: PathBuf,
+    pub jobs: usize,
+    pub cells: Vec<Cell>,
+}
+
+fn resolve(name_or_path: &str, dir: &Path, what: &str) -> Result<PathBuf> {
+    let p = Path::new(name_or_path);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    let named = dir.join(format!("{name_or_path}.yaml"));
+    if named.is_file() {
+        return Ok(named);
+    }
+    let known: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            let mut v: Vec<String> = rd
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .filter(|s| !s.starts_with('.'))
+                .collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default();
+    bail!("no {what} {name_or_path:?}: not a file, and not one of {} in {}", known.join(", "), dir.display())
+}
+
+/// The config of a Table 4 study: the preset with SE, D and MFF switched.
+/// MFF covers both halves of the module: the student's Eq 5 fusion and the
+/// inference-time Ψ (Eq 14); off, the student has no fusion and maps are summed.
+pub fn study_config(base: &ExperimentConfig, study: u8) -> Result<ExperimentConfig> {
+    let Some((se, d, mff)) = study_switches(study) else { bail!("study {study}: Table 4 numbers its studies 1 to 8") };
+    let mut c = base.clone();
+    c.student.se = se;
+    c.discriminator.enabled = d;
+    c.student.fusion = mff;
+    c.inference.mff = mff;
+    Ok(c)
+}
+
+impl Plan {
+    pub fn new(a: &SweepArgs) -> Result<Plan> {
+        if a.jobs == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        let suite_file = resolve(&a.suite, &a.experiments.join("suites"), "suite")?;
+        let mut suite = Suite::from_yaml_file(&suite_file)?;
+        if let Some(names) = &a.datasets {
+            suite.select(names)?;
+        }
+        let preset_file = resolve(&a.preset, &a.experiments, "preset")?;
+        let mut base = ExperimentConfig::from_yaml_file(&preset_file)?;
+        if let Some(e) = a.epochs {
+            base.train.epochs = e;
+        }
+        if let Some(s) = a.seed {
+            base.seed = s;
+        }
+        base.validate().map_err(|e| anyhow::anyhow!("{}: {e}", preset_file.display()))?;
+        let preset = preset_file.file_stem().unwrap().to_string_lossy().into_owned();
+        let dir = a.out.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}-{preset}", a.kind.name(), suite.name)));
+
+        let mut cells = Vec::new();
+        for entry in &suite.datasets {
+            let name = entry.spec.name();
+            let base_dir = dir.join("cells").join(&name);
+            match a.kind {
+                SweepKind::Ablation => {
+                    let studies = a.configs.clone().unwrap_or_else(|| (1..=8).collect());
+                    for s in studies {
+                        cells.push(Cell {
+                            dataset: name.clone(),
+                            domain: entry.domain.clone(),
+                            spec: entry.spec.clone(),
+                            method: "multiad".into(),
+                            study: Some(s),
+                            config: study_config(&base, s)?,
+                            dir: base_dir.join(format!("study-{s}")),
+                        });
+                    }
+                }
+                SweepKind::Benchmark => {
+                    for m in &suite.methods {
+                        if !METHODS.contains(&m.as_str()) {
+                            bail!("{}: method {m:?} is not registered (known: {})", suite_file.display(), METHODS.join(", "));
+                        }
+                        cells.push(Cell {
+                            dataset: name.clone(),
+                            domain: entry.domain.clone(),
+                            spec: entry.spec.clone(),
+                            method: m.clone(),
+                            study: None,
+                            config: base.clone(),
+                            dir: base_dir.join(m),
+                        });
+                    }
+                }
+            }
+        }
+        let data_root = std::fs::canonicalize(&a.data_root).with_context(|| format!("--data-root {}", a.data_root.display()))?;
+        Ok(Plan { kind: a.kind, suite, suite_file, preset, data_root, dir, jobs: a.jobs, cells })
+    }
+}
