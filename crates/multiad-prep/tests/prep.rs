@@ -12,15 +12,7 @@ use multiad_prep::liver::{self, LiverOptions};
 use multiad_prep::{Flip, SplitCounts};
 
 fn shared() -> Option<PathBuf> {
-    let p = std::env::var_os("MULTIAD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("SKIPPED: needs ../shared (set MULTIAD_SHARED)");
-        None
-    }
+    multiad_data::testing::shared_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn gray(path: &Path) -> (u32, u32, Vec<u8>) {
