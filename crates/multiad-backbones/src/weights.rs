@@ -1,6 +1,7 @@
 //! Finding and opening weight files: a local path, or a file in the Hugging
 //! Face Hub cache (`$HF_HUB_CACHE`, `$HF_HOME/hub`, or `~/.cache/huggingface/hub`),
-//! as the `huggingface_hub` / `hf-hub` clients lay it out.
+//! as the `huggingface_hub` / `hf-hub` clients lay it out, downloaded into
+//! that cache through `hf-hub` when missing (unless `HF_HUB_OFFLINE` is set).
 
 use std::path::{Path, PathBuf};
 
@@ -49,14 +50,39 @@ pub fn resolve(explicit: Option<&Path>, repo: &str, file: &str) -> Result<PathBu
     if let Some(p) = cache.as_deref().and_then(|c| find_in_hub_cache(c, repo, file)) {
         return Ok(p);
     }
+    let tried = if hub_offline() {
+        "HF_HUB_OFFLINE is set, so nothing was downloaded".to_string()
+    } else {
+        match download_from_hub(repo, file, cache.as_deref()) {
+            Ok(p) => return Ok(p),
+            Err(e) => format!("downloading it failed ({e})"),
+        }
+    };
     Err(WeightsError::NotCached {
         repo: repo.into(),
         file: file.into(),
         hint: format!(
-            "download https://huggingface.co/{repo}/resolve/main/{file} and pass it with `teacher.weights: PATH` in the experiment file, or run `huggingface-cli download {repo} {file}` to fill the cache at {}",
+            "{tried}. Download https://huggingface.co/{repo}/resolve/main/{file} and pass it with `teacher.weights: PATH` in the experiment file, or run `huggingface-cli download {repo} {file}` to fill the cache at {}",
             cache.map(|c| c.display().to_string()).unwrap_or_else(|| "~/.cache/huggingface/hub".into())
         ),
     })
+}
+
+/// `HF_HUB_OFFLINE` set to anything but empty, `0` or `false`, as the
+/// official client reads it.
+pub fn hub_offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")))
+}
+
+/// Downloads `file` of model `repo` into the Hub cache through `hf-hub`
+/// (honouring `HF_ENDPOINT` and `HF_TOKEN`), with a progress bar.
+pub fn download_from_hub(repo: &str, file: &str, cache: Option<&Path>) -> Result<PathBuf, String> {
+    let mut b = hf_hub::api::sync::ApiBuilder::from_env().with_progress(true);
+    if let Some(c) = cache {
+        b = b.with_cache_dir(c.to_path_buf());
+    }
+    let api = b.build().map_err(|e| e.to_string())?;
+    api.model(repo.to_string()).get(file).map_err(|e| e.to_string())
 }
 
 /// Opens a safetensors file as a `VarBuilder` (f32). Missing or mis-shaped

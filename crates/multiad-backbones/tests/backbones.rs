@@ -165,6 +165,21 @@ fn hub_cache_lookup_and_offline_error() {
     );
     let e = weights::resolve(Some(Path::new("/no/such.safetensors")), "x/y", "model.safetensors").unwrap_err().to_string();
     assert!(e.contains("/no/such.safetensors") && e.contains("not found"), "{e}");
+    // A cache miss goes to the Hub through hf-hub: here an endpoint on a closed
+    // local port stands in for a machine without network (never the real Hub).
+    // (Only this test reads these variables.)
+    std::env::set_var("HF_ENDPOINT", "http://127.0.0.1:9");
+    std::env::set_var("HF_HUB_CACHE", &root);
+    std::env::remove_var("HF_HUB_OFFLINE");
+    let e = weights::resolve(None, "timm/resnet18.tv_in1k", "model.safetensors").unwrap_err().to_string();
+    assert!(e.contains("timm/resnet18.tv_in1k") && e.contains("downloading it failed"), "{e}");
+    assert!(e.contains("teacher.weights") && e.contains(&root.display().to_string()), "{e}");
+    // The cached file is found without any download.
+    let p = weights::resolve(None, "timm/wide_resnet50_2.tv_in1k", "model.safetensors").unwrap();
+    assert_eq!(p, snap.join("model.safetensors"));
+    std::env::set_var("HF_HUB_OFFLINE", "1");
+    let e = weights::resolve(None, "timm/resnet18.tv_in1k", "model.safetensors").unwrap_err().to_string();
+    assert!(e.contains("HF_HUB_OFFLINE is set"), "{e}");
     let _ = std::fs::remove_dir_all(&root);
 }
 
