@@ -101,13 +101,21 @@ fn bars<DB: DrawingBackend>(
     if text {
         b.caption(title, ("sans-serif", 20));
     }
-    let mut chart = b.build_cartesian_2d(0f64..n as f64, 0f64..1.0f64).map_err(err)?;
+    // Group g spans [g - 0.5, g + 0.5]: integer ticks fall on group centres.
+    let mut chart = b.build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..1.0f64).map_err(err)?;
     let labels: Vec<String> = groups.to_vec();
-    let label_of = |x: &f64| labels.get(x.floor() as usize).cloned().unwrap_or_default();
+    let label_of = |x: &f64| {
+        let g = x.round();
+        if (x - g).abs() < 1e-6 && g >= 0.0 {
+            labels.get(g as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
     let mut mesh = chart.configure_mesh();
     mesh.disable_x_mesh();
     if text {
-        mesh.x_labels(n).x_label_formatter(&label_of).y_desc("AUROC");
+        mesh.x_labels(2 * n + 1).x_label_formatter(&label_of).y_desc("AUROC");
     } else {
         mesh.x_labels(0).y_labels(0);
     }
@@ -120,7 +128,7 @@ fn bars<DB: DrawingBackend>(
             .enumerate()
             .filter_map(|(g, grp)| {
                 let v = value(grp, d)?;
-                let x0 = g as f64 + 0.1 + k as f64 * w;
+                let x0 = g as f64 - 0.4 + k as f64 * w;
                 Some(Rectangle::new([(x0, 0.0), (x0 + w * 0.9, v)], color.filled()))
             })
             .collect();
