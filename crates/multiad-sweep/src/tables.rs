@@ -264,3 +264,80 @@ pub fn write_all(plan: &Plan, records: &[CellRecord]) -> Result<Vec<PathBuf>> {
     out.extend([dir.join(format!("{stem}.csv")), dir.join(format!("{stem}.md"))]);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multiad::train::TrainingSummary;
+    use multiad::TestMetrics;
+
+    fn rec(dataset: &str, method: &str, study: Option<u8>, domain: &str, i: f64, p: f64) -> CellRecord {
+        CellRecord {
+            dataset: dataset.into(),
+            domain: Some(domain.into()),
+            method: method.into(),
+            study,
+            switches: study.and_then(study_switches).unwrap_or((true, true, true)),
+            seed: 0,
+            epochs: 1,
+            metrics: TestMetrics {
+                image_auroc: i,
+                pixel_auroc: Some(p),
+                aupro: None,
+                f1_max: 0.5,
+                f1_threshold: 1.0,
+                pixel_f1_max: None,
+                test_images: 10,
+                seconds: 1.0,
+                peak_rss_mib: None,
+            },
+            training: TrainingSummary {
+                epochs: 1,
+                train_images: 10,
+                seconds: 1.0,
+                student_parameters: 1,
+                discriminator_parameters: 1,
+                peak_rss_mib: None,
+            },
+            state: Default::default(),
+            history: vec![],
+            scores: vec![],
+            heatmaps: vec![],
+        }
+    }
+
+    #[test]
+    fn benchmark_view_marks_best_bold_and_second_underlined() {
+        let rs = vec![
+            rec("a", "m1", None, "medical", 0.9, 0.8),
+            rec("a", "m2", None, "medical", 0.95, 0.7),
+            rec("a", "m3", None, "medical", 0.5, 0.9),
+            rec("b", "m1", None, "medical", 0.7, 0.6),
+            rec("b", "m2", None, "medical", 0.6, 0.6),
+            rec("b", "m3", None, "medical", 0.8, 0.5),
+        ];
+        let (df, md) = benchmark_view(&rs).unwrap();
+        assert_eq!(df.height(), 3); // a, b, Average
+        let row_a = md.lines().find(|l| l.starts_with("| a |")).unwrap();
+        assert_eq!(row_a, "| a | <u>90.0</u> | <u>80.0</u> | **95.0** | 70.0 | 50.0 | **90.0** |");
+        // Ties share the rank: both 60.0 pixel values are best.
+        let row_b = md.lines().find(|l| l.starts_with("| b |")).unwrap();
+        assert_eq!(row_b, "| b | <u>70.0</u> | **60.0** | 60.0 | **60.0** | **80.0** | <u>50.0</u> |");
+        let avg = md.lines().find(|l| l.starts_with("| Average |")).unwrap();
+        assert_eq!(avg, "| Average | **80.0** | **70.0** | <u>77.5</u> | <u>65.0</u> | 65.0 | **70.0** |");
+    }
+
+    #[test]
+    fn table4_view_averages_per_domain_beside_the_paper() {
+        let rs = vec![
+            rec("x", "multiad", Some(1), "medical", 0.80, 0.90),
+            rec("y", "multiad", Some(1), "medical", 0.90, 1.00),
+            rec("z", "multiad", Some(1), "industrial", 0.99, 0.98),
+        ];
+        let (df, md) = table4_view(&rs).unwrap();
+        assert_eq!(df.height(), 1);
+        let row = md.lines().find(|l| l.starts_with("| 1 |")).unwrap();
+        // industrial first (sorted), then medical: mean 85.0 / 95.0 vs paper 81.4 / 97.0.
+        assert_eq!(row, "| 1 | ✓ | ✓ | ✓ | 99.0 | 98.0 | 99.6 | 98.4 | -0.6 | -0.4 | 85.0 | 95.0 | 81.4 | 97.0 | +3.6 | -2.0 |");
+    }
+}
