@@ -160,7 +160,7 @@ pub fn prepare(opts: &BratsOptions, log: &mut dyn FnMut(&str)) -> Result<PrepRep
         }
         report.patients.insert(p.id.clone(), split.name().into());
         report.counts(split).patients += 1;
-        let before = report.clone();
+        let before = report.counts(split).clone();
         for k in opts.first_slice..=opts.last_slice {
             let (rows, cols, values) = flair.slice(axis, k);
             let (_, _, labels) = seg.slice(axis, k);
@@ -173,20 +173,9 @@ pub fn prepare(opts: &BratsOptions, log: &mut dyn FnMut(&str)) -> Result<PrepRep
             write_slice(&staging, &mut report, split, &format!("{}_{k:03}.png", p.id), (rows, cols), image, mask)?;
         }
         let c = report.counts(split).clone();
-        let b = before.counts_of(split);
-        log(&format!("{} -> {}: {} good, {} Ungood", p.id, split.name(), c.good - b.good, c.ungood - b.ungood));
+        log(&format!("{} -> {}: {} good, {} Ungood", p.id, split.name(), c.good - before.good, c.ungood - before.ungood));
     }
     let manifest = serde_json::json!({ "protocol": "brats2021 (BMAD Brain)", "options": opts, "split_rule": rule, "report": &report });
     staging.finish(&manifest)?;
     Ok(report)
-}
-
-impl PrepReport {
-    fn counts_of(&self, split: PatientSplit) -> crate::SplitCounts {
-        match split {
-            PatientSplit::Train => self.train.clone(),
-            PatientSplit::Valid => self.valid.clone(),
-            PatientSplit::Test => self.test.clone(),
-        }
-    }
 }
