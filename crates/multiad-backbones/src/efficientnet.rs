@@ -136,6 +136,10 @@ impl FeatureExtractor for EfficientNetLite0 {
         self.stage_features(x, 7)
     }
 
+    fn features_upto(&self, x: &Tensor, n: usize) -> Result<Vec<Tensor>> {
+        self.stage_features(x, n)
+    }
+
     fn levels(&self) -> Vec<(usize, usize)> {
         STAGES.iter().zip(STAGE_STRIDES).map(|(s, st)| (s.5, st)).collect()
     }

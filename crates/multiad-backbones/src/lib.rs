@@ -11,6 +11,7 @@
 //! All are inference-only here (batch norm uses running statistics): they are
 //! frozen teachers and feature extractors.
 
+pub mod backbone;
 pub mod efficientnet;
 pub mod resnet;
 pub mod weights;
@@ -23,6 +24,12 @@ pub trait FeatureExtractor: Send + Sync {
     fn features(&self, x: &Tensor) -> Result<Vec<Tensor>>;
     /// (channels, stride) of each level of [`FeatureExtractor::features`].
     fn levels(&self) -> Vec<(usize, usize)>;
+    /// The first `n` levels only; backbones override it to skip deeper work.
+    fn features_upto(&self, x: &Tensor, n: usize) -> Result<Vec<Tensor>> {
+        let mut f = self.features(x)?;
+        f.truncate(n);
+        Ok(f)
+    }
 }
 
 /// A convolution followed by inference-mode batch norm.

@@ -123,7 +123,7 @@ impl ResNet {
     }
 
     /// Features after layer1..=layer`upto` (1-4); deeper layers are not computed.
-    pub fn features_upto(&self, x: &Tensor, upto: usize) -> Result<Vec<Tensor>> {
+    pub fn layers_upto(&self, x: &Tensor, upto: usize) -> Result<Vec<Tensor>> {
         let mut h = max_pool2d(&self.stem.forward(x)?.relu()?, 3, 2, 1)?;
         let mut out = Vec::new();
         for layer in self.layers.iter().take(upto) {
@@ -138,7 +138,11 @@ impl ResNet {
 
 impl FeatureExtractor for ResNet {
     fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        self.features_upto(x, 4)
+        self.layers_upto(x, 4)
+    }
+
+    fn features_upto(&self, x: &Tensor, n: usize) -> Result<Vec<Tensor>> {
+        self.layers_upto(x, n)
     }
 
     fn levels(&self) -> Vec<(usize, usize)> {

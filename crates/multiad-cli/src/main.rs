@@ -9,7 +9,8 @@ mod prep;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use multiad_data::synth::{generate, SynthConfig};
-use multiad::{DataRef, ExperimentConfig, RunDir};
+use multiad_detector::{DataRef, FitOptions, RunDir, TestMetrics};
+use multiad_methods::Overrides;
 use multiad_data::{check_all, Dataset, DatasetSpec, ImageConfig};
 
 #[derive(Parser)]
@@ -25,7 +26,8 @@ enum Command {
     Synth(SynthArgs),
     /// List a data set's images, masks and defect types; optionally decode every file.
     Inspect(InspectArgs),
-    /// Train Multi-AD (Algorithm 1) into a new run directory, or resume one.
+    /// Train (fit) the method the config names (Multi-AD, PaDiM, ...) into a
+    /// new run directory, or resume one.
     Train(TrainArgs),
     /// Test a trained run: metrics.json, scores.csv (and maps.npy with --save-maps).
     Test(TestArgs),
@@ -41,7 +43,9 @@ enum Command {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Experiment YAML (see experiments/: smoke, cpu, paper). Not needed with --resume.
+    /// Experiment YAML: its `method:` picks the detector (experiments/<preset>.yaml
+    /// for Multi-AD, experiments/methods/<method>/<preset>.yaml for baselines).
+    /// Not needed with --resume.
     #[arg(long, required_unless_present = "resume")]
     config: Option<PathBuf>,
     /// An MVTec AD category directory, or a data set YAML (experiments/datasets/).
@@ -56,7 +60,7 @@ struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Override the experiment's number of epochs.
+    /// Override the experiment's number of epochs (methods that train).
     #[arg(long)]
     epochs: Option<usize>,
     /// Override the experiment's seed.
@@ -96,32 +100,19 @@ fn train(a: TrainArgs) -> Result<()> {
         RunDir::open(&a.out)?
     } else {
         let config = a.config.as_deref().context("--config is required")?;
-        let mut cfg = ExperimentConfig::from_yaml_file(config)?;
-        if let Some(e) = a.epochs {
-            cfg.train.epochs = e;
-        }
-        if let Some(s) = a.seed {
-            cfg.seed = s;
-        }
-        cfg.validate().map_err(|m| anyhow::anyhow!("{}: {m}", config.display()))?;
-        // Weights paths are relative to where the command runs; the run keeps them absolute.
-        if let Some(w) = &cfg.teacher.weights {
-            if w.is_relative() {
-                cfg.teacher.weights = Some(std::env::current_dir()?.join(w));
-            }
-        }
+        let cfg = multiad_methods::parse_file(config, Overrides { seed: a.seed, epochs: a.epochs })?;
         let data = DataRef::from_arg(a.data.as_deref().context("--data is required")?, &a.data_root)?;
-        RunDir::create(&a.out, &cfg, &data)?
+        RunDir::create(&a.out, cfg.as_run_config(), &data)?
     };
     if run.is_trained() {
         bail!("{} has finished training already; test it with `multiad test --run {}`", run.dir.display(), run.dir.display());
     }
-    multiad::train(&run, multiad::TrainOptions { resume: a.resume, stop_after_epochs: None }, &mut err)?;
+    multiad_methods::train(&run, FitOptions { resume: a.resume, stop_after_epochs: None }, &mut err)?;
     println!("run written to {}", run.dir.display());
     Ok(())
 }
 
-fn print_metrics(m: &multiad::TestMetrics) {
+fn print_metrics(m: &TestMetrics) {
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a (no masks)".into());
     println!("image AUROC  {:.4}", m.image_auroc);
     println!("pixel AUROC  {}", opt(m.pixel_auroc));
@@ -132,7 +123,8 @@ fn print_metrics(m: &multiad::TestMetrics) {
 
 fn test(a: TestArgs) -> Result<()> {
     let run = RunDir::open(&a.run)?;
-    let m = multiad::test(&run, a.save_maps, &mut std::io::stderr())?;
+    let det = multiad_methods::load_trained(&run)?;
+    let m = multiad_detector::test(det.as_ref(), &run, a.save_maps, &mut std::io::stderr())?;
     print_metrics(&m);
     println!("wrote {}", run.path("metrics.json").display());
     Ok(())
@@ -140,7 +132,8 @@ fn test(a: TestArgs) -> Result<()> {
 
 fn predict(a: PredictArgs) -> Result<()> {
     let run = RunDir::open(&a.run)?;
-    multiad::predict(&run, &a.images, &a.out, &mut std::io::stdout())?;
+    let det = multiad_methods::load_trained(&run)?;
+    multiad_detector::predict(det.as_ref(), &run, &a.images, &a.out, &mut std::io::stdout())?;
     println!("wrote {}", a.out.join("scores.csv").display());
     Ok(())
 }

@@ -311,7 +311,8 @@ pub fn write_all(plan: &Plan, records: &[CellRecord]) -> Result<Vec<PathBuf>> {
             &|a, t| bars(a, t, title, &groups, &datasets, &value),
         )?;
     }
-    for r in records {
+    // Loss curves for methods that train in epochs (PaDiM and PatchCore have none).
+    for r in records.iter().filter(|r| !r.history.is_empty()) {
         let stem = format!("loss_{}_{}", safe(&r.dataset), safe(&group_of(plan.kind, r)));
         both(&dir, &stem, (700, 450), &mut out, &|a, t| losses(a, t, r), &|a, t| losses(a, t, r))?;
     }

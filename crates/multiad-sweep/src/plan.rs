@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use multiad::ExperimentConfig;
+use multiad_methods::{MethodConfig, Overrides};
 use multiad_data::{DatasetSpec, Suite};
 
 use crate::paper::study_switches;
@@ -25,10 +26,6 @@ impl SweepKind {
         }
     }
 }
-
-/// The methods `cargo xtask benchmark` can run. A baseline crate adds its
-/// name here (and its runner in `run.rs`); nothing else changes.
-pub const METHODS: &[&str] = &["multiad"];
 
 /// The command line of `cargo xtask ablation|benchmark`.
 #[derive(Debug, Clone)]
@@ -61,7 +58,7 @@ pub struct Cell {
     pub method: String,
     /// The Table 4 study (ablations only).
     pub study: Option<u8>,
-    pub config: ExperimentConfig,
+    pub config: MethodConfig,
     pub dir: PathBuf,
 }
 
@@ -139,14 +136,11 @@ impl Plan {
             suite.select(names)?;
         }
         let preset_file = resolve(&a.preset, &a.experiments, "preset")?;
-        let mut base = ExperimentConfig::from_yaml_file(&preset_file)?;
-        if let Some(e) = a.epochs {
-            base.train.epochs = e;
-        }
-        if let Some(s) = a.seed {
-            base.seed = s;
-        }
-        base.validate().map_err(|e| anyhow::anyhow!("{}: {e}", preset_file.display()))?;
+        let overrides = Overrides { seed: a.seed, epochs: a.epochs };
+        let base = match multiad_methods::parse_file(&preset_file, overrides)? {
+            MethodConfig::Multiad(c) => c,
+            other => bail!("{}: the preset must be a Multi-AD experiment (it names method {:?})", preset_file.display(), other.method()),
+        };
         let preset = preset_file.file_stem().unwrap().to_string_lossy().into_owned();
         let dir = a.out.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}-{preset}", a.kind.name(), suite.name)));
 
@@ -164,23 +158,30 @@ impl Plan {
                             spec: entry.spec.clone(),
                             method: "multiad".into(),
                             study: Some(s),
-                            config: study_config(&base, s)?,
+                            config: MethodConfig::Multiad(study_config(&base, s)?),
                             dir: base_dir.join(format!("study-{s}")),
                         });
                     }
                 }
                 SweepKind::Benchmark => {
                     for m in &suite.methods {
-                        if !METHODS.contains(&m.as_str()) {
-                            bail!("{}: method {m:?} is not registered (known: {})", suite_file.display(), METHODS.join(", "));
-                        }
+                        multiad_methods::info(m).map_err(|e| anyhow::anyhow!("{}: {e}", suite_file.display()))?;
+                        let config = if m == multiad::METHOD {
+                            MethodConfig::Multiad(base.clone())
+                        } else {
+                            let f = multiad_methods::preset_file(&a.experiments, m, &preset);
+                            if !f.is_file() {
+                                bail!("method {m:?} has no {preset:?} preset: {} does not exist", f.display());
+                            }
+                            multiad_methods::parse_file(&f, overrides)?
+                        };
                         cells.push(Cell {
                             dataset: name.clone(),
                             domain: entry.domain.clone(),
                             spec: entry.spec.clone(),
                             method: m.clone(),
                             study: None,
-                            config: base.clone(),
+                            config,
                             dir: base_dir.join(m),
                         });
                     }

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use multiad::train::{read_history, EpochLog, TrainingSummary};
-use multiad::{RunDir, TestMetrics};
+use multiad::train::{read_history, EpochLog};
+use multiad_detector::{RunDir, TestMetrics, TrainingRecord};
+use multiad_methods::MethodConfig;
 
 use crate::plan::{Cell, Plan};
 use crate::run::{heatmap_images, read_state, stage, CellState, Stage};
@@ -26,12 +27,13 @@ pub struct CellRecord {
     pub domain: Option<String>,
     pub method: String,
     pub study: Option<u8>,
-    /// (SE, D, MFF) as configured.
+    /// (SE, D, MFF) as configured (all off for methods other than Multi-AD).
     pub switches: (bool, bool, bool),
     pub seed: u64,
-    pub epochs: usize,
+    /// `None` for methods that fit in one pass.
+    pub epochs: Option<usize>,
     pub metrics: TestMetrics,
-    pub training: TrainingSummary,
+    pub training: TrainingRecord,
     pub state: CellState,
     pub history: Vec<EpochLog>,
     /// (anomalous, score) per test image.
@@ -65,7 +67,7 @@ fn record(plan: &Plan, cell: &Cell) -> Result<CellRecord> {
     let run = RunDir::open(&cell.run_dir())?;
     let picks = heatmap_images(cell, &plan.data_root)?;
     let paths: Vec<PathBuf> = picks.iter().map(|p| p.image.clone()).collect();
-    let names = multiad::evaluate::output_names(&paths);
+    let names = multiad_detector::evaluate::output_names(&paths);
     let heatmaps = picks
         .iter()
         .zip(names)
@@ -76,15 +78,18 @@ fn record(plan: &Plan, cell: &Cell) -> Result<CellRecord> {
             anomalous: p.label.is_anomalous(),
         })
         .collect();
-    let c = &cell.config;
+    let switches = match &cell.config {
+        MethodConfig::Multiad(c) => (c.student.se, c.discriminator.enabled, c.inference.mff),
+        _ => (false, false, false),
+    };
     Ok(CellRecord {
         dataset: cell.dataset.clone(),
         domain: cell.domain.clone(),
         method: cell.method.clone(),
         study: cell.study,
-        switches: (c.student.se, c.discriminator.enabled, c.inference.mff),
-        seed: c.seed,
-        epochs: c.train.epochs,
+        switches,
+        seed: cell.config.seed(),
+        epochs: cell.config.epochs(),
         metrics: json(&run.path("metrics.json"))?,
         training: json(&run.path("training.json"))?,
         state: read_state(cell).unwrap_or_default(),

@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use multiad::run_dir::write_atomic;
-use multiad::ExperimentConfig;
 use multiad_data::Label;
 
 use crate::machine::Provenance;
@@ -115,7 +114,7 @@ fn run_cell(plan: &Plan, cell: &Cell, bin: &Path, threads: usize, prov: &Provena
     // refused rather than mixed into finished results.
     let cfg_path = cell.dir.join("config.yaml");
     if cfg_path.is_file() {
-        let existing = ExperimentConfig::from_yaml_file(&cfg_path)?;
+        let existing = multiad_methods::parse_file(&cfg_path, Default::default())?;
         if existing != cell.config {
             bail!(
                 "{} was run with a different configuration (preset, epochs or seed changed?); choose another --out",

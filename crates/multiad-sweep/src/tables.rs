@@ -22,7 +22,7 @@ fn mean(v: &[f64]) -> Option<f64> {
 
 /// Writes `df` as CSV to `path` (atomically).
 fn write_csv(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let tmp = multiad::run_dir::tmp_path(path);
+    let tmp = multiad_detector::run_dir::tmp_path(path);
     let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
     CsvWriter::new(&mut f).finish(df).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     std::fs::rename(&tmp, path)?;
@@ -30,7 +30,7 @@ fn write_csv(df: &mut DataFrame, path: &Path) -> Result<()> {
 }
 
 fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let tmp = multiad::run_dir::tmp_path(path);
+    let tmp = multiad_detector::run_dir::tmp_path(path);
     let f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
     ParquetWriter::new(f).finish(df).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     std::fs::rename(&tmp, path)?;
@@ -55,7 +55,7 @@ pub fn long_table(plan: &Plan, records: &[CellRecord]) -> Result<DataFrame> {
         Column::new("d".into(), records.iter().map(|r| r.switches.1).collect::<Vec<_>>()),
         Column::new("mff".into(), records.iter().map(|r| r.switches.2).collect::<Vec<_>>()),
         Column::new("seed".into(), records.iter().map(|r| r.seed).collect::<Vec<_>>()),
-        Column::new("epochs".into(), records.iter().map(|r| r.epochs as u64).collect::<Vec<_>>()),
+        Column::new("epochs".into(), records.iter().map(|r| r.epochs.map(|e| e as u64)).collect::<Vec<_>>()),
         col_f("image_auroc", &|r| Some(r.metrics.image_auroc)),
         col_f("pixel_auroc", &|r| r.metrics.pixel_auroc),
         col_f("aupro", &|r| r.metrics.aupro),
@@ -208,8 +208,9 @@ pub fn benchmark_view(records: &[CellRecord]) -> Result<(DataFrame, String)> {
     let df = DataFrame::new_infer_height(columns)?;
     let mut header = vec!["Data set".to_string()];
     for m in &methods {
-        header.push(format!("{m} I_L"));
-        header.push(format!("{m} P_L"));
+        let label = multiad_methods::info(m).map(|i| i.label).unwrap_or(m.as_str());
+        header.push(format!("{label} I_L"));
+        header.push(format!("{label} P_L"));
     }
     let md_rows: Vec<Vec<String>> = rows
         .iter()
@@ -260,7 +261,7 @@ pub fn write_all(plan: &Plan, records: &[CellRecord]) -> Result<Vec<PathBuf>> {
         }
     };
     write_csv(&mut view, &dir.join(format!("{stem}.csv")))?;
-    multiad::run_dir::write_atomic(&dir.join(format!("{stem}.md")), md.as_bytes())?;
+    multiad_detector::run_dir::write_atomic(&dir.join(format!("{stem}.md")), md.as_bytes())?;
     out.extend([dir.join(format!("{stem}.csv")), dir.join(format!("{stem}.md"))]);
     Ok(out)
 }
@@ -268,7 +269,7 @@ pub fn write_all(plan: &Plan, records: &[CellRecord]) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use multiad::train::TrainingSummary;
+    use multiad_detector::TrainingRecord;
     use multiad::TestMetrics;
 
     fn rec(dataset: &str, method: &str, study: Option<u8>, domain: &str, i: f64, p: f64) -> CellRecord {
@@ -279,7 +280,7 @@ mod tests {
             study,
             switches: study.and_then(study_switches).unwrap_or((true, true, true)),
             seed: 0,
-            epochs: 1,
+            epochs: Some(1),
             metrics: TestMetrics {
                 image_auroc: i,
                 pixel_auroc: Some(p),
@@ -291,14 +292,7 @@ mod tests {
                 seconds: 1.0,
                 peak_rss_mib: None,
             },
-            training: TrainingSummary {
-                epochs: 1,
-                train_images: 10,
-                seconds: 1.0,
-                student_parameters: 1,
-                discriminator_parameters: 1,
-                peak_rss_mib: None,
-            },
+            training: TrainingRecord { method: Some(method.into()), train_images: 10, seconds: 1.0, peak_rss_mib: None },
             state: Default::default(),
             history: vec![],
             scores: vec![],

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentConfig {
+    /// The detector this file configures; always `multiad` here (other
+    /// methods have their own files, see docs/methods.md).
+    #[serde(default = "d_method")]
+    pub method: String,
     /// A name for the scale preset this file describes (`paper`, `cpu`, `smoke`).
     #[serde(default)]
     pub preset: String,
@@ -27,6 +31,10 @@ pub struct ExperimentConfig {
     pub train: TrainConfig,
     #[serde(default)]
     pub inference: InferenceConfig,
+}
+
+fn d_method() -> String {
+    crate::METHOD.to_string()
 }
 
 fn d_image_size() -> u32 {
@@ -211,6 +219,9 @@ impl ExperimentConfig {
 
     /// Checks every value that could not work, naming the key.
     pub fn validate(&self) -> Result<(), String> {
+        if self.method != crate::METHOD {
+            return Err(format!("`method` is {:?}, but this is a Multi-AD experiment file (method: multiad)", self.method));
+        }
         let t = &self.train;
         let pos = |k: &str, v: f64| if v > 0.0 && v.is_finite() { Ok(()) } else { Err(format!("`{k}` must be positive, got {v}")) };
         if self.image_size == 0 || self.image_size % 32 != 0 {
@@ -261,5 +272,25 @@ impl ExperimentConfig {
             return Err("`teacher.random_channels` needs four positive entries".into());
         }
         Ok(())
+    }
+}
+
+impl multiad_detector::RunConfig for ExperimentConfig {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn to_yaml(&self) -> String {
+        ExperimentConfig::to_yaml(self)
+    }
+}
+
+/// Reads a Multi-AD run's config.yaml.
+pub trait RunDirConfig {
+    fn config(&self) -> anyhow::Result<ExperimentConfig>;
+}
+
+impl RunDirConfig for multiad_detector::RunDir {
+    fn config(&self) -> anyhow::Result<ExperimentConfig> {
+        Ok(ExperimentConfig::from_yaml_file(&self.path("config.yaml"))?)
     }
 }

@@ -1,43 +1,20 @@
-//! `multiad test` and `multiad predict`: anomaly maps for the test set and
-//! the metrics of the protocol, or heat maps for new images.
+//! Multi-AD as a [`Detector`]: loading a trained run, and `multiad test` /
+//! `multiad predict` through the protocol every method shares.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use multiad_data::{load_image, BatchLoader, Label};
-use multiad_metrics::{aupro, AnomalyMap, BinaryScores, DEFAULT_FPR_LIMIT};
-use serde::{Deserialize, Serialize};
+use multiad_data::{ImageConfig, Sample};
+use multiad_detector::{write_atomic, Detector, FitOptions, FitOutcome, RunDir};
+
+pub use multiad_detector::evaluate::{output_names, peak_rss_mib, write_npy, TestMetrics};
 
 use crate::anomaly_map::FusionStats;
+use crate::config::RunDirConfig;
 use crate::model::MultiAd;
-use crate::run_dir::{tmp_path, write_atomic, RunDir};
-use crate::train::image_config;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TestMetrics {
-    pub image_auroc: f64,
-    /// Over normal images and anomalous images that have a mask.
-    pub pixel_auroc: Option<f64>,
-    pub aupro: Option<f64>,
-    /// Image-level F1-max and the score threshold that reaches it.
-    pub f1_max: f64,
-    pub f1_threshold: f32,
-    pub pixel_f1_max: Option<f64>,
-    pub test_images: usize,
-    pub seconds: f64,
-    pub peak_rss_mib: Option<f64>,
-}
-
-/// Peak resident memory of this process (Linux), MiB.
-pub fn peak_rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
+use crate::train::{image_config, TrainOptions};
 
 /// Loads a trained run's networks and Ψ.
 pub fn load_trained(run: &RunDir) -> Result<MultiAd> {
@@ -46,183 +23,70 @@ pub fn load_trained(run: &RunDir) -> Result<MultiAd> {
     }
     let cfg = run.config()?;
     let mut model = MultiAd::build(&cfg, &Device::Cpu)?;
-    model.load_weights_file(&run.path("model.safetensors"))?;
-    let p = run.path("fusion.json");
-    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    model.fusion = serde_json::from_str::<Option<FusionStats>>(&text).with_context(|| format!("{}", p.display()))?;
+    model.load(run)?;
     Ok(model)
 }
 
-/// Writes a float32 array in NumPy's .npy format (readable by `numpy.load`).
-pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_txt = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_txt}, }}");
-    // Magic (6) + version (2) + length (2) + header + '\n', padded to 64 bytes.
-    let total = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - total % 64) % 64));
-    header.push('\n');
-    let tmp = tmp_path(path);
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
-    f.write_all(b"\x93NUMPY\x01\x00")?;
-    f.write_all(&(header.len() as u16).to_le_bytes())?;
-    f.write_all(header.as_bytes())?;
-    for v in data {
-        f.write_all(&v.to_le_bytes())?;
-    }
-    f.into_inner().map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// Runs the test split through the model; writes metrics.json, scores.csv
-/// and, with `save_maps`, maps.npy (N x H x W float32, rows in scores.csv order).
+/// Tests a trained Multi-AD run (see [`multiad_detector::test`]).
 pub fn test(run: &RunDir, save_maps: bool, log: &mut dyn Write) -> Result<TestMetrics> {
-    let t0 = Instant::now();
     let model = load_trained(run)?;
-    let dataset = run.data()?.load()?;
-    let cfg = &model.cfg;
-    let size = cfg.image_size as usize;
-    let loader = BatchLoader::new(dataset.test.clone(), image_config(cfg.image_size), cfg.inference.batch_size);
-    let mut image_scores = BinaryScores::new();
-    let mut pixel = BinaryScores::new();
-    let mut scores = vec![0f32; dataset.test.len()];
-    let mut pro_maps: Vec<(Vec<f32>, Vec<u8>)> = Vec::new();
-    let mut all_maps: Vec<f32> = if save_maps { Vec::with_capacity(dataset.test.len() * size * size) } else { Vec::new() };
-    let nb = loader.num_batches();
-    for (k, b) in loader.iter().enumerate() {
-        let b = b?;
-        let (maps, sc) = model.predict(&b.images)?;
-        let maps: Vec<f32> = maps.flatten_all()?.to_vec1()?;
-        for (j, &i) in b.indices.iter().enumerate() {
-            let s = &dataset.test[i];
-            scores[i] = sc[j];
-            image_scores.push(sc[j], s.label == Label::Anomalous)?;
-            let m = &maps[j * size * size..(j + 1) * size * size];
-            let mask = &b.masks[j * size * size..(j + 1) * size * size];
-            if s.label == Label::Normal || s.mask.is_some() {
-                pixel.push_map(m, mask)?;
-                pro_maps.push((m.to_vec(), mask.to_vec()));
-            }
-        }
-        if save_maps {
-            all_maps.extend_from_slice(&maps);
-        }
-        write!(log, "\rtesting [{}/{nb}]", k + 1)?;
-        log.flush()?;
-    }
-    writeln!(log)?;
-    let image = image_scores.into_sorted();
-    let f1 = image.f1_max()?;
-    let has_masks = pro_maps.iter().any(|(_, m)| m.iter().any(|&v| v != 0));
-    let (pixel_auroc, pixel_f1, pro) = if has_masks {
-        let p = pixel.into_sorted();
-        let views: Vec<AnomalyMap> =
-            pro_maps.iter().map(|(s, m)| AnomalyMap { scores: s, mask: m, width: size, height: size }).collect();
-        (Some(p.auroc()?), Some(p.f1_max()?.f1), Some(aupro(&views, DEFAULT_FPR_LIMIT)?))
-    } else {
-        (None, None, None)
-    };
-    let metrics = TestMetrics {
-        image_auroc: image.auroc()?,
-        pixel_auroc,
-        aupro: pro,
-        f1_max: f1.f1,
-        f1_threshold: f1.threshold,
-        pixel_f1_max: pixel_f1,
-        test_images: dataset.test.len(),
-        seconds: t0.elapsed().as_secs_f64(),
-        peak_rss_mib: peak_rss_mib(),
-    };
-    let mut csv = String::from("path,label,defect_type,score\n");
-    for (s, sc) in dataset.test.iter().zip(&scores) {
-        let label = if s.label == Label::Anomalous { 1 } else { 0 };
-        csv.push_str(&format!("{},{label},{},{sc}\n", csv_field(&s.image.to_string_lossy()), csv_field(&s.defect_type)));
-    }
-    write_atomic(&run.path("scores.csv"), csv.as_bytes())?;
-    if save_maps {
-        write_npy(&run.path("maps.npy"), &[dataset.test.len(), size, size], &all_maps)?;
-    }
-    write_atomic(&run.path("metrics.json"), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
-    Ok(metrics)
+    multiad_detector::test(&model, run, save_maps, log)
 }
 
-/// A distinct output name per input: the file stem, prefixed by the parent
-/// directory when stems repeat (`test/hole/000.png` and `test/stain/000.png`
-/// become `hole_000` and `stain_000`), then by the position if still equal.
-pub fn output_names(images: &[PathBuf]) -> Vec<String> {
-    let stem = |p: &PathBuf| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
-    let parent = |p: &PathBuf| p.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let count = |names: &[String], n: &String| names.iter().filter(|m| *m == n).count();
-    let stems: Vec<String> = images.iter().map(stem).collect();
-    let mut names: Vec<String> = images
-        .iter()
-        .zip(&stems)
-        .map(|(p, s)| if count(&stems, s) > 1 { format!("{}_{s}", parent(p)) } else { s.clone() })
-        .collect();
-    let snapshot = names.clone();
-    for (i, n) in names.iter_mut().enumerate() {
-        if count(&snapshot, n) > 1 {
-            *n = format!("{i}_{n}");
-        }
-    }
-    names
-}
-
-/// Jet colour map for v in [0, 1].
-fn jet(v: f32) -> [f32; 3] {
-    let v = v.clamp(0.0, 1.0);
-    let f = |x: f32| (1.5 - (4.0 * v - x).abs()).clamp(0.0, 1.0);
-    [f(3.0), f(2.0), f(1.0)]
-}
-
-/// Heat-map overlays and scores for new images. Map values are shown on a
-/// fixed scale, 0 to twice the largest training-image score, so that colours
-/// mean the same in every picture.
+/// Heat maps and scores for new images (see [`multiad_detector::predict`]).
 pub fn predict(run: &RunDir, images: &[PathBuf], out: &Path, log: &mut dyn Write) -> Result<Vec<(PathBuf, f32)>> {
     let model = load_trained(run)?;
-    let cfg = &model.cfg;
-    let size = cfg.image_size as usize;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let threshold = std::fs::read_to_string(run.path("metrics.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<TestMetrics>(&t).ok())
-        .map(|m| m.f1_threshold);
-    let scale = model.fusion.as_ref().map(|f| f.train_max_score * 2.0).filter(|s| *s > 0.0).unwrap_or(1.0) as f32;
-    let plain = multiad_data::ImageConfig { normalization: multiad_data::Normalization::None, ..image_config(cfg.image_size) };
-    let names = output_names(images);
-    let mut results = Vec::new();
-    let mut csv = String::from("path,score,anomalous\n");
-    for (p, name) in images.iter().zip(&names) {
-        let (x, _) = load_image(p, &image_config(cfg.image_size))?;
-        let (rgb, _) = load_image(p, &plain)?;
-        let x = Tensor::from_vec(x, (1, 3, size, size), &Device::Cpu)?;
-        let (map, sc) = model.predict(&x)?;
-        let map: Vec<f32> = map.flatten_all()?.to_vec1()?;
-        let mut img = image::RgbImage::new(size as u32, size as u32);
-        for (i, px) in img.pixels_mut().enumerate() {
-            let c = jet(map[i] / scale);
-            for ch in 0..3 {
-                px.0[ch] = ((0.5 * rgb[ch * size * size + i] + 0.5 * c[ch]) * 255.0).round() as u8;
-            }
-        }
-        let dest = out.join(format!("{name}_heatmap.png"));
-        let tmp = tmp_path(&dest);
-        img.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &dest)?;
-        let verdict = threshold.map(|t| if sc[0] >= t { "1" } else { "0" }).unwrap_or("");
-        csv.push_str(&format!("{},{},{verdict}\n", csv_field(&p.to_string_lossy()), sc[0]));
-        writeln!(log, "{}: score {:.4} -> {}", p.display(), sc[0], dest.display())?;
-        results.push((p.clone(), sc[0]));
+    multiad_detector::predict(&model, run, images, out, log)
+}
+
+impl Detector for MultiAd {
+    fn method(&self) -> &'static str {
+        crate::METHOD
     }
-    write_atomic(&out.join("scores.csv"), csv.as_bytes())?;
-    Ok(results)
+
+    fn image_config(&self) -> ImageConfig {
+        image_config(self.cfg.image_size)
+    }
+
+    fn batch_size(&self) -> usize {
+        self.cfg.inference.batch_size
+    }
+
+    /// Algorithm 1 with its per-epoch checkpoints, then Ψ; the run directory
+    /// is the source of truth (config.yaml), so the trained model replaces `self`.
+    fn fit(&mut self, run: &RunDir, _train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
+        let topts = TrainOptions { resume: opts.resume, stop_after_epochs: opts.stop_after_epochs };
+        match crate::train::train(run, topts, log)? {
+            Some(model) => {
+                *self = model;
+                Ok(FitOutcome::Finished)
+            }
+            None => Ok(FitOutcome::Stopped),
+        }
+    }
+
+    fn save(&self, run: &RunDir) -> Result<()> {
+        let model_path = run.path("model.safetensors");
+        let tmp = multiad_detector::tmp_path(&model_path);
+        candle_core::safetensors::save(&self.weights(), &tmp)?;
+        std::fs::rename(&tmp, &model_path)?;
+        write_atomic(&run.path("fusion.json"), serde_json::to_string_pretty(&self.fusion)?.as_bytes())
+    }
+
+    fn load(&mut self, run: &RunDir) -> Result<()> {
+        self.load_weights_file(&run.path("model.safetensors"))?;
+        let p = run.path("fusion.json");
+        let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        self.fusion = serde_json::from_str::<Option<FusionStats>>(&text).with_context(|| format!("{}", p.display()))?;
+        Ok(())
+    }
+
+    fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)> {
+        MultiAd::predict(self, images)
+    }
+
+    /// Twice the largest training-image score (Ψ's statistics), 1 without Ψ.
+    fn heat_scale(&self) -> Option<f32> {
+        Some(self.fusion.as_ref().map(|f| f.train_max_score * 2.0).filter(|s| *s > 0.0).unwrap_or(1.0) as f32)
+    }
 }

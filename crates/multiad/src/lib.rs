@@ -10,15 +10,18 @@ pub mod discriminator;
 pub mod evaluate;
 pub mod loss;
 pub mod model;
-pub mod run_dir;
 pub mod student;
 pub mod teacher;
 pub mod train;
 
-pub use config::ExperimentConfig;
+pub use config::{ExperimentConfig, RunDirConfig};
 pub use evaluate::{predict, test, TestMetrics};
 pub use model::MultiAd;
-pub use run_dir::{DataRef, RunDir};
+pub use multiad_detector::run_dir;
+pub use multiad_detector::{DataRef, RunDir};
+
+/// This method's name in the registry and in config files.
+pub const METHOD: &str = "multiad";
 pub use train::{train, TrainOptions};
 
 /// Fixes the number of compute threads once, from `RAYON_NUM_THREADS` or the

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::anomaly_map::{fuse, image_scores, StatsAccumulator};
 use crate::loss::{adversarial_loss, discriminator_loss, distillation_loss};
 use crate::model::{streams, MultiAd};
-use crate::run_dir::{tmp_path, write_atomic, RunDir};
+use crate::config::RunDirConfig;
+use multiad_detector::{tmp_path, write_atomic, RunDir};
 
 /// One finished epoch, as written to `history.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -35,6 +36,8 @@ pub struct EpochLog {
 /// Written last: training finished.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainingSummary {
+    #[serde(default)]
+    pub method: String,
     pub epochs: usize,
     pub train_images: usize,
     pub seconds: f64,
@@ -272,12 +275,13 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
     fit_fusion(&mut model, &dataset.train, log)?;
     write_atomic(&run.path("fusion.json"), serde_json::to_string_pretty(&model.fusion)?.as_bytes())?;
     let summary = TrainingSummary {
+        method: crate::METHOD.into(),
         epochs: tc.epochs,
         train_images: n,
         seconds: t_start.elapsed().as_secs_f64(),
         student_parameters: model.student_params.num_parameters(),
         discriminator_parameters: model.disc_params.num_parameters(),
-        peak_rss_mib: crate::evaluate::peak_rss_mib(),
+        peak_rss_mib: multiad_detector::peak_rss_mib(),
     };
     write_atomic(&run.path("training.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     writeln!(log, "trained in {}", fmt_secs(summary.seconds))?;

@@ -2,12 +2,12 @@
 //! `predict` and resumption need nothing else.
 //!
 //! ```text
-//! config.yaml            the resolved experiment (every default written out)
+//! config.yaml            the resolved experiment (every default written out);
+//!                        its `method:` key names the detector (default multiad)
 //! data.yaml              the data set spec and its absolute root
-//! checkpoint.safetensors student, discriminator, both optimisers, epoch, RNG (after every epoch)
-//! history.jsonl          one line per finished epoch: losses, seconds
-//! model.safetensors      the final student (and discriminator)
-//! fusion.json            Ψ's statistics, fitted on the training images
+//! checkpoint.safetensors (methods that train) state after every epoch
+//! history.jsonl          (methods that train) one line per finished epoch
+//! model.safetensors      the fitted model (Multi-AD also writes fusion.json)
 //! training.json          written last: marks training as finished
 //! metrics.json, scores.csv, maps.npy   from `multiad test`
 //! ```
@@ -19,7 +19,13 @@ use anyhow::{bail, Context, Result};
 use multiad_data::DatasetSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ExperimentConfig;
+/// A method's resolved configuration, as stored in a run's config.yaml.
+pub trait RunConfig {
+    /// The registry name of the method (the file's `method:` key).
+    fn method(&self) -> &str;
+    /// Every key written out, defaults included.
+    fn to_yaml(&self) -> String;
+}
 
 /// The data a run trains and tests on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,7 +78,7 @@ pub struct RunDir {
 impl RunDir {
     /// Starts a new run. Refuses a directory that already holds anything, so
     /// that a finished run is never overwritten.
-    pub fn create(dir: &Path, cfg: &ExperimentConfig, data: &DataRef) -> Result<Self> {
+    pub fn create(dir: &Path, cfg: &dyn RunConfig, data: &DataRef) -> Result<Self> {
         if dir.exists() {
             let nonempty = std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true);
             if nonempty {
@@ -103,8 +109,16 @@ impl RunDir {
         self.dir.join(name)
     }
 
-    pub fn config(&self) -> Result<ExperimentConfig> {
-        Ok(ExperimentConfig::from_yaml_file(&self.path("config.yaml"))?)
+    /// The text of config.yaml (each method parses its own).
+    pub fn config_text(&self) -> Result<String> {
+        let p = self.path("config.yaml");
+        std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+    }
+
+    /// The method that config.yaml names; `multiad` when it names none
+    /// (runs written before there were other methods).
+    pub fn method(&self) -> Result<String> {
+        method_of(&self.config_text()?, &self.path("config.yaml"))
     }
 
     pub fn data(&self) -> Result<DataRef> {
@@ -115,5 +129,15 @@ impl RunDir {
 
     pub fn is_trained(&self) -> bool {
         self.path("training.json").is_file()
+    }
+}
+
+/// The `method:` key of a config file's text (`multiad` when absent).
+pub fn method_of(text: &str, path: &Path) -> Result<String> {
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).with_context(|| format!("{}", path.display()))?;
+    match v.get("method") {
+        None => Ok("multiad".into()),
+        Some(serde_yaml_ng::Value::String(s)) => Ok(s.clone()),
+        Some(other) => bail!("{}: `method` must be a method name, got {other:?}", path.display()),
     }
 }

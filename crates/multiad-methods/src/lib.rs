@@ -1,0 +1,182 @@
+//! The registry of methods. A config file's `method:` key (absent = `multiad`)
+//! picks the crate that builds the detector; `multiad train|test|predict` and
+//! `cargo xtask benchmark` go through here and nothing else knows the list.
+//! Adding a method = one entry in [`METHODS`] and one arm in [`parse`]
+//! (docs/methods.md).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use candle_core::Device;
+use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use serde_yaml_ng::Value;
+
+/// A registered method.
+pub struct MethodInfo {
+    pub name: &'static str,
+    /// Its row label in the benchmark tables.
+    pub label: &'static str,
+    pub about: &'static str,
+    /// Whether it trains in epochs (so `--epochs` applies to it).
+    pub trains: bool,
+}
+
+pub const METHODS: &[MethodInfo] = &[
+    MethodInfo { name: multiad::METHOD, label: "Multi-AD", about: "teacher-student distillation with SE, discriminator and MFF (this project's paper)", trains: true },
+    MethodInfo { name: multiad_padim::METHOD, label: "PaDiM", about: "per-position Gaussians of pretrained features, Mahalanobis distance (Defard et al. 2020)", trains: false },
+];
+
+pub fn info(name: &str) -> Result<&'static MethodInfo> {
+    match METHODS.iter().find(|m| m.name == name) {
+        Some(m) => Ok(m),
+        None => bail!("method {name:?} is not registered (known: {})", names().join(", ")),
+    }
+}
+
+pub fn names() -> Vec<&'static str> {
+    METHODS.iter().map(|m| m.name).collect()
+}
+
+/// A method's resolved configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MethodConfig {
+    Multiad(multiad::ExperimentConfig),
+    Padim(multiad_padim::PadimConfig),
+}
+
+impl MethodConfig {
+    pub fn as_run_config(&self) -> &dyn RunConfig {
+        match self {
+            MethodConfig::Multiad(c) => c,
+            MethodConfig::Padim(c) => c,
+        }
+    }
+
+    pub fn method(&self) -> &str {
+        self.as_run_config().method()
+    }
+
+    pub fn to_yaml(&self) -> String {
+        self.as_run_config().to_yaml()
+    }
+
+    pub fn seed(&self) -> u64 {
+        match self {
+            MethodConfig::Multiad(c) => c.seed,
+            MethodConfig::Padim(c) => c.seed,
+        }
+    }
+
+    /// Training epochs; `None` for methods that fit in one pass.
+    pub fn epochs(&self) -> Option<usize> {
+        match self {
+            MethodConfig::Multiad(c) => Some(c.train.epochs),
+            MethodConfig::Padim(_) => None,
+        }
+    }
+
+    /// A fresh (unfitted) detector.
+    pub fn build(&self, device: &Device) -> Result<Box<dyn Detector>> {
+        Ok(match self {
+            MethodConfig::Multiad(c) => Box::new(multiad::MultiAd::build(c, device)?),
+            MethodConfig::Padim(c) => Box::new(multiad_padim::Padim::new(c, device)?),
+        })
+    }
+}
+
+/// Command-line overrides of a config file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    pub seed: Option<u64>,
+    pub epochs: Option<usize>,
+}
+
+/// Parses a config file's text for the method it names, with `overrides`
+/// applied and relative `weights:` paths made absolute against `cwd` (a run
+/// keeps working from any directory). Errors name the file and the key.
+pub fn parse(text: &str, path: &Path, overrides: Overrides, cwd: &Path) -> Result<MethodConfig> {
+    let mut v: Value = serde_yaml_ng::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let method = multiad_detector::method_of(text, path)?;
+    let m = info(&method).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Some(map) = v.as_mapping_mut() {
+        if let Some(s) = overrides.seed {
+            map.insert("seed".into(), s.into());
+        }
+        if let (Some(e), true) = (overrides.epochs, m.trains) {
+            // Multi-AD keeps epochs under `train:`, the baselines at the top.
+            if method == multiad::METHOD {
+                let t = map.entry("train".into()).or_insert(Value::Mapping(Default::default()));
+                if let Some(t) = t.as_mapping_mut() {
+                    t.insert("epochs".into(), (e as u64).into());
+                }
+            } else {
+                map.insert("epochs".into(), (e as u64).into());
+            }
+        }
+    }
+    absolutise_weights(&mut v, cwd);
+    let text = serde_yaml_ng::to_string(&v)?;
+    Ok(match method.as_str() {
+        multiad::METHOD => MethodConfig::Multiad(multiad::ExperimentConfig::from_yaml_str(&text, path)?),
+        multiad_padim::METHOD => MethodConfig::Padim(multiad_padim::PadimConfig::from_yaml_str(&text, path)?),
+        other => bail!("{}: method {other:?} is registered but has no parser", path.display()),
+    })
+}
+
+/// Reads and parses a config file.
+pub fn parse_file(path: &Path, overrides: Overrides) -> Result<MethodConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    parse(&text, path, overrides, &std::env::current_dir()?)
+}
+
+fn absolutise_weights(v: &mut Value, cwd: &Path) {
+    if let Some(map) = v.as_mapping_mut() {
+        for (k, val) in map.iter_mut() {
+            if k.as_str() == Some("weights") {
+                if let Some(s) = val.as_str() {
+                    let p = PathBuf::from(s);
+                    if p.is_relative() {
+                        *val = Value::String(cwd.join(p).to_string_lossy().into_owned());
+                    }
+                }
+            } else {
+                absolutise_weights(val, cwd);
+            }
+        }
+    }
+}
+
+/// The configuration a run directory was created with.
+pub fn run_config(run: &RunDir) -> Result<MethodConfig> {
+    let text = run.config_text()?;
+    parse(&text, &run.path("config.yaml"), Overrides::default(), Path::new("/"))
+}
+
+/// Fits (or, with `opts.resume`, continues fitting) the run's detector.
+pub fn train(run: &RunDir, opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
+    let cfg = run_config(run)?;
+    let mut det = cfg.build(&Device::Cpu)?;
+    multiad_detector::train_run(det.as_mut(), run, opts, log)
+}
+
+/// The fitted detector of a finished run.
+pub fn load_trained(run: &RunDir) -> Result<Box<dyn Detector>> {
+    if !run.is_trained() {
+        bail!("{}: training has not finished (no training.json); run `multiad train --resume --out {}`", run.dir.display(), run.dir.display());
+    }
+    let cfg = run_config(run)?;
+    let mut det = cfg.build(&Device::Cpu)?;
+    det.load(run)?;
+    Ok(det)
+}
+
+/// The preset file of `method` at `preset` scale: `experiments/<preset>.yaml`
+/// for Multi-AD, `experiments/methods/<method>/<preset>.yaml` for the others.
+pub fn preset_file(experiments: &Path, method: &str, preset: &str) -> PathBuf {
+    if method == multiad::METHOD {
+        experiments.join(format!("{preset}.yaml"))
+    } else {
+        experiments.join("methods").join(method).join(format!("{preset}.yaml"))
+    }
+}
