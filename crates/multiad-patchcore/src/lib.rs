@@ -1,0 +1,340 @@
+//! PatchCore (Roth et al., "Towards Total Recall in Industrial Anomaly
+//! Detection", CVPR 2022), as a [`Detector`].
+//!
+//! * locally aware patch features: every level's map unfolded into 3x3
+//!   neighbourhoods (zero padding), deeper levels upsampled (bilinear) to the
+//!   first level's grid, each level's neighbourhood vector average-pooled to
+//!   `pretrain_dim` values, the levels' vectors pooled together to
+//!   `target_dim` (the reference implementation's two adaptive poolings);
+//! * memory bank: a greedy coreset (10% or 1%) of all training patches,
+//!   chosen on a random projection to 128 dimensions;
+//! * map: distance of each patch to its nearest bank entry, bilinear
+//!   upsampling, Gaussian σ = 4; image score: the largest patch distance,
+//!   optionally reweighted by the paper's Eq. 7 (`reweight: true`).
+//!
+//! Where this differs from the reference code is in `docs/methods.md`.
+
+pub mod coreset;
+pub mod knn;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use multiad_backbones::backbone::{Backbone, BackboneConfig};
+use multiad_data::{BatchLoader, ImageConfig, Sample};
+use multiad_detector::maps::{read_yaml, upsample_smooth_max};
+use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use multiad_nn::resample::resize_bilinear;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::coreset::{greedy_coreset, CoresetOptions};
+use crate::knn::Bank;
+
+pub const METHOD: &str = "patchcore";
+
+/// PatchCore's config file (`method: patchcore`); defaults are the paper's recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchCoreConfig {
+    pub method: String,
+    #[serde(default)]
+    pub preset: String,
+    /// Fixes the coreset's projection and starting points (and a random backbone).
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "d_image_size")]
+    pub image_size: u32,
+    pub backbone: BackboneConfig,
+    /// Backbone levels (0-based; ResNet layer2 + layer3 = 1, 2).
+    #[serde(default = "d_layers")]
+    pub layers: Vec<usize>,
+    /// Side of the neighbourhood each patch feature aggregates (odd).
+    #[serde(default = "d_patch")]
+    pub patch_size: usize,
+    /// Each level's neighbourhood vector is pooled to this many values.
+    #[serde(default = "d_dim")]
+    pub pretrain_dim: usize,
+    /// The levels together are pooled to this many values: the feature dimension.
+    #[serde(default = "d_dim")]
+    pub target_dim: usize,
+    /// Fraction of all training patches kept in the memory bank (paper: 0.1 and 0.01).
+    #[serde(default = "d_ratio")]
+    pub coreset_ratio: f64,
+    /// Dimensions of the random projection the coreset is chosen on (0 = none).
+    #[serde(default = "d_proj")]
+    pub projection_dim: usize,
+    /// Random starting points of the greedy search.
+    #[serde(default = "d_starts")]
+    pub start_points: usize,
+    /// The image score with the paper's Eq. 7 reweighting (the reference
+    /// code scores with the plain maximum, the default here).
+    #[serde(default)]
+    pub reweight: bool,
+    /// Bank neighbours of Eq. 7's support set.
+    #[serde(default = "d_neighbours")]
+    pub neighbours: usize,
+    #[serde(default = "d_sigma")]
+    pub sigma: f64,
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+}
+
+fn d_image_size() -> u32 {
+    256
+}
+fn d_layers() -> Vec<usize> {
+    vec![1, 2]
+}
+fn d_patch() -> usize {
+    3
+}
+fn d_dim() -> usize {
+    1024
+}
+fn d_ratio() -> f64 {
+    0.1
+}
+fn d_proj() -> usize {
+    128
+}
+fn d_starts() -> usize {
+    10
+}
+fn d_neighbours() -> usize {
+    9
+}
+fn d_sigma() -> f64 {
+    4.0
+}
+fn d_batch() -> usize {
+    8
+}
+
+impl PatchCoreConfig {
+    pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
+        let c: Self = read_yaml(text, path)?;
+        c.validate().map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.method != METHOD {
+            return Err(format!("`method` must be {METHOD:?} in a PatchCore config, got {:?}", self.method));
+        }
+        if self.image_size == 0 || self.image_size % 32 != 0 {
+            return Err(format!("`image_size` must be a positive multiple of 32, got {}", self.image_size));
+        }
+        if self.layers.is_empty() || self.layers.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!("`layers` must be a non-empty increasing list of levels, got {:?}", self.layers));
+        }
+        if self.patch_size == 0 || self.patch_size % 2 == 0 {
+            return Err(format!("`patch_size` must be odd, got {}", self.patch_size));
+        }
+        if self.pretrain_dim == 0 || self.target_dim == 0 {
+            return Err("`pretrain_dim` and `target_dim` must be positive".into());
+        }
+        if !(self.coreset_ratio > 0.0 && self.coreset_ratio <= 1.0) {
+            return Err(format!("`coreset_ratio` must be in (0, 1], got {}", self.coreset_ratio));
+        }
+        if self.neighbours == 0 || self.start_points == 0 || self.batch_size == 0 || self.sigma < 0.0 {
+            return Err("`neighbours`, `start_points` and `batch_size` must be >= 1, `sigma` >= 0".into());
+        }
+        Ok(())
+    }
+}
+
+impl RunConfig for PatchCoreConfig {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).expect("config serialises")
+    }
+}
+
+/// PyTorch's `adaptive_avg_pool1d` of one vector: output i averages
+/// input[floor(i n / m) .. ceil((i + 1) n / m)].
+pub fn adaptive_avg_pool1d(input: &[f32], out: &mut [f32]) {
+    let (n, m) = (input.len(), out.len());
+    for (i, o) in out.iter_mut().enumerate() {
+        let s = i * n / m;
+        let e = ((i + 1) * n).div_ceil(m);
+        *o = input[s..e].iter().sum::<f32>() / (e - s) as f32;
+    }
+}
+
+/// k x k neighbourhoods of a (B, C, H, W) map with zero padding, as
+/// (B, C·k·k, H, W) ordered like `torch.nn.Unfold` (channel, then row, then column).
+pub fn unfold(x: &Tensor, k: usize) -> Result<Tensor> {
+    if k == 1 {
+        return Ok(x.clone());
+    }
+    let (b, c, h, w) = x.dims4()?;
+    let r = k / 2;
+    let p = x.pad_with_zeros(2, r, r)?.pad_with_zeros(3, r, r)?;
+    let mut shifts = Vec::with_capacity(k * k);
+    for dy in 0..k {
+        for dx in 0..k {
+            shifts.push(p.narrow(2, dy, h)?.narrow(3, dx, w)?);
+        }
+    }
+    Ok(Tensor::stack(&shifts, 2)?.reshape((b, c * k * k, h, w))?)
+}
+
+pub struct PatchCore {
+    pub cfg: PatchCoreConfig,
+    backbone: Backbone,
+    bank: Option<Bank>,
+    device: Device,
+}
+
+/// Patch features of a batch: (B·h·w, target_dim) row-major, and (b, h, w).
+pub struct Patches {
+    pub features: Vec<f32>,
+    pub batch: usize,
+    pub grid: (usize, usize),
+}
+
+impl PatchCore {
+    pub fn new(cfg: &PatchCoreConfig, device: &Device) -> Result<Self> {
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        let backbone = cfg.backbone.build(cfg.seed, device)?;
+        let levels = backbone.levels();
+        for &l in &cfg.layers {
+            if l >= levels.len() {
+                bail!("`layers`: level {l} does not exist ({} has {})", cfg.backbone.kind.name(), levels.len());
+            }
+        }
+        Ok(Self { cfg: cfg.clone(), backbone, bank: None, device: device.clone() })
+    }
+
+    pub fn bank_len(&self) -> usize {
+        self.bank.as_ref().map_or(0, |b| b.len())
+    }
+
+    /// Locally aware patch features of ImageNet-normalised images.
+    pub fn patches(&self, x: &Tensor) -> Result<Patches> {
+        let deepest = *self.cfg.layers.last().unwrap() + 1;
+        let feats = self.backbone.features_upto(x, deepest)?;
+        let (b, _, h, w) = feats[self.cfg.layers[0]].dims4()?;
+        let mut levels = Vec::new();
+        for &l in &self.cfg.layers {
+            let u = unfold(&feats[l], self.cfg.patch_size)?;
+            let u = if u.dims4()?.2 != h { resize_bilinear(&u, h, w)? } else { u };
+            let n = u.dim(1)?;
+            let host: Vec<f32> = u.permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
+            levels.push((host, n));
+        }
+        let (pd, td, nl) = (self.cfg.pretrain_dim, self.cfg.target_dim, levels.len());
+        let mut out = vec![0f32; b * h * w * td];
+        out.par_chunks_mut(td).enumerate().for_each(|(i, row)| {
+            let mut stacked = vec![0f32; nl * pd];
+            for (k, (host, n)) in levels.iter().enumerate() {
+                adaptive_avg_pool1d(&host[i * n..(i + 1) * n], &mut stacked[k * pd..(k + 1) * pd]);
+            }
+            adaptive_avg_pool1d(&stacked, row);
+        });
+        Ok(Patches { features: out, batch: b, grid: (h, w) })
+    }
+
+    /// Image score of Eq. 7: the largest patch distance s*, weighted by
+    /// 1 − softmax over the distances of that patch to the `neighbours`
+    /// bank entries nearest its own nearest entry m* (m* first).
+    fn reweighted(&self, bank: &Bank, feature: &[f32], score: f32, nn: u32) -> Result<f32> {
+        let support = bank.neighbours_of(nn as usize, self.cfg.neighbours.min(bank.len()))?;
+        let rows: Vec<Vec<f32>> = support.iter().map(|&j| bank.features.get(j)?.to_vec1::<f32>()).collect::<candle_core::Result<_>>()?;
+        let d: Vec<f32> = rows.iter().map(|r| coreset::dist(feature, r)).collect();
+        let mx = d.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let z: f32 = d.iter().map(|v| (v - mx).exp()).sum();
+        let w = 1.0 - (d[0] - mx).exp() / z;
+        Ok(w * score)
+    }
+}
+
+impl Detector for PatchCore {
+    fn method(&self) -> &'static str {
+        METHOD
+    }
+
+    fn image_config(&self) -> ImageConfig {
+        ImageConfig::square(self.cfg.image_size)
+    }
+
+    fn batch_size(&self) -> usize {
+        self.cfg.batch_size
+    }
+
+    fn fit(&mut self, _run: &RunDir, train: &[Sample], _opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
+        let loader = BatchLoader::new(train.to_vec(), self.image_config(), self.cfg.batch_size);
+        let nb = loader.num_batches();
+        let td = self.cfg.target_dim;
+        let mut all: Vec<f32> = Vec::new();
+        let t0 = Instant::now();
+        for (k, b) in loader.iter().enumerate() {
+            let b = b?;
+            all.extend(self.patches(&b.images)?.features);
+            write!(log, "\rPatchCore: patch features [{}/{nb}]", k + 1)?;
+            log.flush()?;
+        }
+        let n = all.len() / td;
+        let size = ((n as f64 * self.cfg.coreset_ratio).round() as usize).max(1);
+        writeln!(log, " {n} patches in {:.1} s; coreset of {size}", t0.elapsed().as_secs_f64())?;
+        let t1 = Instant::now();
+        let opts = CoresetOptions { size, projection_dim: self.cfg.projection_dim, start_points: self.cfg.start_points, seed: self.cfg.seed };
+        let picked = greedy_coreset(&all, n, td, opts);
+        let mut bank = Vec::with_capacity(picked.len() * td);
+        for &i in &picked {
+            bank.extend_from_slice(&all[i * td..(i + 1) * td]);
+        }
+        drop(all);
+        writeln!(log, "PatchCore: coreset chosen in {:.1} s", t1.elapsed().as_secs_f64())?;
+        self.bank = Some(Bank::new(Tensor::from_vec(bank, (picked.len(), td), &self.device)?)?);
+        Ok(FitOutcome::Finished)
+    }
+
+    fn save(&self, run: &RunDir) -> Result<()> {
+        let bank = self.bank.as_ref().context("PatchCore has not been fitted")?;
+        let t = HashMap::from([("memory_bank".to_string(), bank.features.clone())]);
+        let path = run.path("model.safetensors");
+        let tmp = multiad_detector::tmp_path(&path);
+        candle_core::safetensors::save(&t, &tmp)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    fn load(&mut self, run: &RunDir) -> Result<()> {
+        let path = run.path("model.safetensors");
+        let t = candle_core::safetensors::load(&path, &self.device).with_context(|| format!("reading {}", path.display()))?;
+        let bank = t.get("memory_bank").cloned().with_context(|| format!("{}: no tensor `memory_bank`", path.display()))?;
+        match bank.dims() {
+            [m, d] if *m > 0 && *d == self.cfg.target_dim => {}
+            other => bail!("{}: `memory_bank` is {other:?}, expected (patches, {})", path.display(), self.cfg.target_dim),
+        }
+        self.bank = Some(Bank::new(bank)?);
+        Ok(())
+    }
+
+    fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)> {
+        let bank = self.bank.as_ref().context("PatchCore has not been fitted")?;
+        let p = self.patches(images)?;
+        let (h, w) = p.grid;
+        let td = self.cfg.target_dim;
+        let q = Tensor::from_vec(p.features.clone(), (p.batch * h * w, td), &self.device)?;
+        let (dist, nn) = bank.nearest(&q)?;
+        let mut scores = Vec::with_capacity(p.batch);
+        for b in 0..p.batch {
+            let range = b * h * w..(b + 1) * h * w;
+            let (k, &s) = dist[range.clone()].iter().enumerate().fold((0, &f32::NEG_INFINITY), |a, x| if x.1 > a.1 { x } else { a });
+            let i = range.start + k;
+            scores.push(if self.cfg.reweight { self.reweighted(bank, &p.features[i * td..(i + 1) * td], s, nn[i])? } else { s });
+        }
+        let patch = Tensor::from_vec(dist, (p.batch, 1, h, w), &self.device)?;
+        let (maps, _) = upsample_smooth_max(&patch, self.cfg.image_size as usize, self.cfg.sigma)?;
+        Ok((maps, scores))
+    }
+}

@@ -1,0 +1,87 @@
+//! PatchCore at the smoke scale: separates synthetic defects; a saved bank
+//! reloads to the same maps; the reweighted score; the feature pipeline's
+//! pieces against values worked out by hand; bad configs are named.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use multiad_detector::testing::fit_and_test_synthetic;
+use multiad_detector::Detector;
+use multiad_patchcore::{adaptive_avg_pool1d, unfold, PatchCore, PatchCoreConfig};
+
+fn preset(name: &str) -> PatchCoreConfig {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../experiments/methods/patchcore/{name}.yaml"));
+    PatchCoreConfig::from_yaml_str(&std::fs::read_to_string(&p).unwrap(), &p).unwrap()
+}
+
+#[test]
+fn smoke_preset_separates_synthetic_defects_and_reloads() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = preset("smoke");
+    let mut det = PatchCore::new(&cfg, &Device::Cpu).unwrap();
+    let (run, m) = fit_and_test_synthetic(&cfg, &mut det, t.path()).unwrap();
+    eprintln!("PatchCore smoke: {m:?}");
+    assert!(m.image_auroc > 0.9, "image AUROC {}", m.image_auroc);
+    assert!(m.pixel_auroc.unwrap() > 0.8, "pixel AUROC {:?}", m.pixel_auroc);
+    // 48 images x 8x8 patches, 10% kept.
+    assert_eq!(det.bank_len(), (48.0f64 * 64.0 * 0.1).round() as usize);
+
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
+    let (a, sa) = det.predict(&x).unwrap();
+    let mut back = PatchCore::new(&cfg, &Device::Cpu).unwrap();
+    back.load(&run).unwrap();
+    let (b, sb) = back.predict(&x).unwrap();
+    assert_eq!(sa, sb);
+    assert_eq!(a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+
+    // Eq. 7 only scales the maximum down (weights in (0, 1)); maps unchanged.
+    let mut rw = PatchCore::new(&PatchCoreConfig { reweight: true, ..cfg.clone() }, &Device::Cpu).unwrap();
+    rw.load(&run).unwrap();
+    let (c, sc) = rw.predict(&x).unwrap();
+    for (r, p) in sc.iter().zip(&sa) {
+        assert!(*r > 0.0 && r < p, "reweighted {r} vs plain {p}");
+    }
+    assert_eq!(c.flatten_all().unwrap().to_vec1::<f32>().unwrap(), a.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+
+    // A bank of the wrong width names the file and the tensor.
+    let other = PatchCoreConfig { target_dim: 64, ..cfg.clone() };
+    let e = PatchCore::new(&other, &Device::Cpu).unwrap().load(&run).err().unwrap().to_string();
+    assert!(e.contains("model.safetensors") && e.contains("memory_bank"), "{e}");
+}
+
+#[test]
+fn adaptive_pooling_matches_pytorch_bins() {
+    // torch.nn.functional.adaptive_avg_pool1d(torch.arange(5.).view(1,1,5), 3)
+    // -> bins [0,2), [1,4), [3,5) -> [0.5, 2.0, 3.5]
+    let mut out = [0f32; 3];
+    adaptive_avg_pool1d(&[0.0, 1.0, 2.0, 3.0, 4.0], &mut out);
+    assert_eq!(out, [0.5, 2.0, 3.5]);
+    // Exact division averages disjoint runs.
+    let mut out = [0f32; 2];
+    adaptive_avg_pool1d(&[1.0, 3.0, 5.0, 7.0], &mut out);
+    assert_eq!(out, [2.0, 6.0]);
+}
+
+#[test]
+fn unfold_orders_like_torch_unfold() {
+    // One channel 2x2 map [[1, 2], [3, 4]], 3x3 neighbourhoods, zero padding.
+    let x = Tensor::new(&[[[[1f32, 2.0], [3.0, 4.0]]]], &Device::Cpu).unwrap();
+    let u = unfold(&x, 3).unwrap();
+    assert_eq!(u.dims(), &[1, 9, 2, 2]);
+    // The neighbourhood of the top-left pixel, row by row.
+    let top_left: Vec<f32> = u.narrow(2, 0, 1).unwrap().narrow(3, 0, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(top_left, vec![0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 3.0, 4.0]);
+}
+
+#[test]
+fn bad_configs_name_the_key() {
+    let p = Path::new("pc.yaml");
+    let base = "method: patchcore\nbackbone: {kind: random_resnet18}\n";
+    for (extra, key) in [("coreset_ratio: 0\n", "coreset_ratio"), ("patch_size: 2\n", "patch_size"), ("layers: []\n", "layers"), ("k: 1\n", "`k`")] {
+        let e = PatchCoreConfig::from_yaml_str(&format!("{base}{extra}"), p).err().unwrap().to_string();
+        assert!(e.contains("pc.yaml") && e.contains(key), "{extra:?}: {e}");
+    }
+    let deep = PatchCoreConfig::from_yaml_str(&format!("{base}layers: [1, 7]\n"), p).unwrap();
+    let e = PatchCore::new(&deep, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("level 7"), "{e}");
+}
