@@ -25,7 +25,10 @@ pub enum Which {
     /// Multi-AD networks: teacher forward, student training step, inference,
     /// against PyTorch when it is importable.
     Model,
-    /// metrics + loading + conv (not model: minutes at the paper scale).
+    /// PatchCore: nearest-neighbour search against brute force, and a
+    /// paper-scale fit's time and peak memory.
+    Patchcore,
+    /// metrics + loading + conv (not model or patchcore: minutes at the paper scale).
     All,
 }
 
@@ -45,6 +48,12 @@ pub struct BenchArgs {
     /// Batch size of the model bench.
     #[arg(long, default_value_t = 2)]
     batch: usize,
+    /// Training images of the PatchCore fit.
+    #[arg(long, default_value_t = 200)]
+    train_images: usize,
+    /// Coreset fraction of the PatchCore fit (0.1 or 0.01 in the paper).
+    #[arg(long, default_value_t = 0.1)]
+    coreset_ratio: f64,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -60,6 +69,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     if a.which == Which::Model {
         crate::model_bench::model(&a.preset, a.batch)?;
+    }
+    if a.which == Which::Patchcore {
+        crate::patchcore_bench::run(a.train_images, a.coreset_ratio)?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod model_bench;
+mod patchcore_bench;
 mod sweep;
 
 use anyhow::Result;
