@@ -5,7 +5,9 @@
 //! gets `multiad train|test|predict` and `cargo xtask benchmark` for free;
 //! `docs/methods.md` shows how to add one.
 
+pub mod checkpoint;
 pub mod evaluate;
+pub mod history;
 pub mod maps;
 pub mod run_dir;
 pub mod testing;

@@ -25,6 +25,7 @@ pub struct MethodInfo {
 pub const METHODS: &[MethodInfo] = &[
     MethodInfo { name: multiad::METHOD, label: "Multi-AD", about: "teacher-student distillation with SE, discriminator and MFF (this project's paper)", trains: true },
     MethodInfo { name: multiad_padim::METHOD, label: "PaDiM", about: "per-position Gaussians of pretrained features, Mahalanobis distance (Defard et al. 2020)", trains: false },
+    MethodInfo { name: multiad_stfpm::METHOD, label: "STFPM", about: "student-teacher feature pyramid matching, ResNet-18 student from scratch (Wang et al. 2021)", trains: true },
     MethodInfo { name: multiad_patchcore::METHOD, label: "PatchCore", about: "coreset memory bank of locally aware patch features, nearest-neighbour distance (Roth et al. 2022)", trains: false },
 ];
 
@@ -45,6 +46,7 @@ pub enum MethodConfig {
     Multiad(multiad::ExperimentConfig),
     Padim(multiad_padim::PadimConfig),
     Patchcore(multiad_patchcore::PatchCoreConfig),
+    Stfpm(multiad_stfpm::StfpmConfig),
 }
 
 impl MethodConfig {
@@ -53,6 +55,7 @@ impl MethodConfig {
             MethodConfig::Multiad(c) => c,
             MethodConfig::Padim(c) => c,
             MethodConfig::Patchcore(c) => c,
+            MethodConfig::Stfpm(c) => c,
         }
     }
 
@@ -69,6 +72,7 @@ impl MethodConfig {
             MethodConfig::Multiad(c) => c.seed,
             MethodConfig::Padim(c) => c.seed,
             MethodConfig::Patchcore(c) => c.seed,
+            MethodConfig::Stfpm(c) => c.seed,
         }
     }
 
@@ -76,6 +80,7 @@ impl MethodConfig {
     pub fn epochs(&self) -> Option<usize> {
         match self {
             MethodConfig::Multiad(c) => Some(c.train.epochs),
+            MethodConfig::Stfpm(c) => Some(c.epochs),
             MethodConfig::Padim(_) | MethodConfig::Patchcore(_) => None,
         }
     }
@@ -86,6 +91,7 @@ impl MethodConfig {
             MethodConfig::Multiad(c) => Box::new(multiad::MultiAd::build(c, device)?),
             MethodConfig::Padim(c) => Box::new(multiad_padim::Padim::new(c, device)?),
             MethodConfig::Patchcore(c) => Box::new(multiad_patchcore::PatchCore::new(c, device)?),
+            MethodConfig::Stfpm(c) => Box::new(multiad_stfpm::Stfpm::new(c, device)?),
         })
     }
 }
@@ -126,6 +132,7 @@ pub fn parse(text: &str, path: &Path, overrides: Overrides, cwd: &Path) -> Resul
         multiad::METHOD => MethodConfig::Multiad(multiad::ExperimentConfig::from_yaml_str(&text, path)?),
         multiad_padim::METHOD => MethodConfig::Padim(multiad_padim::PadimConfig::from_yaml_str(&text, path)?),
         multiad_patchcore::METHOD => MethodConfig::Patchcore(multiad_patchcore::PatchCoreConfig::from_yaml_str(&text, path)?),
+        multiad_stfpm::METHOD => MethodConfig::Stfpm(multiad_stfpm::StfpmConfig::from_yaml_str(&text, path)?),
         other => bail!("{}: method {other:?} is registered but has no parser", path.display()),
     })
 }

@@ -12,16 +12,19 @@
 //! * [`params`]: a parameter store whose initialisation is fixed by a seed
 //!   (candle's CPU random numbers cannot be seeded), saved to and loaded from
 //!   safetensors with errors that name the tensor;
-//! * [`adam`]: Adam whose moment estimates can be checkpointed and restored.
+//! * [`adam`]: Adam whose moment estimates can be checkpointed and restored;
+//! * [`sgd`]: SGD with momentum and weight decay (PyTorch's), checkpointable.
 
 pub mod adam;
 pub mod conv;
 pub mod params;
 pub mod pool;
 pub mod resample;
+pub mod sgd;
 
 pub use adam::{Adam, AdamConfig};
 pub use conv::{conv2d, conv2d_opts, Conv2d};
 pub use params::ParamStore;
 pub use pool::max_pool2d;
 pub use resample::{gaussian_blur, gaussian_kernel_size, resize_bilinear};
+pub use sgd::{Sgd, SgdConfig};

@@ -20,19 +20,11 @@ use crate::anomaly_map::{fuse, image_scores, StatsAccumulator};
 use crate::loss::{adversarial_loss, discriminator_loss, distillation_loss};
 use crate::model::{streams, MultiAd};
 use crate::config::RunDirConfig;
+use multiad_detector::history::append_history;
+pub use multiad_detector::history::{read_history, EpochLog};
 use multiad_detector::{tmp_path, write_atomic, RunDir};
 
 /// One finished epoch, as written to `history.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EpochLog {
-    pub epoch: usize,
-    pub loss_g: f64,
-    pub loss_adv: Option<f64>,
-    pub loss_d: Option<f64>,
-    pub loss_s: f64,
-    pub seconds: f64,
-}
-
 /// Written last: training finished.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainingSummary {
@@ -302,29 +294,6 @@ fn nan_message(run: &RunDir, which: &str, epoch: usize, step: usize, start: usiz
         step + 1,
         run.path("config.yaml").display()
     )
-}
-
-fn append_history(run: &RunDir, e: &EpochLog) -> Result<()> {
-    // Rewritten whole (atomically), dropping lines of epochs that a resumed
-    // run repeats.
-    let path = run.path("history.jsonl");
-    let mut lines: Vec<EpochLog> = read_history(run)?;
-    lines.retain(|l| l.epoch < e.epoch);
-    lines.push(e.clone());
-    let text: String = lines.iter().map(|l| serde_json::to_string(l).unwrap() + "\n").collect();
-    write_atomic(&path, text.as_bytes())
-}
-
-pub fn read_history(run: &RunDir) -> Result<Vec<EpochLog>> {
-    let path = run.path("history.jsonl");
-    if !path.is_file() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(&path)?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).with_context(|| format!("{}: bad line {l:?}", path.display())))
-        .collect()
 }
 
 /// Fits Ψ's statistics on (up to `inference.fit_images`) training images.

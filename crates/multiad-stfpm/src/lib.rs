@@ -1,0 +1,324 @@
+//! STFPM (Wang et al., "Student-Teacher Feature Pyramid Matching for Anomaly
+//! Detection", BMVC 2021), as a [`Detector`].
+//!
+//! * teacher: ImageNet ResNet-18, layers 1-3, frozen;
+//! * student: the same layout from scratch ([`student`]);
+//! * loss: Σ_l (1/2 h_l w_l) Σ ‖F̂_t − F̂_s‖² with F̂ = F / ‖F‖ over channels,
+//!   summed over the batch (the reference's MSE with reduction `sum`);
+//! * SGD, lr 0.4, momentum 0.9, weight decay 1e-4, 100 epochs, batch 32;
+//! * map: per layer ½‖F̂_t − F̂_s‖², upsampled (bilinear) to the input,
+//!   multiplied over layers; no smoothing (σ = 0) as in the reference;
+//!   image score = the map's maximum.
+
+pub mod student;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use multiad_backbones::backbone::{Backbone, BackboneConfig};
+use multiad_data::{BatchLoader, ImageConfig, Sample};
+use multiad_detector::history::{append_history, EpochLog};
+use multiad_detector::maps::read_yaml;
+use multiad_detector::{checkpoint, Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use multiad_nn::resample::{gaussian_blur, resize_bilinear};
+use multiad_nn::{ParamStore, Sgd, SgdConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::student::Student;
+
+pub const METHOD: &str = "stfpm";
+
+/// STFPM's config file (`method: stfpm`); defaults are the paper's recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StfpmConfig {
+    pub method: String,
+    #[serde(default)]
+    pub preset: String,
+    /// Fixes the student's initialisation and the batch order.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "d_image_size")]
+    pub image_size: u32,
+    pub backbone: BackboneConfig,
+    /// Teacher levels matched (0-based; ResNet layer1-3 = 0, 1, 2); their
+    /// strides must be 4, 8, 16, ... in order.
+    #[serde(default = "d_layers")]
+    pub layers: Vec<usize>,
+    /// Channels of the student's stem (ResNet-18: 64).
+    #[serde(default = "d_stem")]
+    pub student_stem: usize,
+    /// Basic blocks per student stage (ResNet-18: 2).
+    #[serde(default = "d_blocks")]
+    pub student_blocks: usize,
+    #[serde(default = "d_epochs")]
+    pub epochs: usize,
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    #[serde(default = "d_momentum")]
+    pub momentum: f64,
+    #[serde(default = "d_wd")]
+    pub weight_decay: f64,
+    /// Gaussian σ of the final map (0 = none, the reference's choice).
+    #[serde(default)]
+    pub sigma: f64,
+    /// Teacher features of training images kept between epochs, MiB.
+    #[serde(default = "d_cache")]
+    pub teacher_cache_mib: usize,
+}
+
+fn d_image_size() -> u32 {
+    256
+}
+fn d_layers() -> Vec<usize> {
+    vec![0, 1, 2]
+}
+fn d_stem() -> usize {
+    64
+}
+fn d_blocks() -> usize {
+    2
+}
+fn d_epochs() -> usize {
+    100
+}
+fn d_batch() -> usize {
+    32
+}
+fn d_lr() -> f64 {
+    0.4
+}
+fn d_momentum() -> f64 {
+    0.9
+}
+fn d_wd() -> f64 {
+    1e-4
+}
+fn d_cache() -> usize {
+    2048
+}
+
+impl StfpmConfig {
+    pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
+        let c: Self = read_yaml(text, path)?;
+        c.validate().map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.method != METHOD {
+            return Err(format!("`method` must be {METHOD:?} in an STFPM config, got {:?}", self.method));
+        }
+        if self.image_size == 0 || self.image_size % 32 != 0 {
+            return Err(format!("`image_size` must be a positive multiple of 32, got {}", self.image_size));
+        }
+        if self.layers.is_empty() || self.layers.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!("`layers` must be a non-empty increasing list of levels, got {:?}", self.layers));
+        }
+        let pos = |k: &str, v: f64| if v > 0.0 && v.is_finite() { Ok(()) } else { Err(format!("`{k}` must be positive, got {v}")) };
+        pos("lr", self.lr)?;
+        if !(0.0..1.0).contains(&self.momentum) || self.weight_decay < 0.0 {
+            return Err("`momentum` must be in [0, 1) and `weight_decay` >= 0".into());
+        }
+        if self.epochs == 0 || self.batch_size < 2 || self.student_stem == 0 || self.student_blocks == 0 || self.sigma < 0.0 {
+            return Err("`epochs`, `student_stem`, `student_blocks` must be >= 1, `batch_size` >= 2 (batch norm), `sigma` >= 0".into());
+        }
+        Ok(())
+    }
+}
+
+impl RunConfig for StfpmConfig {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).expect("config serialises")
+    }
+}
+
+pub struct Stfpm {
+    pub cfg: StfpmConfig,
+    teacher: Backbone,
+    student: Student,
+    params: ParamStore,
+    device: Device,
+}
+
+/// F / ‖F‖ over channels (F.normalize(p=2, dim=1), eps 1e-12).
+fn normalize(f: &Tensor) -> candle_core::Result<Tensor> {
+    let n = f.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    f.broadcast_div(&n)
+}
+
+/// Σ_l (1/2 h w) Σ_{b,c,i,j} (F̂_t − F̂_s)².
+pub fn loss(t: &[Tensor], s: &[Tensor]) -> candle_core::Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for (a, b) in t.iter().zip(s) {
+        let (_, _, h, w) = a.dims4()?;
+        let l = ((normalize(a)? - normalize(b)?)?.sqr()?.sum_all()? * (0.5 / (h * w) as f64))?;
+        total = Some(match total {
+            Some(x) => (x + l)?,
+            None => l,
+        });
+    }
+    total.ok_or_else(|| candle_core::Error::Msg("no layers".into()))
+}
+
+impl Stfpm {
+    pub fn new(cfg: &StfpmConfig, device: &Device) -> Result<Self> {
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        let teacher = cfg.backbone.build(cfg.seed ^ 0x7eac_4e2d_0000_0002, device)?;
+        let levels = teacher.levels();
+        let mut widths = Vec::new();
+        for (i, &l) in cfg.layers.iter().enumerate() {
+            let Some(&(c, stride)) = levels.get(l) else { bail!("`layers`: level {l} does not exist ({} has {})", cfg.backbone.kind.name(), levels.len()) };
+            if stride != 4 << i {
+                bail!("`layers`: the student's stage {} has stride {}, teacher level {l} has {stride}", i + 1, 4 << i);
+            }
+            widths.push(c);
+        }
+        let params = ParamStore::new(cfg.seed);
+        let student = Student::new(&widths, cfg.student_blocks, cfg.student_stem, params.var_builder(device))?;
+        Ok(Self { cfg: cfg.clone(), teacher, student, params, device: device.clone() })
+    }
+
+    fn teacher_features(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        let all = self.teacher.features_upto(x, self.cfg.layers.last().unwrap() + 1)?;
+        Ok(self.cfg.layers.iter().map(|&l| all[l].clone()).collect())
+    }
+
+    fn weights(&self) -> HashMap<String, Tensor> {
+        self.params.tensors().into_iter().map(|(k, v)| (format!("student.{k}"), v)).collect()
+    }
+}
+
+impl Detector for Stfpm {
+    fn method(&self) -> &'static str {
+        METHOD
+    }
+
+    fn image_config(&self) -> ImageConfig {
+        ImageConfig::square(self.cfg.image_size)
+    }
+
+    fn batch_size(&self) -> usize {
+        self.cfg.batch_size.min(16)
+    }
+
+    fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
+        let c = self.cfg.clone();
+        let mut opt = Sgd::new(self.params.trainable(), SgdConfig { lr: c.lr, momentum: c.momentum, weight_decay: c.weight_decay });
+        let mut start = 0;
+        if opts.resume {
+            if let Some((t, done)) = checkpoint::load(run, &self.device)? {
+                let path = run.path(checkpoint::FILE);
+                self.params.load_from(&t, "student.", &path)?;
+                opt.load_state(&t, "opt.").with_context(|| format!("{}", path.display()))?;
+                start = done;
+                writeln!(log, "resuming {} after epoch {start}", run.dir.display())?;
+            }
+        }
+        let n = train.len();
+        let bs = c.batch_size.min(n);
+        if bs < 2 {
+            bail!("STFPM needs at least 2 normal training images, found {n}");
+        }
+        writeln!(log, "STFPM: {n} images, student {} parameters", self.params.num_parameters())?;
+        let mut cache: HashMap<usize, Vec<Tensor>> = HashMap::new();
+        let (mut cached_bytes, budget) = (0usize, c.teacher_cache_mib << 20);
+        for epoch in start..c.epochs {
+            let t0 = Instant::now();
+            // Order fixed by seed and epoch, so a resumed run sees the same batches.
+            let loader = BatchLoader::new(train.to_vec(), self.image_config(), bs)
+                .shuffled(c.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64))
+                .drop_last(true);
+            let nb = loader.num_batches();
+            let mut sum = 0.0;
+            for (k, b) in loader.iter().enumerate() {
+                let b = b?;
+                let t_feats = if b.indices.iter().all(|i| cache.contains_key(i)) {
+                    (0..c.layers.len())
+                        .map(|l| Tensor::cat(&b.indices.iter().map(|i| &cache[i][l]).collect::<Vec<_>>(), 0))
+                        .collect::<candle_core::Result<Vec<_>>>()?
+                } else {
+                    let f = self.teacher_features(&b.images)?;
+                    for (j, &i) in b.indices.iter().enumerate() {
+                        let one: Vec<Tensor> = f.iter().map(|t| t.narrow(0, j, 1)?.copy()).collect::<candle_core::Result<_>>()?;
+                        let size: usize = one.iter().map(|t| t.elem_count() * 4).sum();
+                        if cached_bytes + size <= budget {
+                            cached_bytes += size;
+                            cache.insert(i, one);
+                        }
+                    }
+                    f
+                };
+                let s_feats = self.student.forward(&b.images, true)?;
+                let l = loss(&t_feats, &s_feats)?;
+                let lv = l.to_scalar::<f32>()? as f64;
+                if !lv.is_finite() {
+                    bail!(
+                        "the STFPM loss became non-finite in epoch {}, batch {}; training stopped and {}. Lower `lr` in {} and pass --resume",
+                        epoch + 1,
+                        k + 1,
+                        if epoch > 0 { format!("the checkpoint after epoch {epoch} is intact") } else { "no checkpoint had been written yet".into() },
+                        run.path("config.yaml").display()
+                    );
+                }
+                opt.step(&l.backward()?).with_context(|| format!("epoch {}, batch {}", epoch + 1, k + 1))?;
+                sum += lv;
+                write!(log, "\repoch {}/{} [{}/{nb}] loss {:.4}   ", epoch + 1, c.epochs, k + 1, sum / (k + 1) as f64)?;
+                log.flush()?;
+            }
+            let mut state = self.weights();
+            state.extend(opt.state("opt."));
+            checkpoint::save(run, state, epoch + 1)?;
+            let mean = sum / nb.max(1) as f64;
+            let e = EpochLog { epoch: epoch + 1, loss_g: mean, loss_adv: None, loss_d: None, loss_s: mean, seconds: t0.elapsed().as_secs_f64() };
+            append_history(run, &e)?;
+            writeln!(log)?;
+            if opts.stop_after_epochs == Some(epoch + 1) {
+                return Ok(FitOutcome::Stopped);
+            }
+        }
+        Ok(FitOutcome::Finished)
+    }
+
+    fn save(&self, run: &RunDir) -> Result<()> {
+        let path = run.path("model.safetensors");
+        let tmp = multiad_detector::tmp_path(&path);
+        candle_core::safetensors::save(&self.weights(), &tmp)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    fn load(&mut self, run: &RunDir) -> Result<()> {
+        let path = run.path("model.safetensors");
+        let t = candle_core::safetensors::load(&path, &self.device).with_context(|| format!("reading {}", path.display()))?;
+        self.params.load_from(&t, "student.", &path)?;
+        Ok(())
+    }
+
+    fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)> {
+        let size = self.cfg.image_size as usize;
+        let t = self.teacher_features(images)?;
+        let s = self.student.forward(images, false)?;
+        let mut map: Option<Tensor> = None;
+        for (a, b) in t.iter().zip(&s) {
+            let m = ((normalize(a)? - normalize(b)?)?.sqr()?.sum_keepdim(1)? * 0.5)?;
+            let m = resize_bilinear(&m.detach(), size, size)?;
+            map = Some(match map {
+                Some(x) => (x * m)?,
+                None => m,
+            });
+        }
+        let map = gaussian_blur(&map.context("no layers")?, self.cfg.sigma)?;
+        let scores = map.flatten_from(1)?.max(1)?.to_vec1::<f32>()?;
+        Ok((map.squeeze(1)?, scores))
+    }
+}
