@@ -6,6 +6,7 @@
 //! `docs/methods.md` shows how to add one.
 
 pub mod checkpoint;
+pub mod epochs;
 pub mod evaluate;
 pub mod history;
 pub mod maps;

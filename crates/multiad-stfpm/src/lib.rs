@@ -15,15 +15,14 @@ pub mod student;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneConfig};
-use multiad_data::{BatchLoader, ImageConfig, Sample};
-use multiad_detector::history::{append_history, EpochLog};
+use multiad_data::{Batch, ImageConfig, Sample};
+use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache};
 use multiad_detector::maps::read_yaml;
-use multiad_detector::{checkpoint, Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
 use multiad_nn::resample::{gaussian_blur, resize_bilinear};
 use multiad_nn::{ParamStore, Sgd, SgdConfig};
 use serde::{Deserialize, Serialize};
@@ -198,6 +197,38 @@ impl Stfpm {
     }
 }
 
+/// One fit in progress: the detector, its optimiser and the teacher's cache.
+struct Trainer<'a> {
+    det: &'a Stfpm,
+    opt: Sgd,
+    cache: FeatureCache,
+}
+
+impl EpochModel for Trainer<'_> {
+    fn step(&mut self, b: &Batch) -> Result<f64> {
+        let t = self.cache.get(b, |x| self.det.teacher_features(x))?;
+        let s = self.det.student.forward(&b.images, true)?;
+        let l = loss(&t, &s)?;
+        let v = l.to_scalar::<f32>()? as f64;
+        if v.is_finite() {
+            self.opt.step(&l.backward()?)?;
+        }
+        Ok(v)
+    }
+
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let mut t = self.det.weights();
+        t.extend(self.opt.state("opt."));
+        Ok(t)
+    }
+
+    fn restore(&mut self, t: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+        self.det.params.load_from(t, "student.", path)?;
+        self.opt.load_state(t, "opt.").with_context(|| format!("{}", path.display()))?;
+        Ok(())
+    }
+}
+
 impl Detector for Stfpm {
     fn method(&self) -> &'static str {
         METHOD
@@ -212,81 +243,12 @@ impl Detector for Stfpm {
     }
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
-        let c = self.cfg.clone();
-        let mut opt = Sgd::new(self.params.trainable(), SgdConfig { lr: c.lr, momentum: c.momentum, weight_decay: c.weight_decay });
-        let mut start = 0;
-        if opts.resume {
-            if let Some((t, done)) = checkpoint::load(run, &self.device)? {
-                let path = run.path(checkpoint::FILE);
-                self.params.load_from(&t, "student.", &path)?;
-                opt.load_state(&t, "opt.").with_context(|| format!("{}", path.display()))?;
-                start = done;
-                writeln!(log, "resuming {} after epoch {start}", run.dir.display())?;
-            }
-        }
-        let n = train.len();
-        let bs = c.batch_size.min(n);
-        if bs < 2 {
-            bail!("STFPM needs at least 2 normal training images, found {n}");
-        }
-        writeln!(log, "STFPM: {n} images, student {} parameters", self.params.num_parameters())?;
-        let mut cache: HashMap<usize, Vec<Tensor>> = HashMap::new();
-        let (mut cached_bytes, budget) = (0usize, c.teacher_cache_mib << 20);
-        for epoch in start..c.epochs {
-            let t0 = Instant::now();
-            // Order fixed by seed and epoch, so a resumed run sees the same batches.
-            let loader = BatchLoader::new(train.to_vec(), self.image_config(), bs)
-                .shuffled(c.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64))
-                .drop_last(true);
-            let nb = loader.num_batches();
-            let mut sum = 0.0;
-            for (k, b) in loader.iter().enumerate() {
-                let b = b?;
-                let t_feats = if b.indices.iter().all(|i| cache.contains_key(i)) {
-                    (0..c.layers.len())
-                        .map(|l| Tensor::cat(&b.indices.iter().map(|i| &cache[i][l]).collect::<Vec<_>>(), 0))
-                        .collect::<candle_core::Result<Vec<_>>>()?
-                } else {
-                    let f = self.teacher_features(&b.images)?;
-                    for (j, &i) in b.indices.iter().enumerate() {
-                        let one: Vec<Tensor> = f.iter().map(|t| t.narrow(0, j, 1)?.copy()).collect::<candle_core::Result<_>>()?;
-                        let size: usize = one.iter().map(|t| t.elem_count() * 4).sum();
-                        if cached_bytes + size <= budget {
-                            cached_bytes += size;
-                            cache.insert(i, one);
-                        }
-                    }
-                    f
-                };
-                let s_feats = self.student.forward(&b.images, true)?;
-                let l = loss(&t_feats, &s_feats)?;
-                let lv = l.to_scalar::<f32>()? as f64;
-                if !lv.is_finite() {
-                    bail!(
-                        "the STFPM loss became non-finite in epoch {}, batch {}; training stopped and {}. Lower `lr` in {} and pass --resume",
-                        epoch + 1,
-                        k + 1,
-                        if epoch > 0 { format!("the checkpoint after epoch {epoch} is intact") } else { "no checkpoint had been written yet".into() },
-                        run.path("config.yaml").display()
-                    );
-                }
-                opt.step(&l.backward()?).with_context(|| format!("epoch {}, batch {}", epoch + 1, k + 1))?;
-                sum += lv;
-                write!(log, "\repoch {}/{} [{}/{nb}] loss {:.4}   ", epoch + 1, c.epochs, k + 1, sum / (k + 1) as f64)?;
-                log.flush()?;
-            }
-            let mut state = self.weights();
-            state.extend(opt.state("opt."));
-            checkpoint::save(run, state, epoch + 1)?;
-            let mean = sum / nb.max(1) as f64;
-            let e = EpochLog { epoch: epoch + 1, loss_g: mean, loss_adv: None, loss_d: None, loss_s: mean, seconds: t0.elapsed().as_secs_f64() };
-            append_history(run, &e)?;
-            writeln!(log)?;
-            if opts.stop_after_epochs == Some(epoch + 1) {
-                return Ok(FitOutcome::Stopped);
-            }
-        }
-        Ok(FitOutcome::Finished)
+        let c = &self.cfg;
+        let plan = EpochPlan { name: "STFPM", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lr_key: "lr" };
+        writeln!(log, "STFPM: {} images, student {} parameters", train.len(), self.params.num_parameters())?;
+        let opt = Sgd::new(self.params.trainable(), SgdConfig { lr: c.lr, momentum: c.momentum, weight_decay: c.weight_decay });
+        let mut trainer = Trainer { det: self, opt, cache: FeatureCache::new(c.teacher_cache_mib) };
+        train_epochs(&mut trainer, &plan, run, train, opts, log)
     }
 
     fn save(&self, run: &RunDir) -> Result<()> {
