@@ -26,6 +26,7 @@ pub const METHODS: &[MethodInfo] = &[
     MethodInfo { name: multiad::METHOD, label: "Multi-AD", about: "teacher-student distillation with SE, discriminator and MFF (this project's paper)", trains: true },
     MethodInfo { name: multiad_padim::METHOD, label: "PaDiM", about: "per-position Gaussians of pretrained features, Mahalanobis distance (Defard et al. 2020)", trains: false },
     MethodInfo { name: multiad_stfpm::METHOD, label: "STFPM", about: "student-teacher feature pyramid matching, ResNet-18 student from scratch (Wang et al. 2021)", trains: true },
+    MethodInfo { name: multiad_rd4ad::METHOD, label: "RD4AD", about: "reverse distillation from a one-class bottleneck embedding (Deng & Li 2022)", trains: true },
     MethodInfo { name: multiad_patchcore::METHOD, label: "PatchCore", about: "coreset memory bank of locally aware patch features, nearest-neighbour distance (Roth et al. 2022)", trains: false },
 ];
 
@@ -47,6 +48,7 @@ pub enum MethodConfig {
     Padim(multiad_padim::PadimConfig),
     Patchcore(multiad_patchcore::PatchCoreConfig),
     Stfpm(multiad_stfpm::StfpmConfig),
+    Rd4ad(multiad_rd4ad::Rd4adConfig),
 }
 
 impl MethodConfig {
@@ -56,6 +58,7 @@ impl MethodConfig {
             MethodConfig::Padim(c) => c,
             MethodConfig::Patchcore(c) => c,
             MethodConfig::Stfpm(c) => c,
+            MethodConfig::Rd4ad(c) => c,
         }
     }
 
@@ -73,6 +76,7 @@ impl MethodConfig {
             MethodConfig::Padim(c) => c.seed,
             MethodConfig::Patchcore(c) => c.seed,
             MethodConfig::Stfpm(c) => c.seed,
+            MethodConfig::Rd4ad(c) => c.seed,
         }
     }
 
@@ -81,6 +85,7 @@ impl MethodConfig {
         match self {
             MethodConfig::Multiad(c) => Some(c.train.epochs),
             MethodConfig::Stfpm(c) => Some(c.epochs),
+            MethodConfig::Rd4ad(c) => Some(c.epochs),
             MethodConfig::Padim(_) | MethodConfig::Patchcore(_) => None,
         }
     }
@@ -92,6 +97,7 @@ impl MethodConfig {
             MethodConfig::Padim(c) => Box::new(multiad_padim::Padim::new(c, device)?),
             MethodConfig::Patchcore(c) => Box::new(multiad_patchcore::PatchCore::new(c, device)?),
             MethodConfig::Stfpm(c) => Box::new(multiad_stfpm::Stfpm::new(c, device)?),
+            MethodConfig::Rd4ad(c) => Box::new(multiad_rd4ad::Rd4ad::new(c, device)?),
         })
     }
 }
@@ -133,6 +139,7 @@ pub fn parse(text: &str, path: &Path, overrides: Overrides, cwd: &Path) -> Resul
         multiad_padim::METHOD => MethodConfig::Padim(multiad_padim::PadimConfig::from_yaml_str(&text, path)?),
         multiad_patchcore::METHOD => MethodConfig::Patchcore(multiad_patchcore::PatchCoreConfig::from_yaml_str(&text, path)?),
         multiad_stfpm::METHOD => MethodConfig::Stfpm(multiad_stfpm::StfpmConfig::from_yaml_str(&text, path)?),
+        multiad_rd4ad::METHOD => MethodConfig::Rd4ad(multiad_rd4ad::Rd4adConfig::from_yaml_str(&text, path)?),
         other => bail!("{}: method {other:?} is registered but has no parser", path.display()),
     })
 }

@@ -1,0 +1,308 @@
+//! RD4AD (Deng & Li, "Anomaly Detection via Reverse Distillation from
+//! One-Class Embedding", CVPR 2022), as a [`Detector`].
+//!
+//! * encoder E: ImageNet WideResNet-50-2, layers 1-3, frozen;
+//! * one-class bottleneck embedding (OCBE) and decoder D, trained ([`model`]);
+//! * loss: Σ_l mean over the batch of 1 − cos(vec(E_l), vec(D_l)), each
+//!   sample's whole feature map flattened into one vector;
+//! * Adam, lr 0.005, betas (0.5, 0.999), 200 epochs, batch 16;
+//! * map: Σ_l of (1 − cos over channels) per position, upsampled (bilinear)
+//!   to the input; Gaussian σ = 4; image score = the map's maximum.
+
+pub mod model;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use multiad_backbones::backbone::{Backbone, BackboneConfig};
+use multiad_data::{Batch, ImageConfig, Sample};
+use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache};
+use multiad_detector::maps::{read_yaml, upsample_smooth_max};
+use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use multiad_nn::{Adam, AdamConfig, ParamStore};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Decoder, Ocbe, Shapes};
+
+pub const METHOD: &str = "rd4ad";
+
+/// RD4AD's config file (`method: rd4ad`); defaults are the paper's recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rd4adConfig {
+    pub method: String,
+    #[serde(default)]
+    pub preset: String,
+    /// Fixes the initialisation and the batch order.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "d_image_size")]
+    pub image_size: u32,
+    pub backbone: BackboneConfig,
+    /// Three encoder levels with strides s, 2s, 4s (ResNet layer1-3 = 0, 1, 2).
+    #[serde(default = "d_layers")]
+    pub layers: Vec<usize>,
+    /// Residual blocks of the one-class embedding (reference: 3).
+    #[serde(default = "d_oce")]
+    pub oce_blocks: usize,
+    /// Decoder blocks per stage, deep to shallow (reference: 3, 4, 6).
+    #[serde(default = "d_dec")]
+    pub decoder_blocks: [usize; 3],
+    /// Inner width of a block as a fraction of its output (wide ResNet: 0.5).
+    #[serde(default = "d_width")]
+    pub width_ratio: f64,
+    #[serde(default = "d_epochs")]
+    pub epochs: usize,
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    #[serde(default = "d_beta1")]
+    pub beta1: f64,
+    #[serde(default = "d_beta2")]
+    pub beta2: f64,
+    #[serde(default = "d_sigma")]
+    pub sigma: f64,
+    /// Encoder features of training images kept between epochs, MiB.
+    #[serde(default = "d_cache")]
+    pub teacher_cache_mib: usize,
+}
+
+fn d_image_size() -> u32 {
+    256
+}
+fn d_layers() -> Vec<usize> {
+    vec![0, 1, 2]
+}
+fn d_oce() -> usize {
+    3
+}
+fn d_dec() -> [usize; 3] {
+    [3, 4, 6]
+}
+fn d_width() -> f64 {
+    0.5
+}
+fn d_epochs() -> usize {
+    200
+}
+fn d_batch() -> usize {
+    16
+}
+fn d_lr() -> f64 {
+    0.005
+}
+fn d_beta1() -> f64 {
+    0.5
+}
+fn d_beta2() -> f64 {
+    0.999
+}
+fn d_sigma() -> f64 {
+    4.0
+}
+fn d_cache() -> usize {
+    4096
+}
+
+impl Rd4adConfig {
+    pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
+        let c: Self = read_yaml(text, path)?;
+        c.validate().map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.method != METHOD {
+            return Err(format!("`method` must be {METHOD:?} in an RD4AD config, got {:?}", self.method));
+        }
+        if self.image_size == 0 || self.image_size % 32 != 0 {
+            return Err(format!("`image_size` must be a positive multiple of 32, got {}", self.image_size));
+        }
+        if self.layers.len() != 3 || self.layers.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!("`layers` must be three increasing levels, got {:?}", self.layers));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!("`lr` must be positive, got {}", self.lr));
+        }
+        for (k, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(format!("`{k}` must be in [0, 1), got {b}"));
+            }
+        }
+        if !(self.width_ratio > 0.0) || self.oce_blocks == 0 || self.epochs == 0 || self.batch_size < 2 || self.sigma < 0.0 {
+            return Err("`width_ratio` must be positive, `oce_blocks` and `epochs` >= 1, `batch_size` >= 2 (batch norm), `sigma` >= 0".into());
+        }
+        Ok(())
+    }
+}
+
+impl RunConfig for Rd4adConfig {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).expect("config serialises")
+    }
+}
+
+pub struct Rd4ad {
+    pub cfg: Rd4adConfig,
+    encoder: Backbone,
+    ocbe: Ocbe,
+    decoder: Decoder,
+    params: ParamStore,
+    device: Device,
+}
+
+/// Σ_l mean_b (1 − cos(vec(E_l[b]), vec(D_l[b]))).
+pub fn loss(e: &[Tensor], d: &[Tensor]) -> candle_core::Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for (a, b) in e.iter().zip(d) {
+        let (a, b) = (a.flatten_from(1)?, b.flatten_from(1)?);
+        let dot = (&a * &b)?.sum(1)?;
+        let na = a.sqr()?.sum(1)?.sqrt()?;
+        let nb = b.sqr()?.sum(1)?.sqrt()?;
+        let cos = (dot / (na * nb)?.clamp(1e-8, f64::MAX)?)?;
+        let l = (1.0 - cos)?.mean_all()?;
+        total = Some(match total {
+            Some(x) => (x + l)?,
+            None => l,
+        });
+    }
+    total.ok_or_else(|| candle_core::Error::Msg("no layers".into()))
+}
+
+/// 1 − cos over channels at every position: (B, 1, h, w).
+fn cosine_distance_map(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    let dot = (a * b)?.sum_keepdim(1)?;
+    let na = a.sqr()?.sum_keepdim(1)?.sqrt()?;
+    let nb = b.sqr()?.sum_keepdim(1)?.sqrt()?;
+    1.0 - (dot / (na * nb)?.clamp(1e-8, f64::MAX)?)?
+}
+
+impl Rd4ad {
+    pub fn new(cfg: &Rd4adConfig, device: &Device) -> Result<Self> {
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        let encoder = cfg.backbone.build(cfg.seed ^ 0x7eac_4e2d_0000_0003, device)?;
+        let levels = encoder.levels();
+        let mut ch = [0; 3];
+        let mut strides = [0; 3];
+        for (i, &l) in cfg.layers.iter().enumerate() {
+            let Some(&(c, s)) = levels.get(l) else { bail!("`layers`: level {l} does not exist ({} has {})", cfg.backbone.kind.name(), levels.len()) };
+            ch[i] = c;
+            strides[i] = s;
+        }
+        if strides[1] != 2 * strides[0] || strides[2] != 2 * strides[1] || cfg.image_size as usize % (strides[2] * 2) != 0 {
+            bail!("`layers`: the levels' strides {strides:?} must double from one to the next, and image_size be divisible by {}", strides[2] * 2);
+        }
+        let shapes = Shapes { levels: ch, oce_blocks: cfg.oce_blocks, decoder_blocks: cfg.decoder_blocks, width_ratio: cfg.width_ratio };
+        let params = ParamStore::new(cfg.seed);
+        let vb = params.var_builder(device);
+        let ocbe = Ocbe::new(&shapes, vb.pp("bn"))?;
+        let decoder = Decoder::new(&shapes, vb.pp("decoder"))?;
+        Ok(Self { cfg: cfg.clone(), encoder, ocbe, decoder, params, device: device.clone() })
+    }
+
+    fn encode(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        let all = self.encoder.features_upto(x, self.cfg.layers[2] + 1)?;
+        Ok(self.cfg.layers.iter().map(|&l| all[l].clone()).collect())
+    }
+
+    fn decode(&self, e: &[Tensor], train: bool) -> candle_core::Result<Vec<Tensor>> {
+        self.decoder.forward(&self.ocbe.forward(e, train)?, train)
+    }
+
+    fn weights(&self) -> HashMap<String, Tensor> {
+        self.params.tensors()
+    }
+}
+
+struct Trainer<'a> {
+    det: &'a Rd4ad,
+    opt: Adam,
+    cache: FeatureCache,
+}
+
+impl EpochModel for Trainer<'_> {
+    fn step(&mut self, b: &Batch) -> Result<f64> {
+        let e = self.cache.get(b, |x| self.det.encode(x))?;
+        let d = self.det.decode(&e, true)?;
+        let l = loss(&e, &d)?;
+        let v = l.to_scalar::<f32>()? as f64;
+        if v.is_finite() {
+            self.opt.step(&l.backward()?)?;
+        }
+        Ok(v)
+    }
+
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let mut t: HashMap<String, Tensor> = self.det.weights().into_iter().map(|(k, v)| (format!("model.{k}"), v)).collect();
+        t.extend(self.opt.state("opt.")?);
+        Ok(t)
+    }
+
+    fn restore(&mut self, t: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+        self.det.params.load_from(t, "model.", path)?;
+        self.opt.load_state(t, "opt.").with_context(|| format!("{}", path.display()))?;
+        Ok(())
+    }
+}
+
+impl Detector for Rd4ad {
+    fn method(&self) -> &'static str {
+        METHOD
+    }
+
+    fn image_config(&self) -> ImageConfig {
+        ImageConfig::square(self.cfg.image_size)
+    }
+
+    fn batch_size(&self) -> usize {
+        self.cfg.batch_size
+    }
+
+    fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
+        let c = &self.cfg;
+        let plan = EpochPlan { name: "RD4AD", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lr_key: "lr" };
+        writeln!(log, "RD4AD: {} images, bottleneck + decoder {} parameters", train.len(), self.params.num_parameters())?;
+        let adam = AdamConfig { lr: c.lr, beta1: c.beta1, beta2: c.beta2, eps: 1e-8, weight_decay: 0.0 };
+        let opt = Adam::new(self.params.trainable(), adam)?;
+        let mut trainer = Trainer { det: self, opt, cache: FeatureCache::new(c.teacher_cache_mib) };
+        train_epochs(&mut trainer, &plan, run, train, opts, log)
+    }
+
+    fn save(&self, run: &RunDir) -> Result<()> {
+        let path = run.path("model.safetensors");
+        let tmp = multiad_detector::tmp_path(&path);
+        candle_core::safetensors::save(&self.weights(), &tmp)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    fn load(&mut self, run: &RunDir) -> Result<()> {
+        let path = run.path("model.safetensors");
+        let t = candle_core::safetensors::load(&path, &self.device).with_context(|| format!("reading {}", path.display()))?;
+        self.params.load_from(&t, "", &path)?;
+        Ok(())
+    }
+
+    fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)> {
+        let size = self.cfg.image_size as usize;
+        let e = self.encode(images)?;
+        let d = self.decode(&e, false)?;
+        let mut total: Option<Tensor> = None;
+        for (a, b) in e.iter().zip(&d) {
+            let m = multiad_nn::resize_bilinear(&cosine_distance_map(a, &b.detach())?, size, size)?;
+            total = Some(match total {
+                Some(x) => (x + m)?,
+                None => m,
+            });
+        }
+        // Upsampling is done per layer above; this only smooths and takes the maximum.
+        Ok(upsample_smooth_max(&total.context("no layers")?, size, self.cfg.sigma)?)
+    }
+}

@@ -1,0 +1,68 @@
+//! RD4AD at the smoke scale: separates synthetic defects and reloads; the
+//! bottleneck and decoder give back the encoder's shapes; bad configs are named.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use multiad_detector::testing::fit_and_test_synthetic;
+use multiad_detector::Detector;
+use multiad_nn::ParamStore;
+use multiad_rd4ad::model::{Decoder, Ocbe, Shapes};
+use multiad_rd4ad::{Rd4ad, Rd4adConfig};
+
+fn preset(name: &str) -> Rd4adConfig {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../experiments/methods/rd4ad/{name}.yaml"));
+    Rd4adConfig::from_yaml_str(&std::fs::read_to_string(&p).unwrap(), &p).unwrap()
+}
+
+#[test]
+fn smoke_preset_separates_synthetic_defects_and_reloads() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = preset("smoke");
+    let mut det = Rd4ad::new(&cfg, &Device::Cpu).unwrap();
+    let (run, m) = fit_and_test_synthetic(&cfg, &mut det, t.path()).unwrap();
+    eprintln!("RD4AD smoke: {m:?}");
+    assert!(m.image_auroc > 0.85, "image AUROC {}", m.image_auroc);
+    assert!(m.pixel_auroc.unwrap() > 0.85, "pixel AUROC {:?}", m.pixel_auroc);
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
+    let (a, sa) = det.predict(&x).unwrap();
+    let mut back = Rd4ad::new(&cfg, &Device::Cpu).unwrap();
+    back.load(&run).unwrap();
+    let (b, sb) = back.predict(&x).unwrap();
+    assert_eq!(sa, sb);
+    assert_eq!(a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+}
+
+#[test]
+fn decoder_gives_back_the_encoders_shapes_with_the_reference_block_counts() {
+    let s = Shapes { levels: [32, 64, 128], oce_blocks: 3, decoder_blocks: [3, 4, 6], width_ratio: 0.5 };
+    let store = ParamStore::new(1);
+    let vb = store.var_builder(&Device::Cpu);
+    let ocbe = Ocbe::new(&s, vb.pp("bn")).unwrap();
+    let dec = Decoder::new(&s, vb.pp("decoder")).unwrap();
+    let feats: Vec<Tensor> = [(32, 16), (64, 8), (128, 4)].iter().map(|&(c, h)| Tensor::zeros((2, c, h, h), DType::F32, &Device::Cpu).unwrap()).collect();
+    let emb = ocbe.forward(&feats, false).unwrap();
+    assert_eq!(emb.dims(), &[2, 256, 2, 2]);
+    let out = dec.forward(&emb, false).unwrap();
+    for (o, f) in out.iter().zip(&feats) {
+        assert_eq!(o.dims(), f.dims());
+    }
+    // 3 embedding blocks and 3 + 4 + 6 decoder blocks, named as the reference names them.
+    let names: Vec<String> = store.tensors().into_keys().collect();
+    assert!(names.iter().any(|n| n.starts_with("bn.bn_layer.2.conv3")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("decoder.layer3.5.conv3")));
+    assert!(names.iter().any(|n| n == "decoder.layer1.0.upsample.0.weight"));
+}
+
+#[test]
+fn bad_configs_name_the_key() {
+    let p = Path::new("rd.yaml");
+    let base = "method: rd4ad\nbackbone: {kind: random_resnet18}\n";
+    for (extra, key) in [("layers: [0, 1]\n", "layers"), ("beta1: 1.0\n", "beta1"), ("lr: 0\n", "lr"), ("decoder_blocks: [1, 1]\n", "decoder_blocks")] {
+        let e = Rd4adConfig::from_yaml_str(&format!("{base}{extra}"), p).err().unwrap().to_string();
+        assert!(e.contains("rd.yaml") && e.contains(key), "{extra:?}: {e}");
+    }
+    let gap = Rd4adConfig::from_yaml_str(&format!("{base}layers: [0, 1, 3]\n"), p).unwrap();
+    let e = Rd4ad::new(&gap, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("strides"), "{e}");
+}
