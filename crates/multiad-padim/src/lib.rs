@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneConfig};
 use multiad_data::{BatchLoader, ImageConfig, Sample};
-use multiad_detector::maps::{read_yaml, upsample_smooth_max};
+use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
 use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
 use rand::seq::index::sample;
 use rand::SeedableRng;
@@ -83,21 +83,11 @@ fn d_batch() -> usize {
 
 impl PadimConfig {
     pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
-        let c: Self = read_yaml(text, path)?;
-        c.validate().map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
-        Ok(c)
+        parse_config(text, path, Self::validate)
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.method != METHOD {
-            return Err(format!("`method` must be {METHOD:?} in a PaDiM config, got {:?}", self.method));
-        }
-        if self.image_size == 0 || self.image_size % 32 != 0 {
-            return Err(format!("`image_size` must be a positive multiple of 32, got {}", self.image_size));
-        }
-        if self.layers.is_empty() || self.layers.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!("`layers` must be a non-empty increasing list of levels, got {:?}", self.layers));
-        }
+        check_common(METHOD, &self.method, self.image_size, &self.layers)?;
         if !(self.covariance_eps > 0.0 && self.covariance_eps.is_finite()) {
             return Err(format!("`covariance_eps` must be positive, got {}", self.covariance_eps));
         }
@@ -236,16 +226,11 @@ impl Detector for Padim {
         t.insert("mean".to_string(), f.mean.clone());
         t.insert("precision".to_string(), f.precision.clone());
         t.insert("channels".to_string(), Tensor::new(self.channels.as_slice(), &self.device)?);
-        let path = run.path("model.safetensors");
-        let tmp = multiad_detector::tmp_path(&path);
-        candle_core::safetensors::save(&t, &tmp)?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(())
+        save_model(run, &t)
     }
 
     fn load(&mut self, run: &RunDir) -> Result<()> {
-        let path = run.path("model.safetensors");
-        let t = candle_core::safetensors::load(&path, &self.device).with_context(|| format!("reading {}", path.display()))?;
+        let (t, path) = load_model(run, &self.device)?;
         let get = |k: &str| t.get(k).cloned().with_context(|| format!("{}: no tensor `{k}`", path.display()));
         let channels: Vec<u32> = get("channels")?.to_dtype(DType::U32)?.to_vec1()?;
         if channels != self.channels {

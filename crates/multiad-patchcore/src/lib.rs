@@ -26,7 +26,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneConfig};
 use multiad_data::{BatchLoader, ImageConfig, Sample};
-use multiad_detector::maps::{read_yaml, upsample_smooth_max};
+use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
 use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
 use multiad_nn::resample::resize_bilinear;
 use rayon::prelude::*;
@@ -117,21 +117,11 @@ fn d_batch() -> usize {
 
 impl PatchCoreConfig {
     pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
-        let c: Self = read_yaml(text, path)?;
-        c.validate().map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
-        Ok(c)
+        parse_config(text, path, Self::validate)
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.method != METHOD {
-            return Err(format!("`method` must be {METHOD:?} in a PatchCore config, got {:?}", self.method));
-        }
-        if self.image_size == 0 || self.image_size % 32 != 0 {
-            return Err(format!("`image_size` must be a positive multiple of 32, got {}", self.image_size));
-        }
-        if self.layers.is_empty() || self.layers.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!("`layers` must be a non-empty increasing list of levels, got {:?}", self.layers));
-        }
+        check_common(METHOD, &self.method, self.image_size, &self.layers)?;
         if self.patch_size == 0 || self.patch_size % 2 == 0 {
             return Err(format!("`patch_size` must be odd, got {}", self.patch_size));
         }
@@ -300,16 +290,11 @@ impl Detector for PatchCore {
     fn save(&self, run: &RunDir) -> Result<()> {
         let bank = self.bank.as_ref().context("PatchCore has not been fitted")?;
         let t = HashMap::from([("memory_bank".to_string(), bank.features.clone())]);
-        let path = run.path("model.safetensors");
-        let tmp = multiad_detector::tmp_path(&path);
-        candle_core::safetensors::save(&t, &tmp)?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(())
+        save_model(run, &t)
     }
 
     fn load(&mut self, run: &RunDir) -> Result<()> {
-        let path = run.path("model.safetensors");
-        let t = candle_core::safetensors::load(&path, &self.device).with_context(|| format!("reading {}", path.display()))?;
+        let (t, path) = load_model(run, &self.device)?;
         let bank = t.get("memory_bank").cloned().with_context(|| format!("{}: no tensor `memory_bank`", path.display()))?;
         match bank.dims() {
             [m, d] if *m > 0 && *d == self.cfg.target_dim => {}

@@ -20,7 +20,7 @@ use candle_core::{Device, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneConfig};
 use multiad_data::{Batch, ImageConfig, Sample};
 use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache};
-use multiad_detector::maps::{read_yaml, upsample_smooth_max};
+use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
 use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
 use multiad_nn::{Adam, AdamConfig, ParamStore};
 use serde::{Deserialize, Serialize};
@@ -110,19 +110,12 @@ fn d_cache() -> usize {
 
 impl Rd4adConfig {
     pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
-        let c: Self = read_yaml(text, path)?;
-        c.validate().map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
-        Ok(c)
+        parse_config(text, path, Self::validate)
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.method != METHOD {
-            return Err(format!("`method` must be {METHOD:?} in an RD4AD config, got {:?}", self.method));
-        }
-        if self.image_size == 0 || self.image_size % 32 != 0 {
-            return Err(format!("`image_size` must be a positive multiple of 32, got {}", self.image_size));
-        }
-        if self.layers.len() != 3 || self.layers.windows(2).any(|w| w[0] >= w[1]) {
+        check_common(METHOD, &self.method, self.image_size, &self.layers)?;
+        if self.layers.len() != 3 {
             return Err(format!("`layers` must be three increasing levels, got {:?}", self.layers));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
@@ -276,16 +269,11 @@ impl Detector for Rd4ad {
     }
 
     fn save(&self, run: &RunDir) -> Result<()> {
-        let path = run.path("model.safetensors");
-        let tmp = multiad_detector::tmp_path(&path);
-        candle_core::safetensors::save(&self.weights(), &tmp)?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(())
+        save_model(run, &self.weights())
     }
 
     fn load(&mut self, run: &RunDir) -> Result<()> {
-        let path = run.path("model.safetensors");
-        let t = candle_core::safetensors::load(&path, &self.device).with_context(|| format!("reading {}", path.display()))?;
+        let (t, path) = load_model(run, &self.device)?;
         self.params.load_from(&t, "", &path)?;
         Ok(())
     }

@@ -21,7 +21,7 @@ use candle_core::{Device, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneConfig};
 use multiad_data::{Batch, ImageConfig, Sample};
 use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache};
-use multiad_detector::maps::read_yaml;
+use multiad_detector::maps::{check_common, load_model, parse_config, save_model};
 use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
 use multiad_nn::resample::{gaussian_blur, resize_bilinear};
 use multiad_nn::{ParamStore, Sgd, SgdConfig};
@@ -105,21 +105,11 @@ fn d_cache() -> usize {
 
 impl StfpmConfig {
     pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
-        let c: Self = read_yaml(text, path)?;
-        c.validate().map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
-        Ok(c)
+        parse_config(text, path, Self::validate)
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.method != METHOD {
-            return Err(format!("`method` must be {METHOD:?} in an STFPM config, got {:?}", self.method));
-        }
-        if self.image_size == 0 || self.image_size % 32 != 0 {
-            return Err(format!("`image_size` must be a positive multiple of 32, got {}", self.image_size));
-        }
-        if self.layers.is_empty() || self.layers.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!("`layers` must be a non-empty increasing list of levels, got {:?}", self.layers));
-        }
+        check_common(METHOD, &self.method, self.image_size, &self.layers)?;
         let pos = |k: &str, v: f64| if v > 0.0 && v.is_finite() { Ok(()) } else { Err(format!("`{k}` must be positive, got {v}")) };
         pos("lr", self.lr)?;
         if !(0.0..1.0).contains(&self.momentum) || self.weight_decay < 0.0 {
@@ -252,16 +242,11 @@ impl Detector for Stfpm {
     }
 
     fn save(&self, run: &RunDir) -> Result<()> {
-        let path = run.path("model.safetensors");
-        let tmp = multiad_detector::tmp_path(&path);
-        candle_core::safetensors::save(&self.weights(), &tmp)?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(())
+        save_model(run, &self.weights())
     }
 
     fn load(&mut self, run: &RunDir) -> Result<()> {
-        let path = run.path("model.safetensors");
-        let t = candle_core::safetensors::load(&path, &self.device).with_context(|| format!("reading {}", path.display()))?;
+        let (t, path) = load_model(run, &self.device)?;
         self.params.load_from(&t, "student.", &path)?;
         Ok(())
     }
