@@ -27,6 +27,7 @@ pub const METHODS: &[MethodInfo] = &[
     MethodInfo { name: multiad_padim::METHOD, label: "PaDiM", about: "per-position Gaussians of pretrained features, Mahalanobis distance (Defard et al. 2020)", trains: false },
     MethodInfo { name: multiad_stfpm::METHOD, label: "STFPM", about: "student-teacher feature pyramid matching, ResNet-18 student from scratch (Wang et al. 2021)", trains: true },
     MethodInfo { name: multiad_rd4ad::METHOD, label: "RD4AD", about: "reverse distillation from a one-class bottleneck embedding (Deng & Li 2022)", trains: true },
+    MethodInfo { name: multiad_simplenet::METHOD, label: "SimpleNet", about: "feature adaptor and a discriminator against noise-made anomalous features (Liu et al. 2023)", trains: true },
     MethodInfo { name: multiad_patchcore::METHOD, label: "PatchCore", about: "coreset memory bank of locally aware patch features, nearest-neighbour distance (Roth et al. 2022)", trains: false },
 ];
 
@@ -49,6 +50,7 @@ pub enum MethodConfig {
     Patchcore(multiad_patchcore::PatchCoreConfig),
     Stfpm(multiad_stfpm::StfpmConfig),
     Rd4ad(multiad_rd4ad::Rd4adConfig),
+    Simplenet(multiad_simplenet::SimpleNetConfig),
 }
 
 impl MethodConfig {
@@ -59,6 +61,7 @@ impl MethodConfig {
             MethodConfig::Patchcore(c) => c,
             MethodConfig::Stfpm(c) => c,
             MethodConfig::Rd4ad(c) => c,
+            MethodConfig::Simplenet(c) => c,
         }
     }
 
@@ -77,6 +80,7 @@ impl MethodConfig {
             MethodConfig::Patchcore(c) => c.seed,
             MethodConfig::Stfpm(c) => c.seed,
             MethodConfig::Rd4ad(c) => c.seed,
+            MethodConfig::Simplenet(c) => c.seed,
         }
     }
 
@@ -86,6 +90,7 @@ impl MethodConfig {
             MethodConfig::Multiad(c) => Some(c.train.epochs),
             MethodConfig::Stfpm(c) => Some(c.epochs),
             MethodConfig::Rd4ad(c) => Some(c.epochs),
+            MethodConfig::Simplenet(c) => Some(c.epochs),
             MethodConfig::Padim(_) | MethodConfig::Patchcore(_) => None,
         }
     }
@@ -98,6 +103,7 @@ impl MethodConfig {
             MethodConfig::Patchcore(c) => Box::new(multiad_patchcore::PatchCore::new(c, device)?),
             MethodConfig::Stfpm(c) => Box::new(multiad_stfpm::Stfpm::new(c, device)?),
             MethodConfig::Rd4ad(c) => Box::new(multiad_rd4ad::Rd4ad::new(c, device)?),
+            MethodConfig::Simplenet(c) => Box::new(multiad_simplenet::SimpleNet::new(c, device)?),
         })
     }
 }
@@ -140,6 +146,7 @@ pub fn parse(text: &str, path: &Path, overrides: Overrides, cwd: &Path) -> Resul
         multiad_patchcore::METHOD => MethodConfig::Patchcore(multiad_patchcore::PatchCoreConfig::from_yaml_str(&text, path)?),
         multiad_stfpm::METHOD => MethodConfig::Stfpm(multiad_stfpm::StfpmConfig::from_yaml_str(&text, path)?),
         multiad_rd4ad::METHOD => MethodConfig::Rd4ad(multiad_rd4ad::Rd4adConfig::from_yaml_str(&text, path)?),
+        multiad_simplenet::METHOD => MethodConfig::Simplenet(multiad_simplenet::SimpleNetConfig::from_yaml_str(&text, path)?),
         other => bail!("{}: method {other:?} is registered but has no parser", path.display()),
     })
 }

@@ -15,6 +15,7 @@
 //! Where this differs from the reference code is in `docs/methods.md`.
 
 pub mod coreset;
+pub mod features;
 pub mod knn;
 
 use std::collections::HashMap;
@@ -24,15 +25,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use multiad_backbones::backbone::{Backbone, BackboneConfig};
+use multiad_backbones::backbone::BackboneConfig;
 use multiad_data::{BatchLoader, ImageConfig, Sample};
 use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
 use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
-use multiad_nn::resample::resize_bilinear;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::coreset::{greedy_coreset, CoresetOptions};
+pub use crate::features::{adaptive_avg_pool1d, unfold, PatchFeatures, Patches};
 use crate::knn::Bank;
 
 pub const METHOD: &str = "patchcore";
@@ -147,60 +147,19 @@ impl RunConfig for PatchCoreConfig {
     }
 }
 
-/// PyTorch's `adaptive_avg_pool1d` of one vector: output i averages
-/// input[floor(i n / m) .. ceil((i + 1) n / m)].
-pub fn adaptive_avg_pool1d(input: &[f32], out: &mut [f32]) {
-    let (n, m) = (input.len(), out.len());
-    for (i, o) in out.iter_mut().enumerate() {
-        let s = i * n / m;
-        let e = ((i + 1) * n).div_ceil(m);
-        *o = input[s..e].iter().sum::<f32>() / (e - s) as f32;
-    }
-}
-
-/// k x k neighbourhoods of a (B, C, H, W) map with zero padding, as
-/// (B, C·k·k, H, W) ordered like `torch.nn.Unfold` (channel, then row, then column).
-pub fn unfold(x: &Tensor, k: usize) -> Result<Tensor> {
-    if k == 1 {
-        return Ok(x.clone());
-    }
-    let (b, c, h, w) = x.dims4()?;
-    let r = k / 2;
-    let p = x.pad_with_zeros(2, r, r)?.pad_with_zeros(3, r, r)?;
-    let mut shifts = Vec::with_capacity(k * k);
-    for dy in 0..k {
-        for dx in 0..k {
-            shifts.push(p.narrow(2, dy, h)?.narrow(3, dx, w)?);
-        }
-    }
-    Ok(Tensor::stack(&shifts, 2)?.reshape((b, c * k * k, h, w))?)
-}
-
 pub struct PatchCore {
     pub cfg: PatchCoreConfig,
-    backbone: Backbone,
+    features: PatchFeatures,
     bank: Option<Bank>,
     device: Device,
-}
-
-/// Patch features of a batch: (B·h·w, target_dim) row-major, and (b, h, w).
-pub struct Patches {
-    pub features: Vec<f32>,
-    pub batch: usize,
-    pub grid: (usize, usize),
 }
 
 impl PatchCore {
     pub fn new(cfg: &PatchCoreConfig, device: &Device) -> Result<Self> {
         cfg.validate().map_err(anyhow::Error::msg)?;
         let backbone = cfg.backbone.build(cfg.seed, device)?;
-        let levels = backbone.levels();
-        for &l in &cfg.layers {
-            if l >= levels.len() {
-                bail!("`layers`: level {l} does not exist ({} has {})", cfg.backbone.kind.name(), levels.len());
-            }
-        }
-        Ok(Self { cfg: cfg.clone(), backbone, bank: None, device: device.clone() })
+        let features = PatchFeatures::new(backbone, &cfg.layers, cfg.patch_size, cfg.pretrain_dim, cfg.target_dim)?;
+        Ok(Self { cfg: cfg.clone(), features, bank: None, device: device.clone() })
     }
 
     pub fn bank_len(&self) -> usize {
@@ -209,27 +168,7 @@ impl PatchCore {
 
     /// Locally aware patch features of ImageNet-normalised images.
     pub fn patches(&self, x: &Tensor) -> Result<Patches> {
-        let deepest = *self.cfg.layers.last().unwrap() + 1;
-        let feats = self.backbone.features_upto(x, deepest)?;
-        let (b, _, h, w) = feats[self.cfg.layers[0]].dims4()?;
-        let mut levels = Vec::new();
-        for &l in &self.cfg.layers {
-            let u = unfold(&feats[l], self.cfg.patch_size)?;
-            let u = if u.dims4()?.2 != h { resize_bilinear(&u, h, w)? } else { u };
-            let n = u.dim(1)?;
-            let host: Vec<f32> = u.permute((0, 2, 3, 1))?.flatten_all()?.to_vec1()?;
-            levels.push((host, n));
-        }
-        let (pd, td, nl) = (self.cfg.pretrain_dim, self.cfg.target_dim, levels.len());
-        let mut out = vec![0f32; b * h * w * td];
-        out.par_chunks_mut(td).enumerate().for_each(|(i, row)| {
-            let mut stacked = vec![0f32; nl * pd];
-            for (k, (host, n)) in levels.iter().enumerate() {
-                adaptive_avg_pool1d(&host[i * n..(i + 1) * n], &mut stacked[k * pd..(k + 1) * pd]);
-            }
-            adaptive_avg_pool1d(&stacked, row);
-        });
-        Ok(Patches { features: out, batch: b, grid: (h, w) })
+        self.features.extract(x)
     }
 
     /// Image score of Eq. 7: the largest patch distance s*, weighted by
