@@ -10,6 +10,7 @@ use candle_core::{Device, Result as CResult, Tensor};
 
 use crate::efficientnet::EfficientNetLite0;
 use crate::resnet::{ResNet, ResNetKind};
+use crate::vgg::Vgg16;
 use crate::weights::{self, WeightsError};
 use crate::FeatureExtractor;
 
@@ -29,11 +30,15 @@ pub enum BackboneKind {
     /// WideResNet-50-2's layout with seeded random weights: the paper-scale
     /// cost (time, memory) without the download, for benchmarks only.
     RandomWideResnet50_2,
+    /// torchvision VGG-16 (MKD's source network).
+    Vgg16,
+    /// VGG-16's layout with seeded random weights (`smoke` scale only).
+    RandomVgg16,
 }
 
 impl BackboneKind {
     pub const NAMES: &'static [&'static str] =
-        &["wide_resnet50_2", "resnet18", "efficientnet_lite0", "random_resnet18", "random_wide_resnet50_2"];
+        &["wide_resnet50_2", "resnet18", "efficientnet_lite0", "random_resnet18", "random_wide_resnet50_2", "vgg16", "random_vgg16"];
 
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
@@ -42,6 +47,8 @@ impl BackboneKind {
             "efficientnet_lite0" => Self::EfficientnetLite0,
             "random_resnet18" => Self::RandomResnet18,
             "random_wide_resnet50_2" => Self::RandomWideResnet50_2,
+            "vgg16" => Self::Vgg16,
+            "random_vgg16" => Self::RandomVgg16,
             _ => return None,
         })
     }
@@ -53,6 +60,8 @@ impl BackboneKind {
             Self::EfficientnetLite0 => "efficientnet_lite0",
             Self::RandomResnet18 => "random_resnet18",
             Self::RandomWideResnet50_2 => "random_wide_resnet50_2",
+            Self::Vgg16 => "vgg16",
+            Self::RandomVgg16 => "random_vgg16",
         }
     }
 
@@ -61,7 +70,8 @@ impl BackboneKind {
         match self {
             Self::WideResnet50_2 => Some(("timm/wide_resnet50_2.tv_in1k", "model.safetensors")),
             Self::Resnet18 => Some(("timm/resnet18.tv_in1k", "model.safetensors")),
-            Self::EfficientnetLite0 | Self::RandomResnet18 | Self::RandomWideResnet50_2 => None,
+            Self::Vgg16 => Some(("timm/vgg16.tv_in1k", "model.safetensors")),
+            Self::EfficientnetLite0 | Self::RandomResnet18 | Self::RandomWideResnet50_2 | Self::RandomVgg16 => None,
         }
     }
 }
@@ -104,6 +114,16 @@ impl Backbone {
                     .map_err(|e| WeightsError::File { path: kind.name().into(), problem: e.to_string() })?;
                 Box::new(net)
             }
+            BackboneKind::RandomVgg16 => {
+                let store = multiad_nn::ParamStore::new(seed);
+                let net = Vgg16::new(store.var_builder(device)).map_err(|e| WeightsError::File { path: kind.name().into(), problem: e.to_string() })?;
+                Box::new(net)
+            }
+            BackboneKind::Vgg16 => {
+                let (repo, file) = kind.hub_source().expect("VGG-16 is on the Hub");
+                let path = weights::resolve(weights.map(|p| p.as_path()), repo, file)?;
+                Box::new(weights::build(&path, device, Vgg16::new)?)
+            }
             BackboneKind::EfficientnetLite0 => {
                 let path = match weights {
                     Some(p) => weights::resolve(Some(p), "", "")?,
@@ -132,8 +152,14 @@ impl Backbone {
 
     /// Features of the first `n` levels, detached, for ImageNet-normalised input.
     pub fn features_upto(&self, x: &Tensor, n: usize) -> CResult<Vec<Tensor>> {
+        Ok(self.features_with_graph(x, n)?.into_iter().map(|t| t.detach()).collect())
+    }
+
+    /// The same, kept on the autograd graph, so that gradients reach the
+    /// input (saliency maps). The weights themselves are never trained.
+    pub fn features_with_graph(&self, x: &Tensor, n: usize) -> CResult<Vec<Tensor>> {
         let x = if self.lite_input { imagenet_to_lite(x)? } else { x.clone() };
-        Ok(self.net.features_upto(&x, n)?.into_iter().map(|t| t.detach()).collect())
+        self.net.features_upto(&x, n)
     }
 }
 

