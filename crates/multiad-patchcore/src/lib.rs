@@ -248,14 +248,15 @@ impl Detector for PatchCore {
         let p = self.patches(images)?;
         let (h, w) = p.grid;
         let td = self.cfg.target_dim;
-        let q = Tensor::from_vec(p.features.clone(), (p.batch * h * w, td), &self.device)?;
+        let q = Tensor::from_vec(p.features, (p.batch * h * w, td), &self.device)?;
         let (dist, nn) = bank.nearest(&q)?;
         let mut scores = Vec::with_capacity(p.batch);
         for b in 0..p.batch {
             let range = b * h * w..(b + 1) * h * w;
             let (k, &s) = dist[range.clone()].iter().enumerate().fold((0, &f32::NEG_INFINITY), |a, x| if x.1 > a.1 { x } else { a });
             let i = range.start + k;
-            scores.push(if self.cfg.reweight { self.reweighted(bank, &p.features[i * td..(i + 1) * td], s, nn[i])? } else { s });
+            // Only the reweighted score needs the worst patch's feature back on the host.
+            scores.push(if self.cfg.reweight { self.reweighted(bank, &q.get(i)?.to_vec1::<f32>()?, s, nn[i])? } else { s });
         }
         let patch = Tensor::from_vec(dist, (p.batch, 1, h, w), &self.device)?;
         let (maps, _) = upsample_smooth_max(&patch, self.cfg.image_size as usize, self.cfg.sigma)?;
