@@ -1,5 +1,6 @@
 """PyTorch side of `cargo xtask bench model`: the same networks as multiad's
-`paper`/`cpu` presets, timed the same way (best of 2 after a warm-up).
+`paper` (WideResNet-50-2 teacher) and `cpu` (EfficientNet-Lite0 teacher)
+presets, timed the same way (best of 2 after a warm-up).
 Prints one JSON object: {"teacher": s, "train_step": s, "inference": s}.
 
 Needs torch (and torchvision for the WideResNet teacher). Not run in CI.
@@ -78,7 +79,53 @@ class Student(nn.Module):
 
 import torchvision  # noqa: E402
 
-if cfg["teacher"]["kind"] == "wide_resnet50_2":
+# EfficientNet-Lite0 as crates/multiad-backbones/src/efficientnet.rs builds it:
+# (repeats, kernel, stride, expand, in, out) per stage, no SE, ReLU6, BN eps
+# 1e-3, TensorFlow "SAME" padding (odd pixel at the bottom/right).
+LITE0 = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+         (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+
+
+def pad_same(x, k, s):
+    h, w = x.shape[-2:]
+    ph = max((-(-h // s) - 1) * s + k - h, 0)
+    pw = max((-(-w // s) - 1) * s + k - w, 0)
+    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+
+
+class MbConv(nn.Module):
+    def __init__(self, cin, cout, k, s, e):
+        super().__init__()
+        mid = cin * e
+        self.k, self.s, self.res = k, s, s == 1 and cin == cout
+        self.expand = nn.Sequential(nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid, 1e-3), nn.ReLU6()) if e != 1 else None
+        self.dw, self.bn1 = nn.Conv2d(mid, mid, k, s, groups=mid, bias=False), nn.BatchNorm2d(mid, 1e-3)
+        self.project = nn.Sequential(nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout, 1e-3))
+
+    def forward(self, x):
+        h = self.expand(x) if self.expand is not None else x
+        h = self.project(F.relu6(self.bn1(self.dw(pad_same(h, self.k, self.s)))))
+        return h + x if self.res else h
+
+
+class Lite0(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, 2, bias=False), nn.BatchNorm2d(32, 1e-3))
+        self.stages = nn.ModuleList(
+            nn.Sequential(*[MbConv(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e) for r in range(n)])
+            for n, k, s, e, cin, cout in LITE0)
+
+    def forward(self, x, upto):
+        h, outs = F.relu6(self.stem(pad_same(x, 3, 2))), []
+        for st in self.stages[:upto]:
+            h = st(h)
+            outs.append(h)
+        return outs
+
+
+kind = cfg["teacher"]["kind"]
+if kind == "wide_resnet50_2":
     t = torchvision.models.wide_resnet50_2().eval()
     out = [256, 512, 1024, 2048]
 
@@ -86,8 +133,16 @@ if cfg["teacher"]["kind"] == "wide_resnet50_2":
         x = t.maxpool(t.relu(t.bn1(t.conv1(x))))
         f1 = t.layer1(x); f2 = t.layer2(f1); f3 = t.layer3(f2); f4 = t.layer4(f3)
         return [f1, f2, f3, f4]
+elif kind == "efficientnet_lite0":
+    t = Lite0().eval()
+    layers = cfg["teacher"].get("layers") or [1, 2, 4, 6]
+    out = [LITE0[l][5] for l in layers]
+
+    def teacher(x):
+        feats = t(x, max(layers) + 1)
+        return [feats[l] for l in layers]
 else:
-    raise SystemExit("only the paper preset's teacher is mirrored here")
+    raise SystemExit(f"teacher kind {kind!r} is not mirrored here")
 
 student = Student(out)
 opt = torch.optim.Adam(student.parameters(), lr=1e-3)
