@@ -50,6 +50,58 @@ pub fn conv() -> Result<()> {
         let label = format!("{b}, {cin}->{cout}, {size}x{size}, {k}/{s}/{d}");
         println!("{:<44} {:>10.1} {:>10.1} {:>7.2}x", label, t_candle * 1e3, t_ours * 1e3, t_candle / t_ours);
     }
+
+    // Frozen backbones only run forward passes: the teachers' shapes.
+    println!("\n== conv2d forward only (frozen backbones): candle 0.11 vs multiad-nn ==");
+    println!("{:<44} {:>10} {:>10} {:>8}", "shape (batch, cin->cout, size, k/stride)", "candle ms", "ours ms", "ratio");
+    let forward_cases = [
+        (8, 64, 64, 64, 3, 1, 1),
+        (8, 256, 128, 64, 1, 0, 1),
+        (8, 128, 128, 64, 3, 1, 2),
+        (8, 512, 512, 16, 3, 1, 1),
+        (16, 24, 144, 64, 1, 0, 1),
+        (16, 3, 32, 256, 3, 0, 2),
+    ];
+    for (b, cin, cout, size, k, p, s) in forward_cases {
+        let x = Tensor::randn(0f32, 1.0, (b, cin, size, size), &dev)?;
+        let w = Tensor::randn(0f32, 0.05, (cout, cin, k, k), &dev)?;
+        let t_candle = best_of(3, || {
+            x.conv2d(&w, p, s, 1, 1)?;
+            Ok(())
+        })?;
+        let t_ours = best_of(3, || {
+            multiad_nn::conv2d(&x, &w, p, s, 1)?;
+            Ok(())
+        })?;
+        let label = format!("{b}, {cin}->{cout}, {size}x{size}, {k}/{s}");
+        println!("{:<44} {:>10.1} {:>10.1} {:>7.2}x", label, t_candle * 1e3, t_ours * 1e3, t_candle / t_ours);
+    }
+
+    // EfficientNet-Lite0's depthwise layers (batch 16, 256x256 input).
+    println!("\n== depthwise conv2d: candle 0.11 grouped vs multiad-nn direct ==");
+    println!("{:<44} {:>10} {:>10} {:>8}", "shape (batch, channels, size, k/stride), pass", "candle ms", "ours ms", "ratio");
+    let depthwise_cases = [(16, 96, 128, 3, 2), (16, 144, 64, 5, 2), (16, 240, 32, 3, 2), (16, 480, 16, 5, 1), (16, 672, 16, 5, 2)];
+    for (b, c, size, k, s) in depthwise_cases {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, c, size, size), &dev)?)?;
+        let w = Tensor::randn(0f32, 0.05, (c, 1, k, k), &dev)?;
+        let t_candle = best_of(3, || {
+            x.as_tensor().conv2d(&w, k / 2, s, 1, c)?;
+            Ok(())
+        })?;
+        let t_ours = best_of(3, || {
+            multiad_nn::depthwise_conv2d(x.as_tensor(), &w, k / 2, s)?;
+            Ok(())
+        })?;
+        let label = format!("{b}, {c}, {size}x{size}, {k}/{s}, forward");
+        println!("{:<44} {:>10.1} {:>10.1} {:>7.2}x", label, t_candle * 1e3, t_ours * 1e3, t_candle / t_ours);
+        // Input gradient, as MKD's saliency maps need through a frozen source.
+        let t_ours_bwd = best_of(3, || {
+            multiad_nn::depthwise_conv2d(x.as_tensor(), &w, k / 2, s)?.sum_all()?.backward()?;
+            Ok(())
+        })?;
+        let label = format!("{b}, {c}, {size}x{size}, {k}/{s}, fwd + input grad");
+        println!("{:<44} {:>10} {:>10.1} {:>8}", label, "-", t_ours_bwd * 1e3, "-");
+    }
     Ok(())
 }
 

@@ -35,10 +35,16 @@ pub trait FeatureExtractor: Send + Sync {
     }
 }
 
-/// A convolution followed by inference-mode batch norm.
+/// A convolution followed by inference-mode batch norm, folded into one
+/// convolution with bias when built (w·γ/σ, β − μ·γ/σ): backbones are frozen,
+/// and the four elementwise passes of a separate batch norm cost as much as
+/// a 1x1 convolution. Depthwise layers run on our direct kernel, since
+/// candle runs a grouped convolution as one convolution per channel.
 pub(crate) struct ConvBn {
-    conv: candle_nn::Conv2d,
-    bn: candle_nn::BatchNorm,
+    weight: Tensor,
+    bias: Tensor,
+    cfg: candle_nn::Conv2dConfig,
+    depthwise: bool,
 }
 
 impl ConvBn {
@@ -53,11 +59,23 @@ impl ConvBn {
     ) -> Result<Self> {
         let conv = candle_nn::conv2d_no_bias(cin, cout, k, cfg, conv_vb)?;
         let bn = candle_nn::batch_norm(cout, candle_nn::BatchNormConfig { eps, ..Default::default() }, bn_vb)?;
-        Ok(Self { conv, bn })
+        let folded = conv.absorb_bn(&bn)?;
+        // Detached: the folded tensors are constants even when the store
+        // holds variables (seeded random backbones), so saliency backward
+        // passes never compute gradients for them.
+        let weight = folded.weight().detach();
+        let bias = folded.bias().expect("absorb_bn always gives a bias").detach().reshape((1, cout, 1, 1))?;
+        let depthwise = cfg.groups > 1 && cfg.groups == cin && cin == cout && cfg.dilation == 1;
+        Ok(Self { weight, bias, cfg, depthwise })
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        use candle_core::ModuleT;
-        self.bn.forward_t(&x.apply(&self.conv)?, false)
+        let c = &self.cfg;
+        let y = if self.depthwise {
+            multiad_nn::depthwise_conv2d(x, &self.weight, c.padding, c.stride)?
+        } else {
+            x.conv2d(&self.weight, c.padding, c.stride, c.dilation, c.groups)?
+        };
+        y.broadcast_add(&self.bias)
     }
 }

@@ -7,6 +7,8 @@
 //!   and the backward pass, on every device candle supports;
 //! * [`conv`]: convolution whose input gradient uses candle's fast forward
 //!   convolution instead of its direct-loop transposed convolution;
+//! * [`depthwise`]: depthwise convolution (EfficientNet's), a direct kernel
+//!   instead of candle's one convolution per channel;
 //! * [`deconv`]: the 2x2 stride-2 transposed convolution of decoders, as a
 //!   1x1 convolution and a pixel shuffle;
 //! * [`guided`]: the ReLU of guided backpropagation (saliency maps);
@@ -21,6 +23,7 @@
 pub mod adam;
 pub mod conv;
 pub mod deconv;
+pub mod depthwise;
 pub mod guided;
 pub mod params;
 pub mod pool;
@@ -30,6 +33,7 @@ pub mod sgd;
 pub use adam::{Adam, AdamConfig};
 pub use conv::{conv2d, conv2d_opts, Conv2d};
 pub use deconv::{conv_transpose2x2, ConvTranspose2x2};
+pub use depthwise::depthwise_conv2d;
 pub use guided::guided_relu;
 pub use params::ParamStore;
 pub use pool::max_pool2d;

@@ -155,3 +155,45 @@ fn conv2d_gradients_against_finite_differences() {
     check(|x| multiad_nn::conv2d(x, &w7, 3, 2, 1).unwrap(), (1, 2, 13, 10), 33);
     check(|x| multiad_nn::conv2d(x, &w, 0, 3, 1).unwrap(), (1, 2, 10, 7), 34);
 }
+
+#[test]
+fn depthwise_conv2d_matches_candle_grouped_forward() {
+    let dev = Device::Cpu;
+    let mut r = ChaCha8Rng::seed_from_u64(40);
+    // (n, c, h, w, k, padding, stride): Lite0's shapes (3x3 / 5x5, stride 1 / 2,
+    // no padding after "SAME" padding), paddings wider than the kernel reach,
+    // non-square inputs, and outputs where the last stride step lands outside.
+    let cases = [
+        (2, 3, 11, 9, 3, 1, 1),
+        (2, 4, 12, 12, 5, 0, 2),
+        (1, 5, 13, 10, 3, 0, 2),
+        (2, 2, 8, 8, 5, 2, 1),
+        (1, 3, 7, 9, 3, 4, 3),
+        (3, 6, 6, 5, 1, 0, 1),
+    ];
+    for (case, &(n, c, h, w, k, p, s)) in cases.iter().enumerate() {
+        let xv: Vec<f32> = (0..n * c * h * w).map(|_| r.random_range(-1.0..1.0)).collect();
+        let wv: Vec<f32> = (0..c * k * k).map(|_| r.random_range(-1.0..1.0)).collect();
+        let x = Tensor::from_vec(xv, (n, c, h, w), &dev).unwrap();
+        let wt = Tensor::from_vec(wv, (c, 1, k, k), &dev).unwrap();
+        let ours = multiad_nn::depthwise_conv2d(&x, &wt, p, s).unwrap();
+        let theirs = x.conv2d(&wt, p, s, 1, c).unwrap();
+        assert_eq!(ours.dims(), theirs.dims(), "case {case}");
+        let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-4, "case {case}: forward differs by {diff}");
+    }
+}
+
+#[test]
+fn depthwise_conv2d_gradients_against_finite_differences() {
+    let dev = Device::Cpu;
+    for (seed, (n, c, h, w, k, p, s)) in [(2, 3, 9, 8, 3, 1, 1), (1, 2, 11, 10, 5, 0, 2), (2, 2, 7, 9, 3, 3, 2)].into_iter().enumerate() {
+        let seed = 50 + 4 * seed as u64;
+        // Input gradient (the kernel a frozen tensor, as in a backbone).
+        let wt = Tensor::from_vec(random((c, 1, k, k), seed), (c, 1, k, k), &dev).unwrap();
+        check(|x| multiad_nn::depthwise_conv2d(x, &wt, p, s).unwrap(), (n, c, h, w), seed + 1);
+        // Kernel gradient (the input a frozen tensor).
+        let x = Tensor::from_vec(random((n, c, h, w), seed + 2), (n, c, h, w), &dev).unwrap();
+        check(|wt| multiad_nn::depthwise_conv2d(&x, wt, p, s).unwrap(), (c, 1, k, k), seed + 3);
+    }
+}
