@@ -5,7 +5,8 @@
 //! followed by batch norm unless a max-pool comes next.
 
 use candle_core::{ModuleT, Result, Tensor};
-use candle_nn::{BatchNorm, BatchNormConfig, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
+use multiad_nn::BatchNorm;
 use multiad_nn::{guided_relu, max_pool2d, Conv2d};
 
 struct ConvUnit {
@@ -34,7 +35,7 @@ impl Cloner {
                 let bn = if last {
                     None
                 } else {
-                    Some(candle_nn::batch_norm(c, BatchNormConfig::default(), vb.pp(format!("features.{}", idx + 1)))?)
+                    Some(BatchNorm::new(c, 1e-5, 0.1, vb.pp(format!("features.{}", idx + 1)))?)
                 };
                 idx += if last { 2 } else { 3 };
                 units.push(ConvUnit { conv, bn });

@@ -9,6 +9,8 @@
 //!   convolution instead of its direct-loop transposed convolution;
 //! * [`depthwise`]: depthwise convolution (EfficientNet's), a direct kernel
 //!   instead of candle's one convolution per channel;
+//! * [`batch_norm`]: batch normalisation whose training pass is one fused
+//!   op with its own backward, instead of about ten candle ops;
 //! * [`deconv`]: the 2x2 stride-2 transposed convolution of decoders, as a
 //!   1x1 convolution and a pixel shuffle;
 //! * [`guided`]: the ReLU of guided backpropagation (saliency maps);
@@ -21,6 +23,7 @@
 //! * [`sgd`]: SGD with momentum and weight decay (PyTorch's), checkpointable.
 
 pub mod adam;
+pub mod batch_norm;
 pub mod conv;
 pub mod deconv;
 pub mod depthwise;
@@ -31,6 +34,7 @@ pub mod resample;
 pub mod sgd;
 
 pub use adam::{Adam, AdamConfig};
+pub use batch_norm::BatchNorm;
 pub use conv::{conv2d, conv2d_opts, Conv2d};
 pub use deconv::{conv_transpose2x2, ConvTranspose2x2};
 pub use depthwise::depthwise_conv2d;

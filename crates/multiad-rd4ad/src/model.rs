@@ -6,11 +6,12 @@
 //! WideResNet-50-2 pair and the smaller `cpu`/`smoke` ones.
 
 use candle_core::{ModuleT, Result, Tensor};
-use candle_nn::{BatchNorm, BatchNormConfig, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
+use multiad_nn::BatchNorm;
 use multiad_nn::{Conv2d, ConvTranspose2x2};
 
 fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    candle_nn::batch_norm(c, BatchNormConfig { eps: 1e-5, momentum: 0.1, ..Default::default() }, vb)
+    BatchNorm::new(c, 1e-5, 0.1, vb)
 }
 
 /// A residual bottleneck (1x1, 3x3 with stride, 1x1), as in ResNet.

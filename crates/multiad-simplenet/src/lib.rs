@@ -18,7 +18,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use candle_core::{Device, ModuleT, Tensor};
-use candle_nn::{BatchNorm, BatchNormConfig, Linear, Module, VarBuilder};
+use candle_nn::{Linear, Module, VarBuilder};
+use multiad_nn::BatchNorm;
 use multiad_backbones::backbone::BackboneConfig;
 use multiad_data::{Batch, ImageConfig, Sample};
 use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache};
@@ -174,7 +175,7 @@ impl Discriminator {
     fn new(d: usize, hidden: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(Self {
             fc1: linear(d, hidden, true, vb.pp("body.block1.0"))?,
-            bn: candle_nn::batch_norm(hidden, BatchNormConfig::default(), vb.pp("body.block1.1"))?,
+            bn: BatchNorm::new(hidden, 1e-5, 0.1, vb.pp("body.block1.1"))?,
             fc2: linear(hidden, 1, false, vb.pp("tail"))?,
         })
     }

@@ -3,11 +3,12 @@
 //! channels at its l-th matched level, so that features compare one to one.
 
 use candle_core::{ModuleT, Result, Tensor};
-use candle_nn::{BatchNorm, BatchNormConfig, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
+use multiad_nn::BatchNorm;
 use multiad_nn::{max_pool2d, Conv2d};
 
 fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    candle_nn::batch_norm(c, BatchNormConfig { eps: 1e-5, momentum: 0.1, ..Default::default() }, vb)
+    BatchNorm::new(c, 1e-5, 0.1, vb)
 }
 
 struct BasicBlock {

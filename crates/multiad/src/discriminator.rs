@@ -8,7 +8,8 @@
 //! channels.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{BatchNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
+use multiad_nn::BatchNorm;
 use multiad_nn::Conv2d;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -31,7 +32,7 @@ impl Discriminator {
         let mut convs = Vec::new();
         for (i, &c) in cfg.channels.iter().enumerate() {
             let conv = Conv2d::new(cin, c, 3, 1, 1, 1, true, vb.pp(format!("conv{}", i + 1)))?;
-            let bn = candle_nn::batch_norm(c, candle_nn::BatchNormConfig::default(), vb.pp(format!("bn{}", i + 1)))?;
+            let bn = BatchNorm::new(c, 1e-5, 0.1, vb.pp(format!("bn{}", i + 1)))?;
             convs.push((conv, bn));
             cin = c;
         }

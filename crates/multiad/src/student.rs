@@ -11,13 +11,14 @@
 //! Trained from scratch (Algorithm 1: "randomly initialise β_S").
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{BatchNorm, BatchNormConfig, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
+use multiad_nn::BatchNorm;
 use multiad_nn::{max_pool2d, resize_bilinear, Conv2d};
 
 use crate::config::StudentConfig;
 
 fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    candle_nn::batch_norm(c, BatchNormConfig { eps: 1e-5, momentum: 0.1, ..Default::default() }, vb)
+    BatchNorm::new(c, 1e-5, 0.1, vb)
 }
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, dilation: usize, vb: VarBuilder) -> Result<Conv2d> {

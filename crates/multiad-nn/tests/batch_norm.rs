@@ -1,0 +1,86 @@
+//! The fused batch norm against candle-nn's (PyTorch's semantics) and
+//! against its own composed-from-ops path: outputs, all three gradients and
+//! the running statistics.
+
+use candle_core::{Device, ModuleT, Tensor, Var};
+use multiad_nn::{BatchNorm, ParamStore};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// A layer whose weight and bias are random (not the initial 1 and 0, which
+/// would hide a mix-up of the two).
+fn layer(c: usize, seed: u64) -> (ParamStore, BatchNorm) {
+    let store = ParamStore::new(seed);
+    let bn = BatchNorm::new(c, 1e-5, 0.1, store.var_builder(&Device::Cpu)).unwrap();
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    for (name, var) in store.trainable() {
+        let v: Vec<f32> = (0..c).map(|_| r.random_range(0.5..1.5)).collect();
+        var.set(&Tensor::from_vec(v, c, &Device::Cpu).unwrap()).unwrap();
+        assert!(name.ends_with("weight") || name.ends_with("bias"));
+    }
+    (store, bn)
+}
+
+#[test]
+fn fused_training_pass_matches_the_composed_one_with_gradients() {
+    let dev = Device::Cpu;
+    let mut r = ChaCha8Rng::seed_from_u64(7);
+    for (case, shape) in [vec![4, 3, 5, 6], vec![2, 8, 7, 3], vec![16, 5], vec![3, 4, 9]].into_iter().enumerate() {
+        let c = shape[1];
+        let (store, bn) = layer(c, case as u64);
+        let params = store.trainable();
+        let n: usize = shape.iter().product();
+        // An offset and scale per element so that mean and variance matter.
+        let xv: Vec<f32> = (0..n).map(|_| r.random_range(-2.0f32..3.0) * 1.7 + 0.4).collect();
+        let x = Var::from_vec(xv, shape.as_slice(), &dev).unwrap();
+        let m = Tensor::from_vec((0..n).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>(), shape.as_slice(), &dev).unwrap();
+        let fused = bn.forward_train(x.as_tensor()).unwrap();
+        let (composed, _, _) = bn.forward_train_composed(x.as_tensor()).unwrap();
+        assert!(max_diff(&fused, &composed) < 1e-5, "case {case}: forward");
+        let g1 = (fused * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (composed * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        let gx = max_diff(g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap());
+        assert!(gx < 1e-4, "case {case}: input gradient differs by {gx}");
+        for (name, var) in &params {
+            let d = max_diff(g1.get(var.as_tensor()).unwrap(), g2.get(var.as_tensor()).unwrap());
+            assert!(d < 1e-3, "case {case}: gradient of {name} differs by {d}");
+        }
+    }
+}
+
+#[test]
+fn running_statistics_and_eval_pass_match_candle_nn() {
+    let dev = Device::Cpu;
+    let mut r = ChaCha8Rng::seed_from_u64(9);
+    let (_store, ours) = layer(3, 11);
+    let (store2, _) = layer(3, 11); // same weight and bias values
+    let theirs = candle_nn::batch_norm(3, candle_nn::BatchNormConfig { eps: 1e-5, momentum: 0.1, ..Default::default() }, store2.var_builder(&dev)).unwrap();
+    for step in 0..3 {
+        let x = Tensor::from_vec((0..4 * 3 * 5 * 5).map(|_| r.random_range(-1.0f32..4.0)).collect::<Vec<_>>(), (4, 3, 5, 5), &dev).unwrap();
+        let a = ours.forward_t(&x, true).unwrap();
+        let b = theirs.forward_t(&x, true).unwrap();
+        assert!(max_diff(&a, &b) < 1e-5, "step {step}: training output");
+        assert!(max_diff(ours.running_mean(), theirs.running_mean()) < 1e-6, "step {step}: running mean");
+        assert!(max_diff(ours.running_var(), theirs.running_var()) < 1e-5, "step {step}: running variance");
+        let a = ours.forward_t(&x, false).unwrap();
+        let b = theirs.forward_t(&x, false).unwrap();
+        assert!(max_diff(&a, &b) < 1e-5, "step {step}: eval output");
+    }
+    // The running statistics live in the store (they are saved in checkpoints).
+    let saved = _store.tensors();
+    let key = saved.keys().find(|k| k.ends_with("running_var")).unwrap();
+    assert!(max_diff(&saved[key], ours.running_var()) == 0.0);
+    assert!(saved[key].to_vec1::<f32>().unwrap().iter().all(|&v| v != 1.0), "running variance never updated in the store");
+}
+
+#[test]
+fn a_single_value_per_channel_is_refused() {
+    let (_s, bn) = layer(2, 0);
+    let x = Tensor::zeros((1, 2, 1, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let e = bn.forward_train(&x).err().unwrap().to_string();
+    assert!(e.contains("more than one value per channel"), "{e}");
+}
