@@ -19,10 +19,12 @@
 //! * [`params`]: a parameter store whose initialisation is fixed by a seed
 //!   (candle's CPU random numbers cannot be seeded), saved to and loaded from
 //!   safetensors with errors that name the tensor;
+//! * [`allocator`]: malloc settings that keep freed activations for reuse;
 //! * [`adam`]: Adam whose moment estimates can be checkpointed and restored;
 //! * [`sgd`]: SGD with momentum and weight decay (PyTorch's), checkpointable.
 
 pub mod adam;
+pub mod allocator;
 pub mod batch_norm;
 pub mod conv;
 pub mod deconv;
