@@ -6,7 +6,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Conv2dConfig, Linear, VarBuilder};
 
-use crate::{ConvBn, FeatureExtractor};
+use crate::{pad_same, ConvBn, FeatureExtractor};
 
 const BN_EPS: f64 = 1e-3;
 
@@ -24,18 +24,6 @@ const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
 /// Output stride of each stage's features.
 const STAGE_STRIDES: [usize; 7] = [2, 4, 8, 16, 16, 32, 32];
 
-/// Zero padding as TensorFlow's "SAME": output = ceil(input / stride), the
-/// odd pixel of padding at the bottom/right.
-fn pad_same(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    let total = |n: usize| ((n.div_ceil(s) - 1) * s + k).saturating_sub(n);
-    let (ph, pw) = (total(h), total(w));
-    if ph == 0 && pw == 0 {
-        return Ok(x.clone());
-    }
-    x.pad_with_zeros(2, ph / 2, ph - ph / 2)?.pad_with_zeros(3, pw / 2, pw - pw / 2)
-}
-
 fn relu6(x: &Tensor) -> Result<Tensor> {
     x.clamp(0f32, 6f32)
 }
@@ -44,8 +32,6 @@ struct MbConv {
     expand: Option<ConvBn>,
     depthwise: ConvBn,
     project: ConvBn,
-    k: usize,
-    stride: usize,
     residual: bool,
 }
 
@@ -55,7 +41,7 @@ impl MbConv {
         if let Some(e) = &self.expand {
             h = relu6(&e.forward(&h)?)?;
         }
-        h = relu6(&self.depthwise.forward(&pad_same(&h, self.k, self.stride)?)?)?;
+        h = relu6(&self.depthwise.forward_tf_same(&h)?)?;
         h = self.project.forward(&h)?;
         if self.residual {
             h = (h + x)?;
@@ -95,8 +81,6 @@ impl EfficientNetLite0 {
                     expand: expand_conv,
                     depthwise: ConvBn::new(mid, mid, k, cfg(stride, mid), BN_EPS, b.pp("_depthwise_conv"), b.pp("_bn1"))?,
                     project: ConvBn::new(mid, cout, 1, cfg(1, 1), BN_EPS, b.pp("_project_conv"), b.pp("_bn2"))?,
-                    k,
-                    stride,
                     residual: stride == 1 && cin == cout,
                 });
             }

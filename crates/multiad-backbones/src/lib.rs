@@ -78,4 +78,26 @@ impl ConvBn {
         };
         y.broadcast_add(&self.bias)
     }
+
+    /// The convolution with TensorFlow's "SAME" padding (EfficientNet's):
+    /// depthwise layers pad inside the kernel, others on a padded copy.
+    pub(crate) fn forward_tf_same(&self, x: &Tensor) -> Result<Tensor> {
+        if self.depthwise && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+            return multiad_nn::depthwise_conv2d_same(x, &self.weight, self.cfg.stride)?.broadcast_add(&self.bias);
+        }
+        let k = self.weight.dim(3)?;
+        self.forward(&pad_same(x, k, self.cfg.stride)?)
+    }
+}
+
+/// Zero padding as TensorFlow's "SAME": output = ceil(input / stride), the
+/// odd pixel of padding at the bottom/right.
+pub(crate) fn pad_same(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let total = |n: usize| ((n.div_ceil(s) - 1) * s + k).saturating_sub(n);
+    let (ph, pw) = (total(h), total(w));
+    if ph == 0 && pw == 0 {
+        return Ok(x.clone());
+    }
+    x.pad_with_zeros(2, ph / 2, ph - ph / 2)?.pad_with_zeros(3, pw / 2, pw - pw / 2)
 }

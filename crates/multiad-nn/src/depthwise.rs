@@ -17,14 +17,17 @@ struct Geometry {
     oh: usize,
     ow: usize,
     stride: usize,
-    padding: usize,
+    /// Zero rows above and columns left of the input (the padding below and
+    /// right only shows in the output size).
+    pad_top: usize,
+    pad_left: usize,
 }
 
 impl Geometry {
     /// Output rows `oy` whose input row `oy·s + ky − p` lies inside the image,
     /// and the same for columns: lets the inner loops run without bounds tests.
-    fn valid(&self, n_in: usize, n_out: usize, kk: usize) -> std::ops::Range<usize> {
-        let (s, p) = (self.stride, self.padding);
+    fn valid(&self, n_in: usize, n_out: usize, kk: usize, p: usize) -> std::ops::Range<usize> {
+        let s = self.stride;
         let lo = if p > kk { (p - kk).div_ceil(s) } else { 0 };
         // oy·s + kk − p ≤ n_in − 1
         let hi = if n_in + p > kk { ((n_in + p - kk - 1) / s + 1).min(n_out) } else { 0 };
@@ -36,14 +39,14 @@ impl Geometry {
 /// input row) pair that kernel tap (ky, kx) connects.
 #[inline]
 fn for_each_row(g: &Geometry, ky: usize, kx: usize, mut f: impl FnMut(usize, usize, std::ops::Range<usize>, usize)) {
-    let rows = g.valid(g.h, g.oh, ky);
-    let cols = g.valid(g.w, g.ow, kx);
+    let rows = g.valid(g.h, g.oh, ky, g.pad_top);
+    let cols = g.valid(g.w, g.ow, kx, g.pad_left);
     if cols.is_empty() {
         return;
     }
-    let ix0 = cols.start * g.stride + kx - g.padding;
+    let ix0 = cols.start * g.stride + kx - g.pad_left;
     for oy in rows {
-        f(oy, oy * g.stride + ky - g.padding, cols.clone(), ix0);
+        f(oy, oy * g.stride + ky - g.pad_top, cols.clone(), ix0);
     }
 }
 
@@ -134,9 +137,19 @@ fn kernel_grad(x: &[f32], dy: &[f32], batch: usize, c: usize, g: Geometry) -> Ve
     dw
 }
 
+/// How the input is padded.
+#[derive(Debug, Clone, Copy)]
+enum Padding {
+    /// `p` zeros on every side (PyTorch's `padding=p`).
+    Symmetric(usize),
+    /// TensorFlow's "SAME": output = ceil(input / stride), the odd zero at
+    /// the bottom / right (EfficientNet's published weights expect it).
+    Same,
+}
+
 struct Depthwise {
     stride: usize,
-    padding: usize,
+    padding: Padding,
 }
 
 impl Depthwise {
@@ -146,12 +159,25 @@ impl Depthwise {
         if cw != c || one != 1 || k != k2 {
             candle_core::bail!("depthwise conv2d: kernel {w:?} does not fit input {x:?} (expected ({c}, 1, k, k))");
         }
-        let span = k;
-        if h + 2 * self.padding < span || wd + 2 * self.padding < span {
-            candle_core::bail!("depthwise conv2d: input {h}x{wd} is smaller than the {k}x{k} kernel");
-        }
-        let out = |n: usize| (n + 2 * self.padding - k) / self.stride + 1;
-        Ok((b, c, Geometry { h, w: wd, k, oh: out(h), ow: out(wd), stride: self.stride, padding: self.padding }))
+        let s = self.stride;
+        // (output size, leading padding) along one axis.
+        let axis = |n: usize| -> Result<(usize, usize)> {
+            match self.padding {
+                Padding::Symmetric(p) => {
+                    if n + 2 * p < k {
+                        candle_core::bail!("depthwise conv2d: input {h}x{wd} is smaller than the {k}x{k} kernel");
+                    }
+                    Ok(((n + 2 * p - k) / s + 1, p))
+                }
+                Padding::Same => {
+                    let out = n.div_ceil(s);
+                    let total = ((out - 1) * s + k).saturating_sub(n);
+                    Ok((out, total / 2))
+                }
+            }
+        };
+        let ((oh, pad_top), (ow, pad_left)) = (axis(h)?, axis(wd)?);
+        Ok((b, c, Geometry { h, w: wd, k, oh, ow, stride: s, pad_top, pad_left }))
     }
 }
 
@@ -200,6 +226,20 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -
     if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
         return x.conv2d(w, padding, stride, 1, c);
     }
+    apply(x, w, stride, Padding::Symmetric(padding))
+}
+
+/// Depthwise convolution with TensorFlow's "SAME" padding (output =
+/// ceil(input / stride), the odd zero row / column at the bottom / right),
+/// without materialising the padded input. CPU and f32 only.
+pub fn depthwise_conv2d_same(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        candle_core::bail!("depthwise conv2d with SAME padding: CPU and f32 only");
+    }
+    apply(x, w, stride, Padding::Same)
+}
+
+fn apply(x: &Tensor, w: &Tensor, stride: usize, padding: Padding) -> Result<Tensor> {
     if stride == 0 {
         candle_core::bail!("depthwise conv2d: stride must be at least 1");
     }

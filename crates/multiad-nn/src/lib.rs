@@ -39,7 +39,7 @@ pub use adam::{Adam, AdamConfig};
 pub use batch_norm::BatchNorm;
 pub use conv::{conv2d, conv2d_opts, Conv2d};
 pub use deconv::{conv_transpose2x2, ConvTranspose2x2};
-pub use depthwise::depthwise_conv2d;
+pub use depthwise::{depthwise_conv2d, depthwise_conv2d_same};
 pub use guided::guided_relu;
 pub use params::ParamStore;
 pub use pool::max_pool2d;

@@ -197,3 +197,25 @@ fn depthwise_conv2d_gradients_against_finite_differences() {
         check(|wt| multiad_nn::depthwise_conv2d(&x, wt, p, s).unwrap(), (c, 1, k, k), seed + 3);
     }
 }
+
+#[test]
+fn depthwise_conv2d_same_equals_explicit_padding() {
+    let dev = Device::Cpu;
+    let mut r = ChaCha8Rng::seed_from_u64(60);
+    // (n, c, h, w, k, stride): odd and even sizes, so the odd zero lands at
+    // the bottom / right in some cases and nowhere in others.
+    for (case, &(n, c, h, w, k, s)) in [(2, 3, 9, 8, 3, 2), (1, 4, 12, 11, 5, 2), (2, 2, 7, 7, 5, 1), (1, 3, 10, 10, 3, 1)].iter().enumerate() {
+        let xv: Vec<f32> = (0..n * c * h * w).map(|_| r.random_range(-1.0..1.0)).collect();
+        let x = Tensor::from_vec(xv, (n, c, h, w), &dev).unwrap();
+        let wt = Tensor::from_vec((0..c * k * k).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>(), (c, 1, k, k), &dev).unwrap();
+        let total = |len: usize| ((len.div_ceil(s) - 1) * s + k).saturating_sub(len);
+        let (ph, pw) = (total(h), total(w));
+        let padded = x.pad_with_zeros(2, ph / 2, ph - ph / 2).unwrap().pad_with_zeros(3, pw / 2, pw - pw / 2).unwrap();
+        let reference = multiad_nn::depthwise_conv2d(&padded, &wt, 0, s).unwrap();
+        let same = multiad_nn::depthwise_conv2d_same(&x, &wt, s).unwrap();
+        assert_eq!(same.dims(), reference.dims(), "case {case}");
+        let diff = (same - reference).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "case {case}: differs by {diff}");
+        check(|x| multiad_nn::depthwise_conv2d_same(x, &wt, s).unwrap(), (n, c, h, w), 61 + case as u64);
+    }
+}
