@@ -1,7 +1,8 @@
 """PyTorch side of `cargo xtask bench model`: the same networks as multiad's
 `paper` (WideResNet-50-2 teacher) and `cpu` (EfficientNet-Lite0 teacher)
 presets, timed the same way (best of 2 after a warm-up).
-Prints one JSON object: {"teacher": s, "train_step": s, "inference": s}.
+Prints one JSON object: {"teacher": s, "train_step": s, "inference": s,
+"flops": {same keys: operations per call}, "gemm_flops_per_s": f32 matmul rate}.
 
 Needs torch (and torchvision for the WideResNet teacher). Not run in CI.
 """
@@ -175,4 +176,23 @@ def infer():
         return m
 
 
-print(json.dumps({"teacher": t_teacher, "train_step": best(step), "inference": best(infer)}))
+def flops(f):
+    """Floating-point operations of one call, by PyTorch's own counter
+    (convolutions and matrix products, forward and backward: the same count
+    holds for multiad's identical networks)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        f()
+    return counter.get_total_flops()
+
+
+def gemm_peak(n=2048):
+    """The machine's attainable f32 rate: one large matrix product."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / best(lambda: a @ b, reps=3)
+
+
+out = {"teacher": t_teacher, "train_step": best(step), "inference": best(infer)}
+out["flops"] = {"teacher": flops(lambda: torch.no_grad()(teacher)(x)), "train_step": flops(step), "inference": flops(infer)}
+out["gemm_flops_per_s"] = gemm_peak()
+print(json.dumps(out))

@@ -146,10 +146,17 @@ pub fn model(preset: &str, batch: usize) -> Result<()> {
     })?;
     let t_feats = model.teacher.forward(&x)?;
     let mut opt = multiad_nn::Adam::new(model.student_params.trainable(), multiad_nn::AdamConfig::default())?;
+    // The step's three parts, summed over the timed repetitions of the best run.
+    let mut split = [0f64; 3];
     let t_step = best_of(2, || {
+        let t0 = Instant::now();
         let s = model.student.forward(&x, true)?;
         let l = distillation_loss(&t_feats, &s)?;
-        opt.step(&l.backward()?)?;
+        let t1 = Instant::now();
+        let g = l.backward()?;
+        let t2 = Instant::now();
+        opt.step(&g)?;
+        split = [(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), t2.elapsed().as_secs_f64()];
         Ok(())
     })?;
     let t_infer = best_of(2, || {
@@ -164,33 +171,83 @@ pub fn model(preset: &str, batch: usize) -> Result<()> {
         ("inference (T + S + maps)", t_infer),
     ];
     let torch = torch_times(preset, batch, size);
-    println!("{:<32} {:>10} {:>10} {:>12} {:>8}", "", "candle ms", "img/s", "PyTorch ms", "ratio");
+    let peak = gemm_peak(&dev)?;
+    println!("{:<30} {:>10} {:>8} {:>9} {:>11} {:>9} {:>7}", "", "candle ms", "img/s", "GFLOP/s", "PyTorch ms", "GFLOP/s", "ratio");
     for (i, (name, t)) in rows.iter().enumerate() {
-        let (tt, ratio) = match &torch {
-            Some(v) => (format!("{:.1}", v[i] * 1e3), format!("{:.2}x", t / v[i])),
-            None => ("-".into(), "-".into()),
+        let (tt, tg, ratio, g) = match &torch {
+            Some(v) => {
+                let gflop = v.flops[i] / 1e9;
+                (format!("{:.1}", v.seconds[i] * 1e3), format!("{:.1}", gflop / v.seconds[i]), format!("{:.2}x", t / v.seconds[i]), format!("{:.1}", gflop / t))
+            }
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
-        println!("{:<32} {:>10.1} {:>10.2} {:>12} {:>8}", name, t * 1e3, batch as f64 / t, tt, ratio);
+        println!("{:<30} {:>10.1} {:>8.2} {:>9} {:>11} {:>9} {:>7}", name, t * 1e3, batch as f64 / t, g, tt, tg, ratio);
     }
-    if torch.is_none() {
-        println!("(PyTorch is not importable here: `pip install torch` and run again for the comparison)");
+    println!(
+        "student step, last run: forward + loss {:.1} ms, backward {:.1} ms, Adam {:.1} ms",
+        split[0] * 1e3,
+        split[1] * 1e3,
+        split[2] * 1e3
+    );
+    match &torch {
+        Some(v) => println!(
+            "attainable f32 rate (one 2048^3 matrix product): candle {:.1} GFLOP/s, PyTorch {:.1} GFLOP/s; operation counts by PyTorch's FlopCounterMode ({:.1} / {:.1} / {:.1} GFLOP)",
+            peak / 1e9,
+            v.gemm_flops_per_s / 1e9,
+            v.flops[0] / 1e9,
+            v.flops[1] / 1e9,
+            v.flops[2] / 1e9
+        ),
+        None => {
+            println!("attainable f32 rate (one 2048^3 matrix product): candle {:.1} GFLOP/s", peak / 1e9);
+            println!("(PyTorch is not importable here: `pip install torch torchvision pyyaml` and run again for the comparison and the GFLOP/s columns)");
+        }
     }
     Ok(())
 }
 
+/// f32 operations per second of one large matrix product through candle.
+fn gemm_peak(dev: &Device) -> Result<f64> {
+    let n = 2048;
+    let a = Tensor::randn(0f32, 1.0, (n, n), dev)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), dev)?;
+    let t = best_of(3, || {
+        a.matmul(&b)?;
+        Ok(())
+    })?;
+    Ok(2.0 * (n as f64).powi(3) / t)
+}
+
+struct TorchTimes {
+    seconds: [f64; 3],
+    flops: [f64; 3],
+    gemm_flops_per_s: f64,
+}
+
 /// Runs scripts/bench_torch.py when `python3 -c "import torch"` works.
-fn torch_times(preset: &str, batch: usize, size: usize) -> Option<Vec<f64>> {
+fn torch_times(preset: &str, batch: usize, size: usize) -> Option<TorchTimes> {
     let ok = std::process::Command::new("python3").args(["-c", "import torch"]).output().ok()?.status.success();
     if !ok {
         return None;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_torch.py");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = std::process::Command::new("python3")
-        .arg(script)
+        .current_dir(&root)
+        .arg(root.join("scripts/bench_torch.py"))
         .args(["--preset", preset, "--batch", &batch.to_string(), "--size", &size.to_string()])
         .output()
         .ok()?;
+    if !out.status.success() {
+        eprintln!("scripts/bench_torch.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(vec![v["teacher"].as_f64()?, v["train_step"].as_f64()?, v["inference"].as_f64()?])
+    let keys = ["teacher", "train_step", "inference"];
+    let mut seconds = [0.0; 3];
+    let mut flops = [0.0; 3];
+    for (i, k) in keys.iter().enumerate() {
+        seconds[i] = v[k].as_f64()?;
+        flops[i] = v["flops"][k].as_f64()?;
+    }
+    Some(TorchTimes { seconds, flops, gemm_flops_per_s: v["gemm_flops_per_s"].as_f64()? })
 }
-

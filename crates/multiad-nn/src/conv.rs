@@ -60,8 +60,14 @@ pub(crate) fn input_grad(grad: &Tensor, w: &Tensor, in_h: usize, in_w: usize, p:
     let lead_w = ((kw - 1) * d) as isize - p as isize;
     let trail_h = (in_h + (kh - 1) * d) as isize - lead_h - zh as isize;
     let trail_w = (in_w + (kw - 1) * d) as isize - lead_w - zw as isize;
-    let z = pad_or_crop(&pad_or_crop(&z, 2, lead_h, trail_h)?, 3, lead_w, trail_w)?;
     let wf = w.flip(&[2, 3])?.transpose(0, 1)?.contiguous()?;
+    // Stride 1 with "same"-style padding (every 3x3 of a student): the padding
+    // is equal on all four sides, so the unfolding pads as it reads instead
+    // of the gradient being copied into a padded tensor first.
+    if s == 1 && lead_h >= 0 && lead_h == trail_h && lead_h == lead_w && lead_w == trail_w {
+        return conv_im2col(&z, &wf, lead_h as usize, 1, d);
+    }
+    let z = pad_or_crop(&pad_or_crop(&z, 2, lead_h, trail_h)?, 3, lead_w, trail_w)?;
     conv_im2col(&z, &wf, 0, 1, d)
 }
 
