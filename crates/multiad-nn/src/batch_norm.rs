@@ -33,6 +33,9 @@ struct Stats {
 
 struct BnTrain {
     eps: f64,
+    /// max(0, ·) applied to the output (the ReLU after most batch norms),
+    /// its mask taken from the output in the backward pass.
+    relu: bool,
     stats: Arc<Mutex<Stats>>,
 }
 
@@ -94,23 +97,41 @@ impl CustomOp3 for BnTrain {
             let ci = p % c;
             let scale = gamma[ci] * inv_std[ci];
             let shift = beta[ci] - mean[ci] * scale;
-            for (o, &v) in out.iter_mut().zip(&x[p * l..(p + 1) * l]) {
-                *o = v * scale + shift;
+            let x = &x[p * l..(p + 1) * l];
+            if self.relu {
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = (v * scale + shift).max(0.0);
+                }
+            } else {
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = v * scale + shift;
+                }
             }
         });
         *self.stats.lock().unwrap() = Stats { mean, inv_std, var };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, c, l) = geometry(x.shape())?;
         let stats = self.stats.lock().unwrap();
         let (mean, inv_std) = (&stats.mean, &stats.inv_std);
         let grad = grad.contiguous()?;
         let (gs, gl) = grad.storage_and_layout();
         let (xs, xl) = x.storage_and_layout();
-        let (Storage::Cpu(gs), Storage::Cpu(xs)) = (&*gs, &*xs) else { candle_core::bail!("batch norm: CPU tensors expected") };
-        let (dy, xv) = (slice(gs, gl, "gradient")?, slice(xs, xl, "input")?);
+        let (ys, yl) = y.storage_and_layout();
+        let (Storage::Cpu(gs), Storage::Cpu(xs), Storage::Cpu(ys)) = (&*gs, &*xs, &*ys) else {
+            candle_core::bail!("batch norm: CPU tensors expected")
+        };
+        let (dy_in, xv, yv) = (slice(gs, gl, "gradient")?, slice(xs, xl, "input")?, slice(ys, yl, "output")?);
+        // Through the fused ReLU: no gradient where the output was clamped.
+        let masked: Vec<f32>;
+        let dy: &[f32] = if self.relu {
+            masked = dy_in.par_iter().zip(yv.par_iter()).map(|(&g, &o)| if o > 0.0 { g } else { 0.0 }).collect();
+            &masked
+        } else {
+            dy_in
+        };
         let gamma_v: Vec<f32> = gamma.to_vec1()?;
         let sums = per_channel(c, n, |b, ci| {
             let r = (b * c + ci) * l..(b * c + ci + 1) * l;
@@ -178,17 +199,33 @@ impl BatchNorm {
 
     /// Normalisation with batch statistics, updating the running ones.
     pub fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+        self.train_pass(x, false)
+    }
+
+    /// `relu(batch_norm(x))`, in training or evaluation mode: in training
+    /// the ReLU is part of the fused op (one pass less each way).
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            self.train_pass(x, true)
+        } else {
+            self.forward_eval(x)?.relu()
+        }
+    }
+
+    fn train_pass(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let (n, c, l) = geometry(x.shape())?;
         if n * l < 2 {
             candle_core::bail!("batch norm: training needs more than one value per channel, got input {:?}", x.shape());
         }
         let (y, mean, var) = if x.device().is_cpu() && x.dtype() == DType::F32 {
             let stats = Arc::new(Mutex::new(Stats::default()));
-            let y = x.contiguous()?.apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, BnTrain { eps: self.eps, stats: stats.clone() })?;
+            let op = BnTrain { eps: self.eps, relu, stats: stats.clone() };
+            let y = x.contiguous()?.apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, op)?;
             let s = stats.lock().unwrap();
             (y, Tensor::from_slice(&s.mean, c, x.device())?, Tensor::from_slice(&s.var, c, x.device())?)
         } else {
-            self.forward_train_composed(x)?
+            let (y, mean, var) = self.forward_train_composed(x)?;
+            (if relu { y.relu()? } else { y }, mean, var)
         };
         let unbias = (n * l) as f64 / (n * l - 1) as f64;
         let m = self.momentum;

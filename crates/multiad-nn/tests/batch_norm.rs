@@ -53,6 +53,35 @@ fn fused_training_pass_matches_the_composed_one_with_gradients() {
 }
 
 #[test]
+fn fused_relu_matches_batch_norm_then_relu_with_gradients() {
+    let dev = Device::Cpu;
+    let mut r = ChaCha8Rng::seed_from_u64(8);
+    for (case, shape) in [vec![4, 3, 5, 6], vec![8, 6]].into_iter().enumerate() {
+        let c = shape[1];
+        let (store, bn) = layer(c, 20 + case as u64);
+        let n: usize = shape.iter().product();
+        let x = Var::from_vec((0..n).map(|_| r.random_range(-2.0f32..3.0)).collect::<Vec<_>>(), shape.as_slice(), &dev).unwrap();
+        let m = Tensor::from_vec((0..n).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>(), shape.as_slice(), &dev).unwrap();
+        let fused = bn.forward_relu_t(x.as_tensor(), true).unwrap();
+        let (composed, _, _) = bn.forward_train_composed(x.as_tensor()).unwrap();
+        let composed = composed.relu().unwrap();
+        let zeros = fused.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().filter(|&&v| v == 0.0).count();
+        assert!(zeros > n / 20 && zeros < n * 19 / 20, "case {case}: the ReLU should clamp some values, clamped {zeros} of {n}");
+        assert!(max_diff(&fused, &composed) < 1e-5, "case {case}: forward");
+        let g1 = (fused * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (composed * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_diff(g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap()) < 1e-4, "case {case}: input gradient");
+        for (name, var) in store.trainable() {
+            let d = max_diff(g1.get(var.as_tensor()).unwrap(), g2.get(var.as_tensor()).unwrap());
+            assert!(d < 1e-3, "case {case}: gradient of {name} differs by {d}");
+        }
+        // Evaluation mode: running statistics, then the ReLU.
+        let e = bn.forward_relu_t(x.as_tensor(), false).unwrap();
+        assert!(max_diff(&e, &bn.forward_eval(x.as_tensor()).unwrap().relu().unwrap()) == 0.0);
+    }
+}
+
+#[test]
 fn running_statistics_and_eval_pass_match_candle_nn() {
     let dev = Device::Cpu;
     let mut r = ChaCha8Rng::seed_from_u64(9);

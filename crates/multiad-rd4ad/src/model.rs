@@ -44,8 +44,8 @@ impl Bottleneck {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.b1.forward_t(&self.c1.forward(x)?, train)?.relu()?;
-        let h = self.b2.forward_t(&self.c2.forward(&h)?, train)?.relu()?;
+        let h = self.b1.forward_relu_t(&self.c1.forward(x)?, train)?;
+        let h = self.b2.forward_relu_t(&self.c2.forward(&h)?, train)?;
         let h = self.b3.forward_t(&self.c3.forward(&h)?, train)?;
         let skip = match &self.down {
             Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
@@ -103,12 +103,12 @@ impl DeBottleneck {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.b1.forward_t(&self.c1.forward(x)?, train)?.relu()?;
+        let h = self.b1.forward_relu_t(&self.c1.forward(x)?, train)?;
         let h = match &self.mid {
             Mid::Up(d) => d.forward(&h)?,
             Mid::Same(c) => c.forward(&h)?,
         };
-        let h = self.b2.forward_t(&h, train)?.relu()?;
+        let h = self.b2.forward_relu_t(&h, train)?;
         let h = self.b3.forward_t(&self.c3.forward(&h)?, train)?;
         let skip = match &self.skip {
             Some((Skip::Up(d), b)) => b.forward_t(&d.forward(x)?, train)?,
@@ -131,7 +131,7 @@ impl Down {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, train)?.relu()
+        self.bn.forward_relu_t(&self.conv.forward(x)?, train)
     }
 }
 

@@ -36,7 +36,7 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let h = self.bn2.forward_t(&self.conv2.forward(&h)?, train)?;
         let skip = match &self.down {
             Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
@@ -76,7 +76,7 @@ impl Student {
 
     /// Features after each stage.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        let h = self.stem_bn.forward_t(&self.stem.forward(x)?, train)?.relu()?;
+        let h = self.stem_bn.forward_relu_t(&self.stem.forward(x)?, train)?;
         let mut h = max_pool2d(&h, 3, 2, 1)?;
         let mut out = Vec::new();
         for s in &self.stages {

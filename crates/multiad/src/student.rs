@@ -76,8 +76,8 @@ impl Bottleneck {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
-        let h = self.bn2.forward_t(&self.conv2.forward(&h)?, train)?.relu()?;
+        let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
+        let h = self.bn2.forward_relu_t(&self.conv2.forward(&h)?, train)?;
         let mut h = self.bn3.forward_t(&self.conv3.forward(&h)?, train)?;
         if let Some(se) = &self.se {
             h = se.forward(&h)?;
@@ -101,7 +101,7 @@ impl Fuse {
         let (_, _, h, w) = low.dims4()?;
         let up = resize_bilinear(up, h, w)?;
         let cat = Tensor::cat(&[low, &up], 1)?;
-        self.bn.forward_t(&self.conv.forward(&cat)?, train)?.relu()
+        self.bn.forward_relu_t(&self.conv.forward(&cat)?, train)
     }
 }
 
@@ -145,7 +145,7 @@ impl Student {
 
     /// The four critical-layer features; `train` puts batch norm in training mode.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        let h = self.stem_bn.forward_t(&self.stem.forward(x)?, train)?.relu()?;
+        let h = self.stem_bn.forward_relu_t(&self.stem.forward(x)?, train)?;
         let mut h = max_pool2d(&h, 3, 2, 1)?;
         let mut outs = Vec::with_capacity(4);
         for stage in &self.stages {
