@@ -7,9 +7,13 @@
 //! dx[i] = Σ_k z[i + p − k·d] · w[k], where z is dy with s − 1 zeros inserted
 //! between its elements: a stride-1 correlation of z, padded by (K−1)·d − p
 //! on the leading side, with the spatially flipped kernel whose input and
-//! output channels are swapped. The kernel gradient is candle's own.
+//! output channels are swapped. The kernel gradient is Σ_b dY_b · cols_bᵀ.
+//! All three products call the `gemm` crate on the tensors' own buffers:
+//! no copies of inputs or outputs around the custom op.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Storage, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
 use candle_nn::VarBuilder;
 
 #[derive(Debug, Clone, Copy)]
@@ -111,35 +115,110 @@ fn out_size(n: usize, k: usize, p: usize, s: usize, d: usize) -> Result<usize> {
     Ok((n + 2 * p - span) / s + 1)
 }
 
-/// y_b = W (Cout, C*K*K) · cols_b (C*K*K, OH*OW): the convolution as one
-/// batched matrix product over unfolded patches (1x1 stride-1 convolutions
-/// need no unfolding).
-fn conv_im2col(x: &Tensor, w: &Tensor, p: usize, s: usize, d: usize) -> Result<Tensor> {
-    let (b, c, h, wd) = x.dims4()?;
-    let (cout, cin, kh, kw) = w.dims4()?;
+/// A contiguous f32 CPU tensor's values, borrowed (no copy).
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else { candle_core::bail!("conv2d: f32 CPU tensors only") };
+    let Some((a, b)) = layout.contiguous_offsets() else { candle_core::bail!("conv2d: tensors must be contiguous") };
+    f(&data[a..b])
+}
+
+/// dst (m, n) = lhs (m, k) · rhs (k, n) (+ dst when `accumulate`), each
+/// given by its row and column strides, through the `gemm` crate that
+/// candle's own matmul uses.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: (&[f32], usize, usize), rhs: (&[f32], usize, usize), accumulate: bool, par: Parallelism) {
+    debug_assert!(dst.len() >= m * n);
+    // SAFETY: the strides and sizes address only elements inside the three
+    // slices (checked by the callers' shapes), and dst does not alias them.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.0.as_ptr(),
+            lhs.2 as isize,
+            lhs.1 as isize,
+            rhs.0.as_ptr(),
+            rhs.2 as isize,
+            rhs.1 as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// y_b = W (Cout, C*K*K) · cols_b (C*K*K, OH*OW), written straight into the
+/// output buffer (1x1 stride-1 convolutions need no unfolding). With at
+/// least as many images as threads, each thread takes whole images (no
+/// synchronisation inside a product); otherwise the products are split.
+fn conv_forward(x: &[f32], xd: (usize, usize, usize, usize), w: &[f32], wd: (usize, usize, usize, usize), p: usize, s: usize, d: usize) -> Result<(Vec<f32>, Shape)> {
+    let (b, c, h, wid) = xd;
+    let (cout, cin, kh, kw) = wd;
     if cin != c {
         candle_core::bail!("conv2d: input has {c} channels, kernel expects {cin}");
     }
-    let (oh, ow) = (out_size(h, kh, p, s, d)?, out_size(wd, kw, p, s, d)?);
-    let wm = w.contiguous()?.reshape((1, cout, cin * kh * kw))?;
-    let cols = if kh == 1 && kw == 1 && s == 1 && p == 0 {
-        x.contiguous()?.reshape((b, c, h * wd))?
+    let (oh, ow) = (out_size(h, kh, p, s, d)?, out_size(wid, kw, p, s, d)?);
+    let (k, l) = (cin * kh * kw, oh * ow);
+    let unfolded;
+    let cols: &[f32] = if kh == 1 && kw == 1 && s == 1 && p == 0 {
+        x
     } else {
-        let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        Tensor::from_vec(im2col_t(&xv, (b, c, h, wd), kh, kw, oh, ow, p, s, d), (b, cin * kh * kw, oh * ow), x.device())?
+        unfolded = im2col_t(x, xd, kh, kw, oh, ow, p, s, d);
+        &unfolded
     };
-    wm.broadcast_matmul(&cols)?.reshape((b, cout, oh, ow))
+    let mut y = vec![0f32; b * cout * l];
+    let threads = rayon::current_num_threads();
+    if b >= threads && threads > 1 {
+        y.par_chunks_mut(cout * l).zip(cols.par_chunks(k * l)).for_each(|(yb, cb)| gemm_into(yb, cout, l, k, (w, k, 1), (cb, l, 1), false, Parallelism::None));
+    } else {
+        for (yb, cb) in y.chunks_mut(cout * l).zip(cols.chunks(k * l)) {
+            gemm_into(yb, cout, l, k, (w, k, 1), (cb, l, 1), false, Parallelism::Rayon(threads));
+        }
+    }
+    Ok((y, Shape::from((b, cout, oh, ow))))
 }
 
-/// dW = Σ_b dY_b (Cout, L) · cols_bᵀ (L, C*K*K).
+fn conv_im2col(x: &Tensor, w: &Tensor, p: usize, s: usize, d: usize) -> Result<Tensor> {
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    let (y, shape) = with_f32(&x, |xv| with_f32(&w, |wv| conv_forward(xv, x.dims4()?, wv, w.dims4()?, p, s, d)))?;
+    Tensor::from_vec(y, shape, x.device())
+}
+
+/// dW = Σ_b dY_b (Cout, L) · cols_bᵀ (L, C*K*K), accumulated in place.
 fn kernel_grad(x: &Tensor, w: &Tensor, grad: &Tensor, p: usize, s: usize, d: usize) -> Result<Tensor> {
     let (cout, cin, kh, kw) = w.dims4()?;
-    let (b, c, h, wd) = x.dims4()?;
+    let xd = x.dims4()?;
     let (_, _, oh, ow) = grad.dims4()?;
-    let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    let cols = Tensor::from_vec(im2col_t(&xv, (b, c, h, wd), kh, kw, oh, ow, p, s, d), (b, cin * kh * kw, oh * ow), x.device())?;
-    let g = grad.contiguous()?.reshape((b, cout, oh * ow))?;
-    g.matmul(&cols.transpose(1, 2)?)?.sum(0)?.reshape((cout, cin, kh, kw))
+    let (k, l) = (cin * kh * kw, oh * ow);
+    let (x, grad) = (x.contiguous()?, grad.contiguous()?);
+    let mut dw = vec![0f32; cout * k];
+    let threads = rayon::current_num_threads();
+    with_f32(&x, |xv| {
+        with_f32(&grad, |gv| {
+            let unfolded;
+            let cols: &[f32] = if kh == 1 && kw == 1 && s == 1 && p == 0 {
+                xv
+            } else {
+                unfolded = im2col_t(xv, xd, kh, kw, oh, ow, p, s, d);
+                &unfolded
+            };
+            for (i, (gb, cb)) in gv.chunks(cout * l).zip(cols.chunks(k * l)).enumerate() {
+                // colsᵀ: element (position, row) of the (k, l) block sits at row·l + position.
+                gemm_into(&mut dw, cout, k, l, (gb, l, 1), (cb, 1, l), i > 0, Parallelism::Rayon(threads));
+            }
+            Ok(())
+        })
+    })?;
+    Tensor::from_vec(dw, (cout, cin, kh, kw), w.device())
 }
 
 impl CustomOp2 for Conv {
@@ -147,27 +226,26 @@ impl CustomOp2 for Conv {
         "conv2d-fast-backward"
     }
 
-    /// The forward pass: unfolded patches times the kernel matrix (a custom op
-    /// sees storages, so the inputs are viewed as tensors and the result
-    /// unwrapped).
+    /// The forward pass: unfolded patches times the kernel matrix, read from
+    /// and written to the storages directly.
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let view = |s: &CpuStorage, l: &Layout| -> Result<Tensor> {
-            let CpuStorage::F32(d) = s else { candle_core::bail!("conv2d: only f32 is supported") };
-            let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("conv2d: inputs must be contiguous") };
-            Tensor::from_slice(&d[a..b], l.shape(), &Device::Cpu)
+        let (CpuStorage::F32(xd), CpuStorage::F32(wd)) = (s1, s2) else { candle_core::bail!("conv2d: only f32 is supported") };
+        let (Some((xa, xb)), Some((wa, wb))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+            candle_core::bail!("conv2d: inputs must be contiguous")
         };
         let ConvParams { padding, stride, dilation, .. } = self.0;
-        let y = conv_im2col(&view(s1, l1)?, &view(s2, l2)?, padding, stride, dilation)?;
-        let shape = y.shape().clone();
-        Ok((CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?), shape))
+        let (y, shape) = conv_forward(&xd[xa..xb], l1.shape().dims4()?, &wd[wa..wb], l2.shape().dims4()?, padding, stride, dilation)?;
+        Ok((CpuStorage::F32(y), shape))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let ConvParams { padding, stride, dilation, input_grad: want_gx } = self.0;
         let (_, _, h, wd) = x.dims4()?;
-        let gx = if want_gx { Some(input_grad(grad, w, h, wd, padding, stride, dilation)?) } else { None };
-        let gw = kernel_grad(x, w, grad, padding, stride, dilation)?;
-        Ok((gx, Some(gw)))
+        // No input gradient for a first layer; no kernel gradient for a
+        // frozen kernel (a backbone's, in saliency backward passes).
+        let gx = if want_gx && x.track_op() { Some(input_grad(grad, w, h, wd, padding, stride, dilation)?) } else { None };
+        let gw = if w.track_op() { Some(kernel_grad(x, w, grad, padding, stride, dilation)?) } else { None };
+        Ok((gx, gw))
     }
 }
 
