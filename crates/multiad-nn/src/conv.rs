@@ -3,11 +3,12 @@
 //! convolution spent half of a student training step in its tiled im2col,
 //! and its input gradient is a direct-loop `conv_transpose2d`.
 //!
-//! For y[o] = Σ_k x[o·s + k·d − p] · w[k], the input gradient is
+//! For y[o] = Σ_k x[o·s + k·d − p] · w[k], the stride-1 input gradient is
 //! dx[i] = Σ_k z[i + p − k·d] · w[k], where z is dy with s − 1 zeros inserted
 //! between its elements: a stride-1 correlation of z, padded by (K−1)·d − p
 //! on the leading side, with the spatially flipped kernel whose input and
-//! output channels are swapped. The kernel gradient is Σ_b dY_b · cols_bᵀ.
+//! output channels are swapped; a strided one is Wᵀ · dY folded back onto
+//! the input (col2im), which skips the zeros. The kernel gradient is Σ_b dY_b · cols_bᵀ.
 //! All three products call the `gemm` crate on the tensors' own buffers:
 //! no copies of inputs or outputs around the custom op.
 
@@ -57,6 +58,9 @@ fn pad_or_crop(x: &Tensor, dim: usize, lead: isize, trail: isize) -> Result<Tens
 }
 
 pub(crate) fn input_grad(grad: &Tensor, w: &Tensor, in_h: usize, in_w: usize, p: usize, s: usize, d: usize) -> Result<Tensor> {
+    if s > 1 {
+        return input_grad_col2im(grad, w, in_h, in_w, p, s, d);
+    }
     let (_, _, kh, kw) = w.dims4()?;
     let z = dilate_zeros(grad, s)?;
     let (_, _, zh, zw) = z.dims4()?;
@@ -73,6 +77,57 @@ pub(crate) fn input_grad(grad: &Tensor, w: &Tensor, in_h: usize, in_w: usize, p:
     }
     let z = pad_or_crop(&pad_or_crop(&z, 2, lead_h, trail_h)?, 3, lead_w, trail_w)?;
     conv_im2col(&z, &wf, 0, 1, d)
+}
+
+/// The input gradient of a strided convolution as the adjoint of the
+/// unfolding: dcols_b = Wᵀ · dY_b, then every column entry added back onto
+/// the input pixel it was read from. No zero-dilated map, so none of the
+/// (s² − 1)/s² of multiplications by inserted zeros.
+fn input_grad_col2im(grad: &Tensor, w: &Tensor, in_h: usize, in_w: usize, p: usize, s: usize, d: usize) -> Result<Tensor> {
+    let (b, cout, oh, ow) = grad.dims4()?;
+    let (_, cin, kh, kw) = w.dims4()?;
+    let (k, l) = (cin * kh * kw, oh * ow);
+    let (grad, w) = (grad.contiguous()?, w.contiguous()?);
+    let mut dcols = vec![0f32; b * k * l];
+    let threads = rayon::current_num_threads();
+    with_f32(&grad, |gv| {
+        with_f32(&w, |wv| {
+            // Wᵀ (k, cout): element (r, o) is W[o, r] at o·k + r.
+            if b >= threads && threads > 1 {
+                dcols.par_chunks_mut(k * l).zip(gv.par_chunks(cout * l)).for_each(|(dc, gb)| gemm_into(dc, k, l, cout, (wv, 1, k), (gb, l, 1), false, Parallelism::None));
+            } else {
+                for (dc, gb) in dcols.chunks_mut(k * l).zip(gv.chunks(cout * l)) {
+                    gemm_into(dc, k, l, cout, (wv, 1, k), (gb, l, 1), false, Parallelism::Rayon(threads));
+                }
+            }
+            Ok(())
+        })
+    })?;
+    let mut dx = vec![0f32; b * cin * in_h * in_w];
+    dx.par_chunks_mut(in_h * in_w).enumerate().for_each(|(plane_index, plane)| {
+        let (bi, ci) = (plane_index / cin, plane_index % cin);
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = (ci * kh + ky) * kw + kx;
+                let src = &dcols[(bi * k + row) * l..(bi * k + row + 1) * l];
+                for oy in 0..oh {
+                    let y = (oy * s + ky * d) as isize - p as isize;
+                    if y < 0 || y as usize >= in_h {
+                        continue;
+                    }
+                    let dst = &mut plane[y as usize * in_w..(y as usize + 1) * in_w];
+                    let off = (kx * d) as isize - p as isize;
+                    for (ox, &v) in src[oy * ow..(oy + 1) * ow].iter().enumerate() {
+                        let xx = (ox * s) as isize + off;
+                        if xx >= 0 && (xx as usize) < in_w {
+                            dst[xx as usize] += v;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Tensor::from_vec(dx, (b, cin, in_h, in_w), grad.device())
 }
 
 /// Unfolds x (B, C, H, W) into (B, C*K*K, OH*OW) patch columns: row
