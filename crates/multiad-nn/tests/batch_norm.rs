@@ -75,9 +75,20 @@ fn fused_relu_matches_batch_norm_then_relu_with_gradients() {
             let d = max_diff(g1.get(var.as_tensor()).unwrap(), g2.get(var.as_tensor()).unwrap());
             assert!(d < 1e-3, "case {case}: gradient of {name} differs by {d}");
         }
-        // Evaluation mode: running statistics, then the ReLU.
+        // Evaluation mode: running statistics, then the ReLU; the input
+        // gradient as through the composed ops.
         let e = bn.forward_relu_t(x.as_tensor(), false).unwrap();
-        assert!(max_diff(&e, &bn.forward_eval(x.as_tensor()).unwrap().relu().unwrap()) == 0.0);
+        let sh: Vec<usize> = (0..shape.len()).map(|i| if i == 1 { c } else { 1 }).collect();
+        let a = (bn.running_var() + 1e-5).unwrap().sqrt().unwrap().recip().unwrap();
+        let w = store.trainable().into_iter().find(|(k, _)| k.ends_with("weight")).unwrap().1;
+        let b = store.trainable().into_iter().find(|(k, _)| k.ends_with("bias")).unwrap().1;
+        let a = (a * w.as_tensor()).unwrap();
+        let shift = (b.as_tensor() - (bn.running_mean() * &a).unwrap()).unwrap();
+        let reference = x.as_tensor().broadcast_mul(&a.reshape(sh.as_slice()).unwrap()).unwrap().broadcast_add(&shift.reshape(sh.as_slice()).unwrap()).unwrap().relu().unwrap();
+        assert!(max_diff(&e, &reference) < 1e-5, "case {case}: eval forward");
+        let ge = (e * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        let gr = (reference * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_diff(ge.get(x.as_tensor()).unwrap(), gr.get(x.as_tensor()).unwrap()) < 1e-5, "case {case}: eval input gradient");
     }
 }
 
