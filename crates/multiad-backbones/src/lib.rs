@@ -75,12 +75,10 @@ impl ConvBn {
         let c = &self.cfg;
         let y = if self.depthwise {
             multiad_nn::depthwise_conv2d(x, &self.weight, c.padding, c.stride)?
+        } else if c.groups == 1 {
+            multiad_nn::conv2d(x, &self.weight, c.padding, c.stride, c.dilation)?
         } else {
-            if c.groups == 1 {
-                multiad_nn::conv2d(x, &self.weight, c.padding, c.stride, c.dilation)?
-            } else {
-                x.conv2d(&self.weight, c.padding, c.stride, c.dilation, c.groups)?
-            }
+            x.conv2d(&self.weight, c.padding, c.stride, c.dilation, c.groups)?
         };
         y.broadcast_add(&self.bias)
     }

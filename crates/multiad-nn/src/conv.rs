@@ -4,15 +4,17 @@
 //! and its input gradient is a direct-loop `conv_transpose2d`.
 //!
 //! For y[o] = Σ_k x[o·s + k·d − p] · w[k], the stride-1 input gradient is
-//! dx[i] = Σ_k z[i + p − k·d] · w[k], where z is dy with s − 1 zeros inserted
-//! between its elements: a stride-1 correlation of z, padded by (K−1)·d − p
-//! on the leading side, with the spatially flipped kernel whose input and
-//! output channels are swapped; a strided one is Wᵀ · dY folded back onto
-//! the input (col2im), which skips the zeros. The kernel gradient is Σ_b dY_b · cols_bᵀ.
+//! dx[i] = Σ_k dy[i + p − k·d] · w[k]: a stride-1 correlation of dy, padded by
+//! (K−1)·d − p on the leading side, with the spatially flipped kernel whose
+//! input and output channels are swapped. A strided one is Wᵀ · dY folded
+//! back onto the input (col2im), which never multiplies the zeros a
+//! zero-dilated dy would hold. The kernel gradient is Σ_b dY_b · cols_bᵀ.
 //! All three products call the `gemm` crate on the tensors' own buffers:
 //! no copies of inputs or outputs around the custom op.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Storage, Tensor};
+use std::borrow::Cow;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 use candle_nn::VarBuilder;
@@ -29,19 +31,6 @@ struct ConvParams {
 }
 
 struct Conv(ConvParams);
-
-/// Inserts `s - 1` zeros between the elements of the last two dimensions.
-fn dilate_zeros(g: &Tensor, s: usize) -> Result<Tensor> {
-    if s == 1 {
-        return Ok(g.clone());
-    }
-    let (n, c, h, w) = g.dims4()?;
-    // (n, c, h, 1, w, 1) padded to (n, c, h, s, w, s), then cropped to (h-1)s+1.
-    let g = g.reshape((n, c, h, 1, w, 1))?;
-    let g = g.pad_with_zeros(5, 0, s - 1)?.pad_with_zeros(3, 0, s - 1)?;
-    let g = g.reshape((n, c, h * s, w * s))?;
-    g.narrow(2, 0, (h - 1) * s + 1)?.narrow(3, 0, (w - 1) * s + 1)
-}
 
 /// Pads (positive) or crops (negative) `lead` / `trail` elements of dimension `dim`.
 fn pad_or_crop(x: &Tensor, dim: usize, lead: isize, trail: isize) -> Result<Tensor> {
@@ -62,20 +51,19 @@ pub(crate) fn input_grad(grad: &Tensor, w: &Tensor, in_h: usize, in_w: usize, p:
         return input_grad_col2im(grad, w, in_h, in_w, p, s, d);
     }
     let (_, _, kh, kw) = w.dims4()?;
-    let z = dilate_zeros(grad, s)?;
-    let (_, _, zh, zw) = z.dims4()?;
+    let (_, _, gh, gw) = grad.dims4()?;
     let lead_h = ((kh - 1) * d) as isize - p as isize;
     let lead_w = ((kw - 1) * d) as isize - p as isize;
-    let trail_h = (in_h + (kh - 1) * d) as isize - lead_h - zh as isize;
-    let trail_w = (in_w + (kw - 1) * d) as isize - lead_w - zw as isize;
+    let trail_h = (in_h + (kh - 1) * d) as isize - lead_h - gh as isize;
+    let trail_w = (in_w + (kw - 1) * d) as isize - lead_w - gw as isize;
     let wf = w.flip(&[2, 3])?.transpose(0, 1)?.contiguous()?;
-    // Stride 1 with "same"-style padding (every 3x3 of a student): the padding
-    // is equal on all four sides, so the unfolding pads as it reads instead
-    // of the gradient being copied into a padded tensor first.
-    if s == 1 && lead_h >= 0 && lead_h == trail_h && lead_h == lead_w && lead_w == trail_w {
-        return conv_im2col(&z, &wf, lead_h as usize, 1, d);
+    // "Same"-style padding (every 3x3 of a student) is equal on all four
+    // sides: the unfolding pads as it reads instead of the gradient being
+    // copied into a padded tensor first.
+    if lead_h >= 0 && lead_h == trail_h && lead_h == lead_w && lead_w == trail_w {
+        return conv_im2col(grad, &wf, lead_h as usize, 1, d);
     }
-    let z = pad_or_crop(&pad_or_crop(&z, 2, lead_h, trail_h)?, 3, lead_w, trail_w)?;
+    let z = pad_or_crop(&pad_or_crop(grad, 2, lead_h, trail_h)?, 3, lead_w, trail_w)?;
     conv_im2col(&z, &wf, 0, 1, d)
 }
 
@@ -89,17 +77,10 @@ fn input_grad_col2im(grad: &Tensor, w: &Tensor, in_h: usize, in_w: usize, p: usi
     let (k, l) = (cin * kh * kw, oh * ow);
     let (grad, w) = (grad.contiguous()?, w.contiguous()?);
     let mut dcols = vec![0f32; b * k * l];
-    let threads = rayon::current_num_threads();
     with_f32(&grad, |gv| {
         with_f32(&w, |wv| {
             // Wᵀ (k, cout): element (r, o) is W[o, r] at o·k + r.
-            if b >= threads && threads > 1 {
-                dcols.par_chunks_mut(k * l).zip(gv.par_chunks(cout * l)).for_each(|(dc, gb)| gemm_into(dc, k, l, cout, (wv, 1, k), (gb, l, 1), false, Parallelism::None));
-            } else {
-                for (dc, gb) in dcols.chunks_mut(k * l).zip(gv.chunks(cout * l)) {
-                    gemm_into(dc, k, l, cout, (wv, 1, k), (gb, l, 1), false, Parallelism::Rayon(threads));
-                }
-            }
+            per_image(&mut dcols, k * l, gv, cout * l, |dc, gb, par| gemm_into(dc, k, l, cout, (wv, 1, k), (gb, l, 1), false, par));
             Ok(())
         })
     })?;
@@ -211,6 +192,33 @@ fn gemm_into(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: (&[f32], usize,
     }
 }
 
+/// The patch columns of x for a convolution: x itself for a 1x1 stride-1
+/// one (already in column layout), otherwise unfolded.
+#[allow(clippy::too_many_arguments)]
+fn patch_columns(x: &[f32], xd: (usize, usize, usize, usize), kh: usize, kw: usize, oh: usize, ow: usize, p: usize, s: usize, d: usize) -> Cow<'_, [f32]> {
+    if kh == 1 && kw == 1 && s == 1 && p == 0 {
+        Cow::Borrowed(x)
+    } else {
+        Cow::Owned(im2col_t(x, xd, kh, kw, oh, ow, p, s, d))
+    }
+}
+
+/// One product per image: `product(dst_b, src_b, parallelism)` over matching
+/// chunks. With at least as many images as threads each thread takes whole
+/// images (no synchronisation inside a product); otherwise every product is
+/// split across the threads.
+fn per_image(dst: &mut [f32], dst_chunk: usize, src: &[f32], src_chunk: usize, product: impl Fn(&mut [f32], &[f32], Parallelism) + Sync) {
+    let threads = rayon::current_num_threads();
+    let images = dst.len() / dst_chunk.max(1);
+    if images >= threads && threads > 1 {
+        dst.par_chunks_mut(dst_chunk).zip(src.par_chunks(src_chunk)).for_each(|(o, i)| product(o, i, Parallelism::None));
+    } else {
+        for (o, i) in dst.chunks_mut(dst_chunk).zip(src.chunks(src_chunk)) {
+            product(o, i, Parallelism::Rayon(threads));
+        }
+    }
+}
+
 /// y_b = W (Cout, C*K*K) · cols_b (C*K*K, OH*OW), written straight into the
 /// output buffer (1x1 stride-1 convolutions need no unfolding). With at
 /// least as many images as threads, each thread takes whole images (no
@@ -223,22 +231,9 @@ fn conv_forward(x: &[f32], xd: (usize, usize, usize, usize), w: &[f32], wd: (usi
     }
     let (oh, ow) = (out_size(h, kh, p, s, d)?, out_size(wid, kw, p, s, d)?);
     let (k, l) = (cin * kh * kw, oh * ow);
-    let unfolded;
-    let cols: &[f32] = if kh == 1 && kw == 1 && s == 1 && p == 0 {
-        x
-    } else {
-        unfolded = im2col_t(x, xd, kh, kw, oh, ow, p, s, d);
-        &unfolded
-    };
+    let cols = patch_columns(x, xd, kh, kw, oh, ow, p, s, d);
     let mut y = vec![0f32; b * cout * l];
-    let threads = rayon::current_num_threads();
-    if b >= threads && threads > 1 {
-        y.par_chunks_mut(cout * l).zip(cols.par_chunks(k * l)).for_each(|(yb, cb)| gemm_into(yb, cout, l, k, (w, k, 1), (cb, l, 1), false, Parallelism::None));
-    } else {
-        for (yb, cb) in y.chunks_mut(cout * l).zip(cols.chunks(k * l)) {
-            gemm_into(yb, cout, l, k, (w, k, 1), (cb, l, 1), false, Parallelism::Rayon(threads));
-        }
-    }
+    per_image(&mut y, cout * l, &cols, k * l, |yb, cb, par| gemm_into(yb, cout, l, k, (w, k, 1), (cb, l, 1), false, par));
     Ok((y, Shape::from((b, cout, oh, ow))))
 }
 
@@ -259,13 +254,7 @@ fn kernel_grad(x: &Tensor, w: &Tensor, grad: &Tensor, p: usize, s: usize, d: usi
     let threads = rayon::current_num_threads();
     with_f32(&x, |xv| {
         with_f32(&grad, |gv| {
-            let unfolded;
-            let cols: &[f32] = if kh == 1 && kw == 1 && s == 1 && p == 0 {
-                xv
-            } else {
-                unfolded = im2col_t(xv, xd, kh, kw, oh, ow, p, s, d);
-                &unfolded
-            };
+            let cols = patch_columns(xv, xd, kh, kw, oh, ow, p, s, d);
             for (i, (gb, cb)) in gv.chunks(cout * l).zip(cols.chunks(k * l)).enumerate() {
                 // colsᵀ: element (position, row) of the (k, l) block sits at row·l + position.
                 gemm_into(&mut dw, cout, k, l, (gb, l, 1), (cb, 1, l), i > 0, Parallelism::Rayon(threads));
