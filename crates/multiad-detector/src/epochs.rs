@@ -117,21 +117,55 @@ impl FeatureCache {
         Self { map: HashMap::new(), bytes: 0, budget: budget_mib << 20 }
     }
 
-    /// The features of `batch`, from the cache when every image is in it.
-    pub fn get(&mut self, batch: &Batch, compute: impl Fn(&Tensor) -> candle_core::Result<Vec<Tensor>>) -> candle_core::Result<Vec<Tensor>> {
-        if batch.indices.iter().all(|i| self.map.contains_key(i)) {
-            let per: Vec<&Vec<Tensor>> = batch.indices.iter().map(|i| &self.map[i]).collect();
+    /// The features of the images `indices` (batch order), from the cache
+    /// when every one is in it; otherwise `compute(images)`, and each image's
+    /// rows are kept while the budget allows.
+    pub fn get(
+        &mut self,
+        images: &Tensor,
+        indices: &[usize],
+        compute: impl FnOnce(&Tensor) -> candle_core::Result<Vec<Tensor>>,
+    ) -> candle_core::Result<Vec<Tensor>> {
+        if !indices.is_empty() && indices.iter().all(|i| self.map.contains_key(i)) {
+            let per: Vec<&Vec<Tensor>> = indices.iter().map(|i| &self.map[i]).collect();
             return (0..per[0].len()).map(|l| Tensor::cat(&per.iter().map(|p| &p[l]).collect::<Vec<_>>(), 0)).collect();
         }
-        let feats = compute(&batch.images)?;
-        for (j, &i) in batch.indices.iter().enumerate() {
-            let one: Vec<Tensor> = feats.iter().map(|f| f.narrow(0, j, 1)?.copy()).collect::<candle_core::Result<_>>()?;
-            let size: usize = one.iter().map(|t| t.elem_count() * 4).sum();
+        let feats = compute(images)?;
+        for (j, &i) in indices.iter().enumerate() {
+            // force_contiguous, not copy(): candle's copy() clones the whole
+            // storage behind a view, so every cached row would keep the
+            // entire batch alive (16x the memory at batch 16).
+            let one: Vec<Tensor> = feats.iter().map(|f| f.narrow(0, j, 1)?.force_contiguous()).collect::<candle_core::Result<_>>()?;
+            let size: usize = one.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum();
             if self.bytes + size <= self.budget {
                 self.bytes += size;
                 self.map.insert(i, one);
             }
         }
         Ok(feats)
+    }
+
+    /// Bytes the cached tensors' storages hold (what the budget limits).
+    pub fn resident_bytes(&self) -> usize {
+        self.map
+            .values()
+            .flatten()
+            .map(|t| {
+                let (storage, _) = t.storage_and_layout();
+                match &*storage {
+                    candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => v.len() * 4,
+                    _ => t.elem_count() * t.dtype().size_in_bytes(),
+                }
+            })
+            .sum()
+    }
+
+    /// Images cached so far.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }

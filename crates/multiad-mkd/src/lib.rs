@@ -281,7 +281,7 @@ struct Trainer<'a> {
 
 impl EpochModel for Trainer<'_> {
     fn step(&mut self, b: &Batch) -> Result<f64> {
-        let s = self.cache.get(b, |x| self.det.source_features(x, false))?;
+        let s = self.cache.get(&b.images, &b.indices, |x| self.det.source_features(x, false))?;
         let c = self.det.cloner_features(&b.images, true, false)?;
         // Training: mean over the batch of the cosine term, MSE over all elements.
         let l = per_sample_loss(&s.iter().collect::<Vec<_>>(), &c.iter().collect::<Vec<_>>(), self.det.cfg.lambda)?.mean_all()?;

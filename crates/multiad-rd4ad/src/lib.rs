@@ -222,7 +222,7 @@ struct Trainer<'a> {
 
 impl EpochModel for Trainer<'_> {
     fn step(&mut self, b: &Batch) -> Result<f64> {
-        let e = self.cache.get(b, |x| self.det.encode(x))?;
+        let e = self.cache.get(&b.images, &b.indices, |x| self.det.encode(x))?;
         let d = self.det.decode(&e, true)?;
         let l = loss(&e, &d)?;
         let v = l.to_scalar::<f32>()? as f64;

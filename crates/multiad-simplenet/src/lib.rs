@@ -235,7 +235,7 @@ struct Trainer<'a> {
 impl EpochModel for Trainer<'_> {
     fn step(&mut self, b: &Batch) -> Result<f64> {
         let c = &self.det.cfg;
-        let f = self.cache.get(b, |x| Ok(vec![self.det.patch_tensor(x).map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?.0]))?;
+        let f = self.cache.get(&b.images, &b.indices, |x| Ok(vec![self.det.patch_tensor(x).map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?.0]))?;
         let f = f[0].flatten_to(1)?; // (B·P, d)
         let real = self.det.adaptor.forward(&f)?;
         // The noise of step k depends on the seed and k only (candle's own

@@ -196,7 +196,7 @@ struct Trainer<'a> {
 
 impl EpochModel for Trainer<'_> {
     fn step(&mut self, b: &Batch) -> Result<f64> {
-        let t = self.cache.get(b, |x| self.det.teacher_features(x))?;
+        let t = self.cache.get(&b.images, &b.indices, |x| self.det.teacher_features(x))?;
         let s = self.det.student.forward(&b.images, true)?;
         let l = loss(&t, &s)?;
         let v = l.to_scalar::<f32>()? as f64;

@@ -4,7 +4,6 @@
 //! a checkpoint after every epoch, resumption, and a stop on a non-finite
 //! loss that leaves the last good checkpoint intact.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 
@@ -20,11 +19,11 @@ use crate::anomaly_map::{fuse, image_scores, StatsAccumulator};
 use crate::loss::{adversarial_loss, discriminator_loss, distillation_loss};
 use crate::model::{streams, MultiAd};
 use crate::config::RunDirConfig;
+use multiad_detector::epochs::FeatureCache;
 use multiad_detector::history::append_history;
 pub use multiad_detector::history::{read_history, EpochLog};
 use multiad_detector::{tmp_path, write_atomic, RunDir};
 
-/// One finished epoch, as written to `history.jsonl`.
 /// Written last: training finished.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainingSummary {
@@ -42,35 +41,6 @@ pub struct TrainingSummary {
 
 pub fn image_config(size: u32) -> ImageConfig {
     ImageConfig::square(size)
-}
-
-/// Teacher features per training image, computed once (the teacher is frozen
-/// and there is no augmentation), up to a memory budget.
-struct TeacherCache {
-    map: HashMap<usize, Vec<Tensor>>,
-    bytes: usize,
-    budget: usize,
-}
-
-impl TeacherCache {
-    fn features(&mut self, model: &MultiAd, images: &Tensor, indices: &[usize]) -> Result<Vec<Tensor>> {
-        if indices.iter().all(|i| self.map.contains_key(i)) {
-            let per: Vec<&Vec<Tensor>> = indices.iter().map(|i| &self.map[i]).collect();
-            return (0..per[0].len())
-                .map(|l| Ok(Tensor::cat(&per.iter().map(|p| &p[l]).collect::<Vec<_>>(), 0)?))
-                .collect();
-        }
-        let feats = model.teacher.forward(images)?;
-        for (b, &i) in indices.iter().enumerate() {
-            let one: Vec<Tensor> = feats.iter().map(|f| f.narrow(0, b, 1)?.copy()).collect::<candle_core::Result<_>>()?;
-            let size: usize = one.iter().map(|t| t.elem_count() * 4).sum();
-            if self.bytes + size <= self.budget {
-                self.bytes += size;
-                self.map.insert(i, one);
-            }
-        }
-        Ok(feats)
-    }
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -176,7 +146,7 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
         if model.disc.is_some() { format!(", discriminator {}", model.disc_params.num_parameters()) } else { String::new() }
     )?;
     let img_cfg = image_config(cfg.image_size);
-    let mut cache = TeacherCache { map: HashMap::new(), bytes: 0, budget: tc.teacher_cache_mib << 20 };
+    let mut cache = FeatureCache::new(tc.teacher_cache_mib);
     let t_start = Instant::now();
     let mut done_seconds = 0.0;
     for epoch in start..tc.epochs {
@@ -190,7 +160,7 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
         let (mut sg, mut sa, mut sd, mut ss) = (0.0, 0.0, 0.0, 0.0);
         for (k, batch) in loader.iter().enumerate() {
             let batch = batch?;
-            let t_feats = cache.features(&model, &batch.images, &batch.indices)?;
+            let t_feats = cache.get(&batch.images, &batch.indices, |x| model.teacher.forward(x))?;
             let s_feats = model.student.forward(&batch.images, true)?;
             let lg = distillation_loss(&t_feats, &s_feats)?;
             let ls = match (&model.disc, opt_d.as_mut()) {
