@@ -93,6 +93,14 @@ pub struct StudentConfig {
     pub se_reduction: usize,
     /// Feature fusion of each stage with the upsampled next one (Eq 5).
     pub fusion: bool,
+    /// Leave out the last ReLU of each critical-layer output (Eq 5's, and the
+    /// final block's of a stage that is compared unfused). The paper's
+    /// WideResNet teacher ends its layers in a ReLU, so ReLU outputs can
+    /// match it; EfficientNet's stages end in a linear projection, about
+    /// half of whose values are negative, which a ReLU output can never
+    /// reach (cosine at most ~0.7). Off (the paper's Eq 5) by default; on
+    /// in the `cpu` preset.
+    pub linear_outputs: bool,
 }
 
 impl Default for StudentConfig {
@@ -105,6 +113,7 @@ impl Default for StudentConfig {
             se: true,
             se_reduction: 16,
             fusion: true,
+            linear_outputs: false,
         }
     }
 }

@@ -75,7 +75,9 @@ impl Bottleneck {
         })
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// `relu`: end in the ReLU after the shortcut add (ResNet's); false for
+    /// a linear critical-layer output (`student.linear_outputs`).
+    fn forward(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let h = self.bn2.forward_relu_t(&self.conv2.forward(&h)?, train)?;
         let mut h = self.bn3.forward_t(&self.conv3.forward(&h)?, train)?;
@@ -86,14 +88,21 @@ impl Bottleneck {
             Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
             None => x.clone(),
         };
-        (h + short)?.relu()
+        let y = (h + short)?;
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
     }
 }
 
-/// Eq 5: F_fused = ReLU(BN(ω * [F_low, F_up])).
+/// Eq 5: F_fused = ReLU(BN(ω * [F_low, F_up])) (without the ReLU under
+/// `student.linear_outputs`).
 struct Fuse {
     conv: Conv2d,
     bn: BatchNorm,
+    relu: bool,
 }
 
 impl Fuse {
@@ -101,7 +110,12 @@ impl Fuse {
         let (_, _, h, w) = low.dims4()?;
         let up = resize_bilinear(up, h, w)?;
         let cat = Tensor::cat(&[low, &up], 1)?;
-        self.bn.forward_relu_t(&self.conv.forward(&cat)?, train)
+        let y = self.conv.forward(&cat)?;
+        if self.relu {
+            self.bn.forward_relu_t(&y, train)
+        } else {
+            self.bn.forward_t(&y, train)
+        }
     }
 }
 
@@ -110,6 +124,7 @@ pub struct Student {
     stem_bn: BatchNorm,
     stages: Vec<Vec<Bottleneck>>,
     fuse: Vec<Fuse>,
+    linear_outputs: bool,
 }
 
 impl Student {
@@ -137,10 +152,11 @@ impl Student {
                 fuse.push(Fuse {
                     conv: conv(out_channels[s] + out_channels[s + 1], out_channels[s], 1, 1, 0, 1, f.pp("conv"))?,
                     bn: bn(out_channels[s], f.pp("bn"))?,
+                    relu: !cfg.linear_outputs,
                 });
             }
         }
-        Ok(Self { stem, stem_bn, stages, fuse })
+        Ok(Self { stem, stem_bn, stages, fuse, linear_outputs: cfg.linear_outputs })
     }
 
     /// The four critical-layer features; `train` puts batch norm in training mode.
@@ -148,9 +164,13 @@ impl Student {
         let h = self.stem_bn.forward_relu_t(&self.stem.forward(x)?, train)?;
         let mut h = max_pool2d(&h, 3, 2, 1)?;
         let mut outs = Vec::with_capacity(4);
-        for stage in &self.stages {
-            for b in stage {
-                h = b.forward(&h, train)?;
+        for (s, stage) in self.stages.iter().enumerate() {
+            // A stage's output is a critical layer itself when nothing fuses
+            // it (the deepest, or every stage without fusion).
+            let compared = self.fuse.is_empty() || s == 3;
+            for (i, b) in stage.iter().enumerate() {
+                let last = i + 1 == stage.len();
+                h = b.forward(&h, train, !(self.linear_outputs && compared && last))?;
             }
             outs.push(h.clone());
         }

@@ -46,6 +46,7 @@ impl Teacher {
                     se: false,
                     se_reduction: 16,
                     fusion: false,
+                    linear_outputs: false,
                 };
                 // Its own seed stream, so that the teacher does not depend on
                 // how many parameters the student draws.
