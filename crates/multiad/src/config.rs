@@ -98,8 +98,9 @@ pub struct StudentConfig {
     /// WideResNet teacher ends its layers in a ReLU, so ReLU outputs can
     /// match it; EfficientNet's stages end in a linear projection, about
     /// half of whose values are negative, which a ReLU output can never
-    /// reach (cosine at most ~0.7). Off (the paper's Eq 5) by default; on
-    /// in the `cpu` preset.
+    /// reach (cosine at most ~0.7). Off (the paper's Eq 5) by default and in
+    /// every preset: on magnetic tile it lowered L_G but not the anomaly
+    /// metrics (`docs/multiad.md`).
     pub linear_outputs: bool,
 }
 

@@ -145,13 +145,6 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
         model.student_params.num_parameters(),
         if model.disc.is_some() { format!(", discriminator {}", model.disc_params.num_parameters()) } else { String::new() }
     )?;
-    if cfg.teacher.kind == crate::config::TeacherKind::EfficientnetLite0 && !cfg.student.linear_outputs {
-        writeln!(
-            log,
-            "note: EfficientNet's stage outputs are signed, and the student's ReLU outputs cannot match their negative half; \
-             `student: {{linear_outputs: true}}` (as in the cpu preset) removes that floor on L_G"
-        )?;
-    }
     let img_cfg = image_config(cfg.image_size);
     let mut cache = FeatureCache::new(tc.teacher_cache_mib);
     let t_start = Instant::now();
