@@ -142,6 +142,11 @@ impl Unfold {
         self.c * self.kh * self.kw
     }
 
+    /// A 1x1 stride-1 unpadded convolution: the image is its own patch matrix.
+    fn is_identity(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.s == 1 && self.p == 0
+    }
+
     /// Output rows per band.
     fn band_rows(&self) -> usize {
         let cols = (TILE_BYTES / (4 * self.k())).max(MIN_TILE_COLUMNS);
@@ -273,10 +278,10 @@ fn conv_forward(x: &[f32], xd: (usize, usize, usize, usize), w: &[f32], wd: (usi
     let (oh, ow) = (out_size(h, kh, p, s, d)?, out_size(wid, kw, p, s, d)?);
     let (k, l) = (cin * kh * kw, oh * ow);
     let mut y = vec![0f32; b * cout * l];
-    if kh == 1 && kw == 1 && s == 1 && p == 0 {
+    let u = Unfold { c, h, w: wid, kh, kw, oh, ow, p, s, d };
+    if u.is_identity() {
         per_image(&mut y, cout * l, x, c * h * wid, |yb, xb, par| gemm_into(yb, l, cout, l, k, (w, k, 1), (xb, l, 1), false, par));
     } else {
-        let u = Unfold { c, h, w: wid, kh, kw, oh, ow, p, s, d };
         per_image(&mut y, cout * l, x, c * h * wid, |yb, xb, par| {
             let mut cols = vec![0f32; k * u.band_rows() * ow];
             for (y0, rows) in u.bands() {
@@ -306,7 +311,7 @@ fn kernel_grad(x: &Tensor, w: &Tensor, grad: &Tensor, p: usize, s: usize, d: usi
     let mut dw = vec![0f32; cout * k];
     let par = Parallelism::Rayon(rayon::current_num_threads());
     let u = Unfold { c, h, w: wid, kh, kw, oh, ow, p, s, d };
-    let direct = kh == 1 && kw == 1 && s == 1 && p == 0;
+    let direct = u.is_identity();
     let mut cols = if direct { Vec::new() } else { vec![0f32; k * u.band_rows() * ow] };
     let mut first = true;
     with_f32(&x, |xv| {
