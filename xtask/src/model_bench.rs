@@ -22,6 +22,7 @@ fn best_of<F: FnMut() -> Result<()>>(reps: usize, mut f: F) -> Result<f64> {
 /// Forward + backward of typical student convolutions with candle's op and ours.
 pub fn conv() -> Result<()> {
     multiad::set_default_threads();
+    matrix_products();
     println!("\n== conv2d forward + backward: candle 0.11 vs multiad-nn (im2col + gemm) ==");
     println!("{:<44} {:>10} {:>10} {:>8}", "shape (batch, cin->cout, size, k/stride/dil)", "candle ms", "ours ms", "ratio");
     let dev = Device::Cpu;
@@ -204,6 +205,56 @@ pub fn model(preset: &str, batch: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The matrix products under the convolutions: the `gemm` crate (candle's)
+/// against each of our kernels this CPU runs, same operands, same threads.
+fn matrix_products() {
+    use multiad_nn::sgemm::{gemm, Backend, Mat, Parallelism};
+    let threads = rayon::current_num_threads();
+    println!("\n== f32 matrix products: gemm crate (candle's) vs multiad-nn kernels, GFLOP/s ==");
+    let ours: Vec<Backend> = Backend::available().into_iter().filter(|b| *b != Backend::GemmCrate).collect();
+    print!("{:<46} {:>8}", "m x n x k (what), threads", "crate");
+    for b in &ours {
+        print!(" {:>8}", b.name());
+    }
+    println!(" {:>8}", "best/crate");
+    // (m, n, k, B transposed, what)
+    let cases = [
+        (256, 1024, 2304, false, "3x3 conv forward, 256 ch, 32x32 band"),
+        (1024, 4096, 256, false, "1x1 conv forward, 256 -> 1024, 64x64"),
+        (256, 2304, 1024, true, "3x3 kernel gradient (B transposed)"),
+        (2304, 1024, 256, false, "input gradient W^T dY (A transposed)"),
+        (2048, 2048, 2048, false, "square"),
+    ];
+    for (m, n, k, bt, what) in cases {
+        let av: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let bv: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let a = if what.contains("A transposed") { Mat { data: &av, rs: 1, cs: m } } else { Mat { data: &av, rs: k, cs: 1 } };
+        let b = if bt { Mat { data: &bv, rs: 1, cs: k } } else { Mat { data: &bv, rs: n, cs: 1 } };
+        let mut c = vec![0f32; m * n];
+        for t in [1, threads] {
+            let par = if t > 1 { Parallelism::Rayon(t) } else { Parallelism::None };
+            let rate = |backend: Backend, c: &mut Vec<f32>| {
+                let secs = best_of(3, || {
+                    gemm(backend, c, n, m, n, k, a, b, false, par);
+                    Ok(())
+                })
+                .unwrap_or(f64::INFINITY);
+                2.0 * (m * n * k) as f64 / secs / 1e9
+            };
+            let base = rate(Backend::GemmCrate, &mut c);
+            print!("{:<46} {:>8.1}", format!("{m} x {n} x {k} ({what}), {t}"), base);
+            let mut best = base;
+            for backend in &ours {
+                let r = rate(*backend, &mut c);
+                best = best.max(r);
+                print!(" {:>8.1}", r);
+            }
+            println!(" {:>7.2}x", best / base);
+        }
+    }
+    println!("(convolutions use {}; MULTIAD_GEMM=crate|avx2|avx512 chooses another)", Backend::chosen().name());
 }
 
 /// f32 operations per second of one large matrix product through candle.

@@ -14,6 +14,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Storage, Tensor};
 
+use crate::sgemm;
 use gemm::Parallelism;
 use rayon::prelude::*;
 use candle_nn::VarBuilder;
@@ -219,35 +220,12 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
 
 /// dst (m, n) = lhs (m, k) · rhs (k, n) (+ dst when `accumulate`); dst's
 /// rows are `dst_rs` apart, lhs and rhs are given by their row and column
-/// strides. Through the `gemm` crate that candle's own matmul uses.
+/// strides. Through [`crate::sgemm`] (the `gemm` crate unless `MULTIAD_GEMM` says).
 #[allow(clippy::too_many_arguments)]
 fn gemm_into(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: (&[f32], usize, usize), rhs: (&[f32], usize, usize), accumulate: bool, par: Parallelism) {
-    assert!(m == 0 || n == 0 || (dst.len() >= (m - 1) * dst_rs + n && dst_rs >= n), "gemm_into: destination too small");
-    // SAFETY: the strides and sizes address only elements inside the three
-    // slices (checked by the callers' shapes), and dst does not alias them.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.0.as_ptr(),
-            lhs.2 as isize,
-            lhs.1 as isize,
-            rhs.0.as_ptr(),
-            rhs.2 as isize,
-            rhs.1 as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
+    let a = sgemm::Mat { data: lhs.0, rs: lhs.1, cs: lhs.2 };
+    let b = sgemm::Mat { data: rhs.0, rs: rhs.1, cs: rhs.2 };
+    sgemm::gemm(sgemm::Backend::chosen(), dst, dst_rs, m, n, k, a, b, accumulate, par);
 }
 
 /// One product per image: `product(dst_b, src_b, parallelism)` over matching

@@ -21,7 +21,9 @@
 //!   safetensors with errors that name the tensor;
 //! * [`allocator`]: malloc settings that keep freed activations for reuse;
 //! * [`adam`]: Adam whose moment estimates can be checkpointed and restored;
-//! * [`sgd`]: SGD with momentum and weight decay (PyTorch's), checkpointable.
+//! * [`sgd`]: SGD with momentum and weight decay (PyTorch's), checkpointable;
+//! * [`sgemm`]: the f32 matrix products under the convolutions, with our own
+//!   AVX-512 / AVX2 kernels where the CPU has them.
 
 pub mod adam;
 pub mod allocator;
@@ -34,6 +36,7 @@ pub mod params;
 pub mod pool;
 pub mod resample;
 pub mod sgd;
+pub mod sgemm;
 
 pub use adam::{Adam, AdamConfig};
 pub use batch_norm::BatchNorm;
