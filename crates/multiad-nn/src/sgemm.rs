@@ -5,8 +5,8 @@
 //! (candle's) reached 52 GFLOP/s per core where a register-blocked FMA loop
 //! reaches 114. Most of that gap turned out to be the dev profile's debug
 //! assertions in dependencies (now off: the crate reaches ~97), so these
-//! kernels are an opt-in alternative (`MULTIAD_GEMM=avx512`), faster with
-//! two threads on one product, slower on one. `cargo xtask bench conv`
+//! kernels are an opt-in alternative (`MULTIAD_GEMM=avx512`): with two
+//! threads on one product 0.84-1.80x the crate, on one thread 0.73-1.13x. `cargo xtask bench conv`
 //! prints all of them side by side.
 //!
 //! Layout (BLIS's loop order, vectorised along the columns of C because our
@@ -62,7 +62,7 @@ impl Backend {
         })
     }
 
-    /// The kernels this CPU can run, slowest first.
+    /// The kernels this CPU can run, the `gemm` crate first.
     pub fn available() -> Vec<Backend> {
         let mut v = vec![Backend::GemmCrate];
         #[cfg(target_arch = "x86_64")]
