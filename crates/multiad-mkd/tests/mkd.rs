@@ -40,27 +40,48 @@ fn smoke_preset_separates_synthetic_defects_with_input_sized_saliency_maps() {
 
 #[test]
 fn the_score_gradient_matches_finite_differences() {
-    // Untrained is enough: the gradient path is the same.
+    // Untrained is enough: the gradient path is the same. The input is seeded
+    // so that a failure reproduces.
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
     let cfg = MkdConfig { image_size: 32, lambda: 0.5, ..preset("smoke") };
     let det = Mkd::new(&cfg, &Device::Cpu).unwrap();
-    let x = (Tensor::randn(0f32, 1.0, (1, 3, 32, 32), &Device::Cpu).unwrap() * 0.5).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    let normal = rand_distr::Normal::new(0f32, 0.5).unwrap();
+    let base: Vec<f32> = (0..3 * 32 * 32).map(|_| normal.sample(&mut rng)).collect();
+    let score = |v: &[f32]| {
+        let t = Tensor::from_slice(v, (1, 3, 32, 32), &Device::Cpu).unwrap();
+        det.scores_and_gradient(&t, false).unwrap().0[0]
+    };
+    let x = Tensor::from_slice(&base, (1, 3, 32, 32), &Device::Cpu).unwrap();
     let (_, g) = det.scores_and_gradient(&x, false).unwrap();
     let g: Vec<f32> = g.flatten_all().unwrap().to_vec1().unwrap();
-    let base: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let moved = |dir: &[f32], d: f32| base.iter().zip(dir).map(|(b, v)| b + d * v).collect::<Vec<_>>();
+
+    // 1. Along the gradient's own direction the slope must be |g|. A step
+    // spread over all pixels averages out the ReLU and max-pool kinks that
+    // single-pixel differences can straddle.
+    let norm = g.iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!(norm > 0.0, "zero gradient");
+    let unit: Vec<f32> = g.iter().map(|v| v / norm).collect();
     let eps = 1e-2f32;
-    // The pixels with the largest gradients (small ones drown in f32 rounding).
+    let slope = (score(&moved(&unit, eps)) - score(&moved(&unit, -eps))) / (2.0 * eps);
+    assert!((slope - norm).abs() <= 0.03 * norm, "slope along the gradient {slope} vs |g| {norm}");
+
+    // 2. Single pixels with the largest gradients. Their differences carry
+    // the f32 rounding of the whole score (a few percent of these slopes, as
+    // measured), so the bound is looser, and one may sit on a kink within eps.
     let mut order: Vec<usize> = (0..g.len()).collect();
     order.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
-    for &i in order.iter().take(5) {
-        let at = |d: f32| {
-            let mut v = base.clone();
-            v[i] += d;
-            let t = Tensor::from_vec(v, (1, 3, 32, 32), &Device::Cpu).unwrap();
-            det.scores_and_gradient(&t, false).unwrap().0[0]
-        };
-        let fd = (at(eps) - at(-eps)) / (2.0 * eps);
-        assert!((fd - g[i]).abs() <= 0.05 * g[i].abs() + 1e-4, "pixel {i}: finite difference {fd} vs gradient {}", g[i]);
+    let mut report = Vec::new();
+    for &i in order.iter().take(6) {
+        let mut e = vec![0f32; g.len()];
+        e[i] = 1.0;
+        let fd = (score(&moved(&e, eps)) - score(&moved(&e, -eps))) / (2.0 * eps);
+        report.push((i, fd, g[i], (fd - g[i]).abs() <= 0.1 * g[i].abs() + 1e-4));
     }
+    let matched = report.iter().filter(|r| r.3).count();
+    assert!(matched >= 5, "pixels (index, finite difference, gradient, ok): {report:?}");
 }
 
 #[test]
