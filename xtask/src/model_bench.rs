@@ -160,10 +160,18 @@ pub fn model(preset: &str, batch: usize) -> Result<()> {
         split = [(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), t2.elapsed().as_secs_f64()];
         Ok(())
     })?;
+    // MultiAd::layer_maps's steps, timed one by one.
+    let mut infer_split = [0f64; 3];
     let t_infer = best_of(2, || {
-        let maps = model.layer_maps(&x)?;
+        let t0 = Instant::now();
+        let t = model.teacher.forward(&x)?;
+        let t1 = Instant::now();
+        let s = model.student.forward(&x, false)?;
+        let t2 = Instant::now();
+        let maps = multiad::anomaly_map::layer_maps(&t, &s)?;
         // No smoothing: the PyTorch side sums upsampled maps only.
         multiad::anomaly_map::fuse(&maps, None, size, size, 0.0)?;
+        infer_split = [(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), t2.elapsed().as_secs_f64()];
         Ok(())
     })?;
     let rows = [
@@ -189,6 +197,12 @@ pub fn model(preset: &str, batch: usize) -> Result<()> {
         split[0] * 1e3,
         split[1] * 1e3,
         split[2] * 1e3
+    );
+    println!(
+        "inference, last run: teacher {:.1} ms, student {:.1} ms, maps {:.1} ms",
+        infer_split[0] * 1e3,
+        infer_split[1] * 1e3,
+        infer_split[2] * 1e3
     );
     match &torch {
         Some(v) => println!(
@@ -225,6 +239,9 @@ fn matrix_products() {
         (1024, 4096, 256, false, "1x1 conv forward, 256 -> 1024, 64x64"),
         (256, 2304, 1024, true, "3x3 kernel gradient (B transposed)"),
         (2304, 1024, 256, false, "input gradient W^T dY (A transposed)"),
+        (256, 4096, 128, false, "1x1 conv forward, 128 -> 256, 64x64"),
+        (512, 1024, 256, false, "1x1 conv forward, 256 -> 512, 32x32"),
+        (1024, 64, 2048, false, "1x1 conv forward, 2048 -> 1024, 8x8"),
         (2048, 2048, 2048, false, "square"),
     ];
     for (m, n, k, bt, what) in cases {
