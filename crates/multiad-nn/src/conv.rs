@@ -112,9 +112,9 @@ fn input_grad_col2im(grad: &Tensor, w: &Tensor, in_h: usize, in_w: usize, p: usi
 }
 
 /// The unfolding of one image for a convolution: which input pixel feeds
-/// row (c, ky, kx) of the patch matrix (the weight's order) at each output
-/// position.
-#[derive(Clone, Copy)]
+/// row (c, tap) of the patch matrix (the weight's order, live taps only) at
+/// each output position.
+#[derive(Clone)]
 struct Unfold {
     c: usize,
     h: usize,
@@ -126,6 +126,13 @@ struct Unfold {
     p: usize,
     s: usize,
     d: usize,
+    /// The taps (ky·kw + kx) that read inside the image at some output
+    /// position. A dilated kernel that spans more than its input (rate 8
+    /// on the 8x8 maps of the `paper` student's last stage) reads only
+    /// padding with all but its centre tap: those rows of the patch matrix
+    /// would be all zeros, so they are neither unfolded nor multiplied
+    /// (9x fewer operations there), and their kernel gradient is zero.
+    taps: Vec<usize>,
 }
 
 /// Bytes of patch matrix unfolded at a time. A whole image's patch matrix
@@ -137,10 +144,58 @@ const TILE_BYTES: usize = 4 << 20;
 /// packing of the kernel matrix.
 const MIN_TILE_COLUMNS: usize = 512;
 
+/// Whether kernel offset `k` (in input pixels, before the padding is taken
+/// off) reads inside an input of size `n` at any of `out` positions `s` apart.
+fn tap_reaches_input(k: usize, p: usize, s: usize, n: usize, out: usize) -> bool {
+    // The input index o·s + k − p grows with o: some o reads inside [0, n)
+    // exactly when the first o at or past 0 still reads below n.
+    let first = p.saturating_sub(k).div_ceil(s); // smallest o with o·s + k ≥ p
+    first < out && first * s + k < p + n
+}
+
 impl Unfold {
-    /// Rows of the patch matrix (C·K·K).
+    #[allow(clippy::too_many_arguments)]
+    fn new(c: usize, h: usize, w: usize, kh: usize, kw: usize, oh: usize, ow: usize, p: usize, s: usize, d: usize) -> Self {
+        let taps = (0..kh * kw)
+            .filter(|&t| tap_reaches_input((t / kw) * d, p, s, h, oh) && tap_reaches_input((t % kw) * d, p, s, w, ow))
+            .collect();
+        Self { c, h, w, kh, kw, oh, ow, p, s, d, taps }
+    }
+
+    /// Rows of the patch matrix (C · live taps).
     fn k(&self) -> usize {
-        self.c * self.kh * self.kw
+        self.c * self.taps.len()
+    }
+
+    /// Every tap reads the image somewhere: the weight is used as it is.
+    fn all_taps_live(&self) -> bool {
+        self.taps.len() == self.kh * self.kw
+    }
+
+    /// The kernel (Cout, C, KH, KW) as the (Cout, C · live taps) matrix the
+    /// patch matrix multiplies; borrowed when every tap is live.
+    fn kernel_matrix<'a>(&self, w: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+        if self.all_taps_live() {
+            return std::borrow::Cow::Borrowed(w);
+        }
+        let kk = self.kh * self.kw;
+        let cols = w.chunks(kk).flat_map(|per_channel| self.taps.iter().map(move |&t| per_channel[t])).collect();
+        std::borrow::Cow::Owned(cols)
+    }
+
+    /// The inverse of [`Self::kernel_matrix`] for a gradient: zeros at the dead taps.
+    fn scatter_kernel(&self, compact: Vec<f32>) -> Vec<f32> {
+        if self.all_taps_live() {
+            return compact;
+        }
+        let (kk, nt) = (self.kh * self.kw, self.taps.len());
+        let mut full = vec![0f32; compact.len() / nt * kk];
+        for (dst, src) in full.chunks_mut(kk).zip(compact.chunks(nt)) {
+            for (&t, &v) in self.taps.iter().zip(src) {
+                dst[t] = v;
+            }
+        }
+        full
     }
 
     /// A 1x1 stride-1 unpadded convolution: the image is its own patch matrix.
@@ -174,8 +229,10 @@ impl Unfold {
     }
 
     fn row(&self, x: &[f32], r: usize, y0: usize, out: &mut [f32]) {
-        let Unfold { h, w, kh, kw, ow, p, s, d, .. } = *self;
-        let (ci, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
+        let Unfold { h, w, kw, ow, p, s, d, .. } = *self;
+        let nt = self.taps.len();
+        let (ci, tap) = (r / nt, self.taps[r % nt]);
+        let (ky, kx) = (tap / kw, tap % kw);
         let plane = &x[ci * h * w..(ci + 1) * h * w];
         let off = (kx * d) as isize - p as isize;
         for (t, dst) in out.chunks_mut(ow).enumerate() {
@@ -254,9 +311,10 @@ fn conv_forward(x: &[f32], xd: (usize, usize, usize, usize), w: &[f32], wd: (usi
         candle_core::bail!("conv2d: input has {c} channels, kernel expects {cin}");
     }
     let (oh, ow) = (out_size(h, kh, p, s, d)?, out_size(wid, kw, p, s, d)?);
-    let (k, l) = (cin * kh * kw, oh * ow);
+    let u = Unfold::new(c, h, wid, kh, kw, oh, ow, p, s, d);
+    let (k, l) = (u.k(), oh * ow);
     let mut y = vec![0f32; b * cout * l];
-    let u = Unfold { c, h, w: wid, kh, kw, oh, ow, p, s, d };
+    let w = &*u.kernel_matrix(w);
     if u.is_identity() {
         per_image(&mut y, cout * l, x, c * h * wid, |yb, xb, par| gemm_into(yb, l, cout, l, k, (w, k, 1), (xb, l, 1), false, par));
     } else {
@@ -284,11 +342,12 @@ fn kernel_grad(x: &Tensor, w: &Tensor, grad: &Tensor, p: usize, s: usize, d: usi
     let (cout, cin, kh, kw) = w.dims4()?;
     let (_, c, h, wid) = x.dims4()?;
     let (_, _, oh, ow) = grad.dims4()?;
-    let (k, l) = (cin * kh * kw, oh * ow);
     let (x, grad) = (x.contiguous()?, grad.contiguous()?);
-    let mut dw = vec![0f32; cout * k];
     let par = Parallelism::Rayon(rayon::current_num_threads());
-    let u = Unfold { c, h, w: wid, kh, kw, oh, ow, p, s, d };
+    let u = Unfold::new(c, h, wid, kh, kw, oh, ow, p, s, d);
+    debug_assert_eq!(c, cin);
+    let (k, l) = (u.k(), oh * ow);
+    let mut dw = vec![0f32; cout * k];
     let direct = u.is_identity();
     let mut cols = if direct { Vec::new() } else { vec![0f32; k * u.band_rows() * ow] };
     let mut first = true;
@@ -312,7 +371,7 @@ fn kernel_grad(x: &Tensor, w: &Tensor, grad: &Tensor, p: usize, s: usize, d: usi
             Ok(())
         })
     })?;
-    Tensor::from_vec(dw, (cout, cin, kh, kw), w.device())
+    Tensor::from_vec(u.scatter_kernel(dw), (cout, cin, kh, kw), w.device())
 }
 
 impl CustomOp2 for Conv {
@@ -396,6 +455,30 @@ impl Module for Conv2d {
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tap_reaches_input;
+
+    #[test]
+    fn live_taps_are_those_some_output_position_reads_inside_the_input() {
+        for n in 1..12 {
+            for out in 1..12 {
+                for s in 1..4 {
+                    for p in 0..10 {
+                        for k in 0..20 {
+                            let brute = (0..out).any(|o| {
+                                let i = (o * s + k) as isize - p as isize;
+                                i >= 0 && (i as usize) < n
+                            });
+                            assert_eq!(tap_reaches_input(k, p, s, n, out), brute, "k {k} p {p} s {s} n {n} out {out}");
+                        }
+                    }
+                }
+            }
         }
     }
 }

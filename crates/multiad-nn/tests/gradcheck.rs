@@ -128,6 +128,12 @@ fn conv2d_matches_candle_forward_and_backward() {
         (1, 2, 9, 9, 2, 3, 8, 1, 8),
         (1, 3, 10, 10, 2, 3, 0, 3, 1),
         (2, 5, 8, 8, 6, 1, 0, 1, 1),
+        // Dilated kernels wider than the input: only some taps read inside
+        // it (the centre alone in the first two; every column but only the
+        // centre row in the third).
+        (2, 3, 8, 8, 4, 3, 8, 1, 8),
+        (1, 2, 6, 6, 3, 3, 8, 2, 8),
+        (1, 3, 4, 12, 2, 3, 8, 1, 8),
         // Patch matrices larger than one band of output rows: several bands
         // and a shorter last one, with whole images per thread (batch 2)
         // and with the products split across threads (batch 1).
