@@ -5,6 +5,8 @@
 //!   align_corners=False)`) and Gaussian smoothing, written as separable
 //!   linear maps `A · X · Bᵀ` so that candle's matmul gives both the forward
 //!   and the backward pass, on every device candle supports;
+//! * [`cosine`]: the per-position cosine distance of two feature maps
+//!   (knowledge-distillation losses and anomaly maps) as one op;
 //! * [`conv`]: convolution whose input gradient uses candle's fast forward
 //!   convolution instead of its direct-loop transposed convolution;
 //! * [`depthwise`]: depthwise convolution (EfficientNet's), a direct kernel
@@ -29,6 +31,7 @@ pub mod adam;
 pub mod allocator;
 pub mod batch_norm;
 pub mod conv;
+pub mod cosine;
 pub mod deconv;
 pub mod depthwise;
 pub mod guided;
@@ -41,6 +44,7 @@ pub mod sgemm;
 pub use adam::{Adam, AdamConfig};
 pub use batch_norm::BatchNorm;
 pub use conv::{conv2d, conv2d_opts, Conv2d};
+pub use cosine::cosine_distance_map;
 pub use deconv::{conv_transpose2x2, ConvTranspose2x2};
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_same};
 pub use guided::guided_relu;

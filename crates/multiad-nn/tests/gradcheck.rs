@@ -236,3 +236,55 @@ fn depthwise_conv2d_same_equals_explicit_padding() {
         check(|x| multiad_nn::depthwise_conv2d_same(x, &wt, s).unwrap(), (n, c, h, w), 61 + case as u64);
     }
 }
+
+/// The fused cosine distance against the same map from candle's ops, over
+/// shapes that are one strip, several strips with a shorter last one, and a
+/// position where one feature vector is zero (the clamp).
+#[test]
+fn cosine_distance_map_matches_candles_ops() {
+    use multiad_nn::cosine::{cosine_distance_map, cosine_distance_map_composed};
+    let dev = Device::Cpu;
+    for (case, shape) in [(1, 3, 4, 5), (2, 7, 40, 33), (3, 2, 1, 1)].into_iter().enumerate() {
+        let mut av = random(shape, 70 + case as u64);
+        let bv = random(shape, 80 + case as u64);
+        // Image 0, position 0: a zero vector in a.
+        let hw = shape.2 * shape.3;
+        for ch in 0..shape.1 {
+            av[ch * hw] = 0.0;
+        }
+        let a = Var::from_vec(av, shape, &dev).unwrap();
+        let b = Var::from_vec(bv, shape, &dev).unwrap();
+        let ours = cosine_distance_map(a.as_tensor(), b.as_tensor()).unwrap();
+        let theirs = cosine_distance_map_composed(a.as_tensor(), b.as_tensor()).unwrap();
+        assert_eq!(ours.dims(), &[shape.0, 1, shape.2, shape.3]);
+        let m = Tensor::from_vec(random(ours.dims4().unwrap(), 90), ours.shape(), &dev).unwrap();
+        let g1 = (ours.clone() * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs.clone() * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        // Relative to the largest value: at the zero vector the gradient is
+        // about 1e8 (its norm is clamped at 1e-8).
+        let diff = |x: &Tensor, y: &Tensor| {
+            let scale = 1.0 + y.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
+        };
+        assert!(diff(&ours, &theirs) < 1e-5, "case {case} forward {}", diff(&ours, &theirs));
+        for (v, name) in [(&a, "a"), (&b, "b")] {
+            let d = diff(g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+            assert!(d < 1e-4, "case {case} gradient of {name}: {d}");
+        }
+    }
+    // A frozen input gets no gradient; the other still does.
+    let a = Tensor::from_vec(random((1, 3, 2, 2), 1), (1, 3, 2, 2), &dev).unwrap();
+    let b = Var::from_vec(random((1, 3, 2, 2), 2), (1, 3, 2, 2), &dev).unwrap();
+    let g = cosine_distance_map(&a, b.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(g.get(&a).is_none() && g.get(b.as_tensor()).is_some());
+    // Shapes must agree.
+    assert!(cosine_distance_map(&a, &Tensor::zeros((1, 4, 2, 2), candle_core::DType::F32, &dev).unwrap()).is_err());
+}
+
+#[test]
+fn cosine_distance_map_gradients_against_finite_differences() {
+    let dev = Device::Cpu;
+    let other = Tensor::from_vec(random((2, 5, 3, 4), 100), (2, 5, 3, 4), &dev).unwrap();
+    check(|x| multiad_nn::cosine_distance_map(x, &other).unwrap(), (2, 5, 3, 4), 101);
+    check(|x| multiad_nn::cosine_distance_map(&other, x).unwrap(), (2, 5, 3, 4), 102);
+}

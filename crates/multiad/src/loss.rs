@@ -13,10 +13,11 @@ pub fn l2_normalize_channels(f: &Tensor) -> Result<Tensor> {
     f.broadcast_div(&norm)
 }
 
-/// 1 - cos(T, S) at every position of one critical layer: (B, 1, h, w). Eq 13.
+/// 1 - cos(T, S) at every position of one critical layer: (B, 1, h, w).
+/// Eq 13; the cosine of Eqs 6-7's normalised vectors, with the norm clamped
+/// as in [`l2_normalize_channels`]. One fused op (`multiad_nn::cosine`).
 pub fn cosine_distance_map(t: &Tensor, s: &Tensor) -> Result<Tensor> {
-    let cos = (l2_normalize_channels(t)? * l2_normalize_channels(s)?)?.sum_keepdim(1)?;
-    cos.affine(-1.0, 1.0)
+    multiad_nn::cosine_distance_map(t, s)
 }
 
 /// Eq 8: L_G = (1/P) Σ_i (1/Q_i) Σ_j (1 - cos(φ_T^(i,j), φ_S^(i,j))), the mean
