@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// Batch size of the model bench.
     #[arg(long, default_value_t = 2)]
     batch: usize,
+    /// Rounds of the model bench: candle and PyTorch take turns and each
+    /// keeps its best time (this machine's speed drifts between minutes).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
     /// Training images of the PatchCore fit.
     #[arg(long, default_value_t = 200)]
     train_images: usize,
@@ -68,7 +72,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         crate::model_bench::conv()?;
     }
     if a.which == Which::Model {
-        crate::model_bench::model(&a.preset, a.batch)?;
+        crate::model_bench::model(&a.preset, a.batch, a.rounds.max(1))?;
     }
     if a.which == Which::Patchcore {
         crate::patchcore_bench::run(a.train_images, a.coreset_ratio)?;

@@ -108,7 +108,7 @@ pub fn conv() -> Result<()> {
 
 /// Times the preset's networks with random weights (speed does not depend on
 /// the values), and PyTorch's equivalents when `torch` is importable.
-pub fn model(preset: &str, batch: usize) -> Result<()> {
+pub fn model(preset: &str, batch: usize, rounds: usize) -> Result<()> {
     multiad::set_default_threads();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut cfg = ExperimentConfig::from_yaml_file(&root.join(format!("experiments/{preset}.yaml")))?;
@@ -138,48 +138,91 @@ pub fn model(preset: &str, batch: usize) -> Result<()> {
         }
     }
     let size = cfg.image_size as usize;
-    println!("\n== Multi-AD `{preset}` networks, batch {batch}, {size}x{size} ==");
+    println!("\n== Multi-AD `{preset}` networks, batch {batch}, {size}x{size}, {rounds} round(s) ==");
     let model = MultiAd::build(&cfg, &dev)?;
     let x = Tensor::randn(0f32, 1.0, (batch, 3, size, size), &dev)?;
-    let t_teacher = best_of(2, || {
-        model.teacher.forward(&x)?;
-        Ok(())
-    })?;
     let t_feats = model.teacher.forward(&x)?;
     let mut opt = multiad_nn::Adam::new(model.student_params.trainable(), multiad_nn::AdamConfig::default())?;
-    // The step's three parts, summed over the timed repetitions of the best run.
-    let mut split = [0f64; 3];
-    let t_step = best_of(2, || {
-        let t0 = Instant::now();
-        let s = model.student.forward(&x, true)?;
-        let l = distillation_loss(&t_feats, &s)?;
-        let t1 = Instant::now();
-        let g = l.backward()?;
-        let t2 = Instant::now();
-        opt.step(&g)?;
-        split = [(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), t2.elapsed().as_secs_f64()];
-        Ok(())
-    })?;
-    // MultiAd::layer_maps's steps, timed one by one.
-    let mut infer_split = [0f64; 3];
-    let t_infer = best_of(2, || {
-        let t0 = Instant::now();
-        let t = model.teacher.forward(&x)?;
-        let t1 = Instant::now();
-        let s = model.student.forward(&x, false)?;
-        let t2 = Instant::now();
-        let maps = multiad::anomaly_map::layer_maps(&t, &s)?;
-        // No smoothing: the PyTorch side sums upsampled maps only.
-        multiad::anomaly_map::fuse(&maps, None, size, size, 0.0)?;
-        infer_split = [(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), t2.elapsed().as_secs_f64()];
-        Ok(())
-    })?;
+    // This machine's speed drifts by tens of percent over minutes (PyTorch's
+    // own times vary that much between runs), so candle and PyTorch take
+    // turns, round by round, and each side keeps its best time.
+    let mut best = [f64::INFINITY; 3];
+    // The parts of the step and of inference, from candle's best round.
+    let (mut split, mut infer_split) = ([0f64; 3], [0f64; 3]);
+    let mut torch: Option<TorchTimes> = None;
+    let mut torch_missing = false;
+    for round in 0..rounds {
+        let t_teacher = best_of(2, || {
+            model.teacher.forward(&x)?;
+            Ok(())
+        })?;
+        // The step's three parts, from the last timed repetition.
+        let mut step_parts = [0f64; 3];
+        let t_step = best_of(2, || {
+            let t0 = Instant::now();
+            let s = model.student.forward(&x, true)?;
+            let l = distillation_loss(&t_feats, &s)?;
+            let t1 = Instant::now();
+            let g = l.backward()?;
+            let t2 = Instant::now();
+            opt.step(&g)?;
+            step_parts = [(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), t2.elapsed().as_secs_f64()];
+            Ok(())
+        })?;
+        // MultiAd::layer_maps's steps, timed one by one.
+        let mut infer_parts = [0f64; 3];
+        let t_infer = best_of(2, || {
+            let t0 = Instant::now();
+            let t = model.teacher.forward(&x)?;
+            let t1 = Instant::now();
+            let s = model.student.forward(&x, false)?;
+            let t2 = Instant::now();
+            let maps = multiad::anomaly_map::layer_maps(&t, &s)?;
+            // No smoothing: the PyTorch side sums upsampled maps only.
+            multiad::anomaly_map::fuse(&maps, None, size, size, 0.0)?;
+            infer_parts = [(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), t2.elapsed().as_secs_f64()];
+            Ok(())
+        })?;
+        if t_step < best[1] {
+            split = step_parts;
+        }
+        if t_infer < best[2] {
+            infer_split = infer_parts;
+        }
+        for (b, t) in best.iter_mut().zip([t_teacher, t_step, t_infer]) {
+            *b = b.min(t);
+        }
+        if torch_missing {
+            continue;
+        }
+        match (torch_times(preset, batch, size), &mut torch) {
+            (None, _) => torch_missing = true,
+            (Some(v), None) => torch = Some(v),
+            (Some(v), Some(kept)) => {
+                for (k, t) in kept.seconds.iter_mut().zip(v.seconds) {
+                    *k = k.min(t);
+                }
+                kept.gemm_flops_per_s = kept.gemm_flops_per_s.max(v.gemm_flops_per_s);
+            }
+        }
+        if rounds > 1 {
+            let torch_ms = torch.as_ref().map(|v| format!("{:.0} / {:.0} / {:.0}", v.seconds[0] * 1e3, v.seconds[1] * 1e3, v.seconds[2] * 1e3));
+            eprintln!(
+                "round {}: candle {:.0} / {:.0} / {:.0} ms, PyTorch best so far {} ms",
+                round + 1,
+                t_teacher * 1e3,
+                t_step * 1e3,
+                t_infer * 1e3,
+                torch_ms.unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    let [t_teacher, t_step, t_infer] = best;
     let rows = [
         ("teacher forward", t_teacher),
         ("student training step (no D)", t_step),
         ("inference (T + S + maps)", t_infer),
     ];
-    let torch = torch_times(preset, batch, size);
     let peak = gemm_peak(&dev)?;
     println!("{:<30} {:>10} {:>8} {:>9} {:>11} {:>9} {:>7}", "", "candle ms", "img/s", "GFLOP/s", "PyTorch ms", "GFLOP/s", "ratio");
     for (i, (name, t)) in rows.iter().enumerate() {
@@ -193,13 +236,13 @@ pub fn model(preset: &str, batch: usize) -> Result<()> {
         println!("{:<30} {:>10.1} {:>8.2} {:>9} {:>11} {:>9} {:>7}", name, t * 1e3, batch as f64 / t, g, tt, tg, ratio);
     }
     println!(
-        "student step, last run: forward + loss {:.1} ms, backward {:.1} ms, Adam {:.1} ms",
+        "student step, best round: forward + loss {:.1} ms, backward {:.1} ms, Adam {:.1} ms",
         split[0] * 1e3,
         split[1] * 1e3,
         split[2] * 1e3
     );
     println!(
-        "inference, last run: teacher {:.1} ms, student {:.1} ms, maps {:.1} ms",
+        "inference, best round: teacher {:.1} ms, student {:.1} ms, maps {:.1} ms",
         infer_split[0] * 1e3,
         infer_split[1] * 1e3,
         infer_split[2] * 1e3
