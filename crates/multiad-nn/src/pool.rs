@@ -20,21 +20,21 @@ impl Geometry {
     /// output position (oy, ox); padding never wins (PyTorch semantics).
     #[inline]
     fn argmax(&self, plane: &[f32], h: usize, w: usize, oy: usize, ox: usize) -> usize {
-        let y0 = (oy * self.s) as isize - self.p as isize;
-        let x0 = (ox * self.s) as isize - self.p as isize;
+        // The window clipped to the image once, so the scan has no bounds tests.
+        let clip = |o: usize, n: usize| {
+            let start = (o * self.s) as isize - self.p as isize;
+            let lo = (-start).max(0) as usize;
+            let hi = (n as isize - start).clamp(0, self.k as isize) as usize;
+            (start, lo, hi)
+        };
+        let (y0, ylo, yhi) = clip(oy, h);
+        let (x0, xlo, xhi) = clip(ox, w);
         let mut best = usize::MAX;
         let mut bv = f32::NEG_INFINITY;
-        for dy in 0..self.k as isize {
-            let y = y0 + dy;
-            if y < 0 || y >= h as isize {
-                continue;
-            }
-            for dx in 0..self.k as isize {
-                let x = x0 + dx;
-                if x < 0 || x >= w as isize {
-                    continue;
-                }
-                let i = y as usize * w + x as usize;
+        for dy in ylo..yhi {
+            let row = (y0 + dy as isize) as usize * w;
+            for dx in xlo..xhi {
+                let i = row + (x0 + dx as isize) as usize;
                 let v = plane[i];
                 if best == usize::MAX || v > bv || v.is_nan() {
                     best = i;
