@@ -49,9 +49,7 @@ fn geometry(shape: &Shape) -> Result<(usize, usize, usize)> {
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(d) = s else { candle_core::bail!("batch norm: {what} must be f32") };
-    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("batch norm: {what} must be contiguous") };
-    Ok(&d[a..b])
+    crate::cpu::f32_values(s, l, &format!("batch norm: {what}"))
 }
 
 /// Σ over the batch of f(plane of sample b, channel c), for each channel.

@@ -12,8 +12,9 @@
 //! All three products call the `gemm` crate on the tensors' own buffers:
 //! no copies of inputs or outputs around the custom op.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 
+use crate::cpu::{f32_values, with_f32};
 use crate::sgemm;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -77,8 +78,8 @@ fn input_grad_col2im(grad: &Tensor, w: &Tensor, in_h: usize, in_w: usize, p: usi
     let (k, l) = (cin * kh * kw, oh * ow);
     let (grad, w) = (grad.contiguous()?, w.contiguous()?);
     let mut dcols = vec![0f32; b * k * l];
-    with_f32(&grad, |gv| {
-        with_f32(&w, |wv| {
+    with_f32(&grad, "conv2d: gradient", |gv| {
+        with_f32(&w, "conv2d: kernel", |wv| {
             // Wᵀ (k, cout): element (r, o) is W[o, r] at o·k + r.
             per_image(&mut dcols, k * l, gv, cout * l, |dc, gb, par| gemm_into(dc, l, k, l, cout, (wv, 1, k), (gb, l, 1), false, par));
             Ok(())
@@ -267,14 +268,6 @@ fn out_size(n: usize, k: usize, p: usize, s: usize, d: usize) -> Result<usize> {
     Ok((n + 2 * p - span) / s + 1)
 }
 
-/// A contiguous f32 CPU tensor's values, borrowed (no copy).
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else { candle_core::bail!("conv2d: f32 CPU tensors only") };
-    let Some((a, b)) = layout.contiguous_offsets() else { candle_core::bail!("conv2d: tensors must be contiguous") };
-    f(&data[a..b])
-}
-
 /// dst (m, n) = lhs (m, k) · rhs (k, n) (+ dst when `accumulate`); dst's
 /// rows are `dst_rs` apart, lhs and rhs are given by their row and column
 /// strides. Through [`crate::sgemm`] (the `gemm` crate unless `MULTIAD_GEMM` says).
@@ -332,7 +325,7 @@ fn conv_forward(x: &[f32], xd: (usize, usize, usize, usize), w: &[f32], wd: (usi
 
 fn conv_im2col(x: &Tensor, w: &Tensor, p: usize, s: usize, d: usize) -> Result<Tensor> {
     let (x, w) = (x.contiguous()?, w.contiguous()?);
-    let (y, shape) = with_f32(&x, |xv| with_f32(&w, |wv| conv_forward(xv, x.dims4()?, wv, w.dims4()?, p, s, d)))?;
+    let (y, shape) = with_f32(&x, "conv2d: input", |xv| with_f32(&w, "conv2d: kernel", |wv| conv_forward(xv, x.dims4()?, wv, w.dims4()?, p, s, d)))?;
     Tensor::from_vec(y, shape, x.device())
 }
 
@@ -351,8 +344,8 @@ fn kernel_grad(x: &Tensor, w: &Tensor, grad: &Tensor, p: usize, s: usize, d: usi
     let direct = u.is_identity();
     let mut cols = if direct { Vec::new() } else { vec![0f32; k * u.band_rows() * ow] };
     let mut first = true;
-    with_f32(&x, |xv| {
-        with_f32(&grad, |gv| {
+    with_f32(&x, "conv2d: input", |xv| {
+        with_f32(&grad, "conv2d: gradient", |gv| {
             for (gb, xb) in gv.chunks(cout * l).zip(xv.chunks(c * h * wid)) {
                 if direct {
                     // x_bᵀ: element (position, channel) sits at channel·l + position.
@@ -382,12 +375,9 @@ impl CustomOp2 for Conv {
     /// The forward pass: unfolded patches times the kernel matrix, read from
     /// and written to the storages directly.
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(xd), CpuStorage::F32(wd)) = (s1, s2) else { candle_core::bail!("conv2d: only f32 is supported") };
-        let (Some((xa, xb)), Some((wa, wb))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-            candle_core::bail!("conv2d: inputs must be contiguous")
-        };
+        let (xd, wd) = (f32_values(s1, l1, "conv2d: input")?, f32_values(s2, l2, "conv2d: kernel")?);
         let ConvParams { padding, stride, dilation, .. } = self.0;
-        let (y, shape) = conv_forward(&xd[xa..xb], l1.shape().dims4()?, &wd[wa..wb], l2.shape().dims4()?, padding, stride, dilation)?;
+        let (y, shape) = conv_forward(xd, l1.shape().dims4()?, wd, l2.shape().dims4()?, padding, stride, dilation)?;
         Ok((CpuStorage::F32(y), shape))
     }
 

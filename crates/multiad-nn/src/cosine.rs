@@ -11,6 +11,8 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::cpu::{f32_values, with_f32};
+
 /// The clamp on ‖x‖² (‖x‖ ≥ 1e-8).
 const MIN_SQUARED_NORM: f32 = 1e-16;
 
@@ -42,12 +44,6 @@ fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
     Ok((b, c, h * w))
 }
 
-fn values<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { candle_core::bail!("cosine distance: {what} must be f32") };
-    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("cosine distance: {what} must be contiguous") };
-    Ok(&v[a..b])
-}
-
 struct CosineDistance;
 
 impl CustomOp2 for CosineDistance {
@@ -57,7 +53,7 @@ impl CustomOp2 for CosineDistance {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (batch, c, hw) = dims(l1)?;
-        let (a, b) = (values(s1, l1, "a")?, values(s2, l2, "b")?);
+        let (a, b) = (f32_values(s1, l1, "cosine distance: a")?, f32_values(s2, l2, "cosine distance: b")?);
         let parts: Vec<Vec<f32>> = strips(batch, hw)
             .into_par_iter()
             .map(|(n, p0, len)| {
@@ -74,44 +70,51 @@ impl CustomOp2 for CosineDistance {
     /// not clamped), and the same with a and b swapped.
     fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (batch, c, h, w) = a.dims4()?;
-        let hw = h * w;
+        let (hw, len) = (h * w, a.elem_count());
         // A frozen teacher's features need no gradient.
         let (want_a, want_b) = (a.track_op(), b.track_op());
         let (a, b, grad) = (a.contiguous()?, b.contiguous()?, grad.contiguous()?);
-        let (av, bv, gv) = (a.flatten_all()?.to_vec1::<f32>()?, b.flatten_all()?.to_vec1::<f32>()?, grad.flatten_all()?.to_vec1::<f32>()?);
-        let mut ga = vec![0f32; av.len()];
-        let mut gb = vec![0f32; bv.len()];
-        // One image per task: its gradients are disjoint slices.
-        ga.par_chunks_mut(c * hw).zip(gb.par_chunks_mut(c * hw)).enumerate().for_each(|(n, (ga, gb))| {
-            let (a, b) = (&av[n * c * hw..(n + 1) * c * hw], &bv[n * c * hw..(n + 1) * c * hw]);
-            let (dot, aa, bb) = channel_sums(a, b, c, hw, 0, hw);
-            // Per position: coefficients of a and b in each gradient.
-            let (mut a_in_ga, mut b_in_ga, mut a_in_gb, mut b_in_gb) = (vec![0f32; hw], vec![0f32; hw], vec![0f32; hw], vec![0f32; hw]);
-            for i in 0..hw {
-                let (na, nb) = (aa[i].max(MIN_SQUARED_NORM).sqrt(), bb[i].max(MIN_SQUARED_NORM).sqrt());
-                let cos = dot[i] / (na * nb);
-                let g = gv[n * hw + i];
-                b_in_ga[i] = -g / (na * nb);
-                a_in_ga[i] = if aa[i] > MIN_SQUARED_NORM { g * cos / (na * na) } else { 0.0 };
-                a_in_gb[i] = -g / (na * nb);
-                b_in_gb[i] = if bb[i] > MIN_SQUARED_NORM { g * cos / (nb * nb) } else { 0.0 };
-            }
-            for ch in 0..c {
-                let r = ch * hw..(ch + 1) * hw;
-                let (ra, rb) = (&a[r.clone()], &b[r.clone()]);
-                let (oa, ob) = (&mut ga[r.clone()], &mut gb[r]);
-                if want_a {
-                    for i in 0..hw {
-                        oa[i] = b_in_ga[i] * rb[i] + a_in_ga[i] * ra[i];
+        let mut ga = vec![0f32; if want_a { len } else { 0 }];
+        let mut gb = vec![0f32; if want_b { len } else { 0 }];
+        // The operands' own buffers, borrowed: no copies of the features.
+        with_f32(&a, "cosine distance: a", |av| {
+            with_f32(&b, "cosine distance: b", |bv| {
+                with_f32(&grad, "cosine distance: gradient", |gv| {
+                    let image = |n: usize, ga: Option<&mut [f32]>, gb: Option<&mut [f32]>| {
+                        let (a, b) = (&av[n * c * hw..(n + 1) * c * hw], &bv[n * c * hw..(n + 1) * c * hw]);
+                        let (dot, aa, bb) = channel_sums(a, b, c, hw, 0, hw);
+                        // Per position: the coefficient of the other vector
+                        // (the same in both gradients) and of each own vector.
+                        let (mut cross, mut own_a, mut own_b) = (vec![0f32; hw], vec![0f32; hw], vec![0f32; hw]);
+                        for i in 0..hw {
+                            let (na, nb) = (aa[i].max(MIN_SQUARED_NORM).sqrt(), bb[i].max(MIN_SQUARED_NORM).sqrt());
+                            let (g, cos) = (gv[n * hw + i], dot[i] / (na * nb));
+                            cross[i] = -g / (na * nb);
+                            own_a[i] = if aa[i] > MIN_SQUARED_NORM { g * cos / (na * na) } else { 0.0 };
+                            own_b[i] = if bb[i] > MIN_SQUARED_NORM { g * cos / (nb * nb) } else { 0.0 };
+                        }
+                        for (out, own, this, other) in [(ga, &own_a, a, b), (gb, &own_b, b, a)] {
+                            let Some(out) = out else { continue };
+                            for ch in 0..c {
+                                let r = ch * hw..(ch + 1) * hw;
+                                for (((o, &x), &y), i) in out[r.clone()].iter_mut().zip(&this[r.clone()]).zip(&other[r]).zip(0..) {
+                                    *o = cross[i] * y + own[i] * x;
+                                }
+                            }
+                        }
+                    };
+                    // One image per task: its gradients are disjoint slices.
+                    let size = c * hw;
+                    match (want_a, want_b) {
+                        (true, true) => ga.par_chunks_mut(size).zip(gb.par_chunks_mut(size)).enumerate().for_each(|(n, (x, y))| image(n, Some(x), Some(y))),
+                        (true, false) => ga.par_chunks_mut(size).enumerate().for_each(|(n, x)| image(n, Some(x), None)),
+                        (false, true) => gb.par_chunks_mut(size).enumerate().for_each(|(n, y)| image(n, None, Some(y))),
+                        (false, false) => {}
                     }
-                }
-                if want_b {
-                    for i in 0..hw {
-                        ob[i] = a_in_gb[i] * ra[i] + b_in_gb[i] * rb[i];
-                    }
-                }
-            }
-        });
+                    Ok(())
+                })
+            })
+        })?;
         let dev = a.device();
         let ga = if want_a { Some(Tensor::from_vec(ga, (batch, c, h, w), dev)?) } else { None };
         let gb = if want_b { Some(Tensor::from_vec(gb, (batch, c, h, w), dev)?) } else { None };

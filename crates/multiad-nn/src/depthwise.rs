@@ -182,9 +182,7 @@ impl Depthwise {
 }
 
 fn as_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(d) = s else { candle_core::bail!("depthwise conv2d: only f32 is supported") };
-    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("depthwise conv2d: inputs must be contiguous") };
-    Ok(&d[a..b])
+    crate::cpu::f32_values(s, l, "depthwise conv2d: input")
 }
 
 impl CustomOp2 for Depthwise {

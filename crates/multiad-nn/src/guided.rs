@@ -12,9 +12,8 @@ impl CustomOp1 for GuidedRelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = s else { candle_core::bail!("guided relu: only f32 is supported") };
-        let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("guided relu: input must be contiguous") };
-        let out: Vec<f32> = data[a..b].iter().map(|&v| v.max(0.0)).collect();
+        let data = crate::cpu::f32_values(s, l, "guided relu: input")?;
+        let out: Vec<f32> = data.iter().map(|&v| v.max(0.0)).collect();
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 

@@ -32,6 +32,7 @@ pub mod allocator;
 pub mod batch_norm;
 pub mod conv;
 pub mod cosine;
+mod cpu;
 pub mod deconv;
 pub mod depthwise;
 pub mod guided;

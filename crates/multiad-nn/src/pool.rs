@@ -47,14 +47,7 @@ impl Geometry {
 }
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(d) => d,
-        _ => candle_core::bail!("{what}: only f32 is supported"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{what}: input must be contiguous"),
-    }
+    crate::cpu::f32_values(s, l, &format!("{what}: input"))
 }
 
 struct MaxPool(Geometry);
