@@ -5,6 +5,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Conv2dConfig, Linear, VarBuilder};
+use multiad_nn::Activation;
 
 use crate::{pad_same, ConvBn, FeatureExtractor};
 
@@ -24,10 +25,6 @@ const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
 /// Output stride of each stage's features.
 const STAGE_STRIDES: [usize; 7] = [2, 4, 8, 16, 16, 32, 32];
 
-fn relu6(x: &Tensor) -> Result<Tensor> {
-    x.clamp(0f32, 6f32)
-}
-
 struct MbConv {
     expand: Option<ConvBn>,
     depthwise: ConvBn,
@@ -39,14 +36,10 @@ impl MbConv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         if let Some(e) = &self.expand {
-            h = relu6(&e.forward(&h)?)?;
+            h = e.forward_act(&h, None, Activation::Relu6)?;
         }
-        h = relu6(&self.depthwise.forward_tf_same(&h)?)?;
-        h = self.project.forward(&h)?;
-        if self.residual {
-            h = (h + x)?;
-        }
-        Ok(h)
+        h = self.depthwise.forward_tf_same(&h, Activation::Relu6)?;
+        self.project.forward_act(&h, self.residual.then_some(x), Activation::Identity)
     }
 }
 
@@ -93,7 +86,7 @@ impl EfficientNetLite0 {
 
     /// Outputs of the first `stages` stages (1-7).
     pub fn stage_features(&self, x: &Tensor, stages: usize) -> Result<Vec<Tensor>> {
-        let mut h = relu6(&self.stem.forward(&pad_same(x, 3, 2)?)?)?;
+        let mut h = self.stem.forward_act(&pad_same(x, 3, 2)?, None, Activation::Relu6)?;
         let mut out = Vec::new();
         let last = self.stage_ends[stages.clamp(1, 7) - 1];
         for (i, b) in self.blocks.iter().enumerate().take(last + 1) {
@@ -109,7 +102,7 @@ impl EfficientNetLite0 {
     pub fn classify(&self, x: &Tensor) -> Result<Tensor> {
         let Some(fc) = &self.fc else { candle_core::bail!("EfficientNet-Lite0 was built without its classifier") };
         let h = self.stage_features(x, 7)?.pop().unwrap();
-        let h = relu6(&self.head.forward(&h)?)?;
+        let h = self.head.forward_act(&h, None, Activation::Relu6)?;
         let pooled = h.mean((2, 3))?;
         pooled.apply(fc)
     }

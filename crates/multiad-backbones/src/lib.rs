@@ -20,6 +20,7 @@ pub mod vgg;
 pub mod weights;
 
 use candle_core::{Result, Tensor};
+use multiad_nn::{channel_affine, Activation};
 
 /// A frozen feature extractor: one tensor per requested level, shallow to deep.
 pub trait FeatureExtractor: Send + Sync {
@@ -44,7 +45,8 @@ pub trait FeatureExtractor: Send + Sync {
 /// runs a grouped convolution as one convolution per channel.
 pub(crate) struct ConvBn {
     weight: Tensor,
-    bias: Tensor,
+    /// The folded batch norm's shift, added with the activation in one pass.
+    bias: Vec<f32>,
     cfg: candle_nn::Conv2dConfig,
     depthwise: bool,
 }
@@ -66,12 +68,21 @@ impl ConvBn {
         // holds variables (seeded random backbones), so saliency backward
         // passes never compute gradients for them.
         let weight = folded.weight().detach();
-        let bias = folded.bias().expect("absorb_bn always gives a bias").detach().reshape((1, cout, 1, 1))?;
+        let bias = folded.bias().expect("absorb_bn always gives a bias").to_dtype(candle_core::DType::F32)?.to_vec1()?;
         let depthwise = cfg.groups > 1 && cfg.groups == cin && cin == cout && cfg.dilation == 1;
         Ok(Self { weight, bias, cfg, depthwise })
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, None, Activation::Identity)
+    }
+
+    /// act(conv(x) + bias [+ residual]), the tail in one pass.
+    pub(crate) fn forward_act(&self, x: &Tensor, residual: Option<&Tensor>, act: Activation) -> Result<Tensor> {
+        channel_affine(&self.conv(x)?, None, &self.bias, residual, act)
+    }
+
+    fn conv(&self, x: &Tensor) -> Result<Tensor> {
         let c = &self.cfg;
         let y = if self.depthwise {
             multiad_nn::depthwise_conv2d(x, &self.weight, c.padding, c.stride)?
@@ -80,17 +91,18 @@ impl ConvBn {
         } else {
             x.conv2d(&self.weight, c.padding, c.stride, c.dilation, c.groups)?
         };
-        y.broadcast_add(&self.bias)
+        Ok(y)
     }
 
     /// The convolution with TensorFlow's "SAME" padding (EfficientNet's):
     /// depthwise layers pad inside the kernel, others on a padded copy.
-    pub(crate) fn forward_tf_same(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward_tf_same(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
         if self.depthwise && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-            return multiad_nn::depthwise_conv2d_same(x, &self.weight, self.cfg.stride)?.broadcast_add(&self.bias);
+            let y = multiad_nn::depthwise_conv2d_same(x, &self.weight, self.cfg.stride)?;
+            return channel_affine(&y, None, &self.bias, None, act);
         }
         let k = self.weight.dim(3)?;
-        self.forward(&pad_same(x, k, self.cfg.stride)?)
+        self.forward_act(&pad_same(x, k, self.cfg.stride)?, None, act)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
-use multiad_nn::max_pool2d;
+use multiad_nn::{max_pool2d, Activation};
 
 use crate::{ConvBn, FeatureExtractor};
 
@@ -57,17 +57,19 @@ enum Block {
 
 impl Block {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (y, down) = match self {
-            Block::Basic { c1, c2, down } => (c2.forward(&c1.forward(x)?.relu()?)?, down),
+        // The last convolution's tail takes the shortcut and the ReLU in
+        // the same pass.
+        let (y, last, down) = match self {
+            Block::Basic { c1, c2, down } => (c1.forward_act(x, None, Activation::Relu)?, c2, down),
             Block::Bottleneck { c1, c2, c3, down } => {
-                (c3.forward(&c2.forward(&c1.forward(x)?.relu()?)?.relu()?)?, down)
+                (c2.forward_act(&c1.forward_act(x, None, Activation::Relu)?, None, Activation::Relu)?, c3, down)
             }
         };
         let short = match down {
             Some(d) => d.forward(x)?,
             None => x.clone(),
         };
-        (y + short)?.relu()
+        last.forward_act(&y, Some(&short), Activation::Relu)
     }
 }
 
@@ -124,7 +126,7 @@ impl ResNet {
 
     /// Features after layer1..=layer`upto` (1-4); deeper layers are not computed.
     pub fn layers_upto(&self, x: &Tensor, upto: usize) -> Result<Vec<Tensor>> {
-        let mut h = max_pool2d(&self.stem.forward(x)?.relu()?, 3, 2, 1)?;
+        let mut h = max_pool2d(&self.stem.forward_act(x, None, Activation::Relu)?, 3, 2, 1)?;
         let mut out = Vec::new();
         for layer in self.layers.iter().take(upto) {
             for b in layer {

@@ -20,6 +20,8 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, 
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
+use crate::affine::{channel_affine, Activation};
+
 /// Per-channel batch mean and 1/√(var + ε) of the last forward pass, shared
 /// between the op (for its backward pass) and the layer (for the running
 /// statistics).
@@ -160,45 +162,6 @@ impl CustomOp3 for BnTrain {
     }
 }
 
-/// Evaluation-mode batch norm as y = x·a_c + b_c per channel (optionally
-/// clamped at 0), with its input gradient.
-struct ChannelAffine {
-    scale: Vec<f32>,
-    shift: Vec<f32>,
-    relu: bool,
-}
-
-impl candle_core::CustomOp1 for ChannelAffine {
-    fn name(&self) -> &'static str {
-        "batch-norm-eval"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_, c, len) = geometry(l.shape())?;
-        let x = slice(s, l, "input")?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(len.max(1)).zip(x.par_chunks(len.max(1))).enumerate().for_each(|(p, (out, x))| {
-            let (a, b) = (self.scale[p % c], self.shift[p % c]);
-            for (o, &v) in out.iter_mut().zip(x) {
-                let r = v * a + b;
-                *o = if self.relu { r.max(0.0) } else { r };
-            }
-        });
-        Ok((CpuStorage::F32(y), l.shape().clone()))
-    }
-
-    fn bwd(&self, x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let shape = (0..x.rank()).map(|i| if i == 1 { self.scale.len() } else { 1 }).collect::<Vec<_>>();
-        let a = Tensor::from_slice(&self.scale, shape.as_slice(), x.device())?;
-        let g = grad.broadcast_mul(&a)?;
-        if self.relu {
-            g.mul(&y.gt(0f32)?.to_dtype(DType::F32)?).map(Some)
-        } else {
-            Ok(Some(g))
-        }
-    }
-}
-
 /// A batch-norm layer over dimension 1 of its input (any rank >= 2), with
 /// candle-nn's tensor names (`weight`, `bias`, `running_mean`,
 /// `running_var`) and initial values, so checkpoints are unchanged.
@@ -301,19 +264,17 @@ impl BatchNorm {
     /// networks in evaluation mode); no gradient reaches γ and β in this
     /// mode, which nothing trains.
     fn eval_pass(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        let shape = self.channel_shape(x);
+        let (scale, shift) = self.eval_coefficients()?;
+        let act = if relu { Activation::Relu } else { Activation::Identity };
+        channel_affine(x, Some(&scale), &shift, None, act)
+    }
+
+    /// The evaluation-mode map as per-channel (scale, shift):
+    /// γ/√(running_var + ε) and β − running_mean · scale.
+    pub fn eval_coefficients(&self) -> Result<(Vec<f32>, Vec<f32>)> {
         let scale = (self.weight.detach() / (self.running_var.as_tensor().detach() + self.eps)?.sqrt()?)?;
         let shift = (self.bias.detach() - (self.running_mean.as_tensor().detach() * &scale)?)?;
-        if x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 2 {
-            let op = ChannelAffine { scale: scale.to_vec1()?, shift: shift.to_vec1()?, relu };
-            return x.contiguous()?.apply_op1(op);
-        }
-        let y = x.broadcast_mul(&scale.reshape(shape.as_slice())?)?.broadcast_add(&shift.reshape(shape.as_slice())?)?;
-        if relu {
-            y.relu()
-        } else {
-            Ok(y)
-        }
+        Ok((scale.to_dtype(DType::F32)?.to_vec1()?, shift.to_dtype(DType::F32)?.to_vec1()?))
     }
 }
 

@@ -5,6 +5,8 @@
 //!   align_corners=False)`) and Gaussian smoothing, written as separable
 //!   linear maps `A · X · Bᵀ` so that candle's matmul gives both the forward
 //!   and the backward pass, on every device candle supports;
+//! * [`affine`]: the per-channel tail of a layer (folded batch norm or bias,
+//!   residual add, ReLU / ReLU6) as one pass;
 //! * [`cosine`]: the per-position cosine distance of two feature maps
 //!   (knowledge-distillation losses and anomaly maps) as one op;
 //! * [`conv`]: convolution whose input gradient uses candle's fast forward
@@ -28,6 +30,7 @@
 //!   AVX-512 / AVX2 kernels where the CPU has them.
 
 pub mod adam;
+pub mod affine;
 pub mod allocator;
 pub mod batch_norm;
 pub mod conv;
@@ -43,6 +46,7 @@ pub mod sgd;
 pub mod sgemm;
 
 pub use adam::{Adam, AdamConfig};
+pub use affine::{channel_affine, Activation};
 pub use batch_norm::BatchNorm;
 pub use conv::{conv2d, conv2d_opts, Conv2d};
 pub use cosine::cosine_distance_map;

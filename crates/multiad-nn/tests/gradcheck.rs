@@ -288,3 +288,62 @@ fn cosine_distance_map_gradients_against_finite_differences() {
     check(|x| multiad_nn::cosine_distance_map(x, &other).unwrap(), (2, 5, 3, 4), 101);
     check(|x| multiad_nn::cosine_distance_map(&other, x).unwrap(), (2, 5, 3, 4), 102);
 }
+
+/// The fused per-channel tail against candle's ops, for each activation,
+/// with and without scales and a residual; values spread past 0 and 6 so
+/// that ReLU6 clips on both sides.
+#[test]
+fn channel_affine_matches_candles_ops() {
+    use multiad_nn::affine::{channel_affine, channel_affine_composed, Activation};
+    let dev = Device::Cpu;
+    let shape = (2, 3, 5, 7);
+    let scale = [4.0f32, -2.5, 0.5];
+    let shift = [3.0f32, 1.0, -0.2];
+    for act in [Activation::Identity, Activation::Relu, Activation::Relu6] {
+        for (with_scale, with_residual) in [(false, false), (true, false), (false, true), (true, true)] {
+            let x = Var::from_vec(random(shape, 110), shape, &dev).unwrap();
+            let r = Var::from_vec(random(shape, 111), shape, &dev).unwrap();
+            let scale = with_scale.then_some(&scale[..]);
+            let residual = with_residual.then_some(r.as_tensor());
+            let ours = channel_affine(x.as_tensor(), scale, &shift, residual, act).unwrap();
+            let theirs = channel_affine_composed(x.as_tensor(), scale, &shift, residual, act).unwrap();
+            let m = Tensor::from_vec(random(shape, 112), shape, &dev).unwrap();
+            let g1 = (ours.clone() * &m).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs.clone() * &m).unwrap().sum_all().unwrap().backward().unwrap();
+            let diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let case = format!("{act:?}, scale {with_scale}, residual {with_residual}");
+            assert!(diff(&ours, &theirs) < 1e-6, "{case}: forward {}", diff(&ours, &theirs));
+            assert!(diff(g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap()) < 1e-6, "{case}: gradient of x");
+            if with_residual {
+                assert!(diff(g1.get(r.as_tensor()).unwrap(), g2.get(r.as_tensor()).unwrap()) < 1e-6, "{case}: gradient of r");
+            }
+            if act == Activation::Relu6 && with_scale {
+                let v: Vec<f32> = ours.flatten_all().unwrap().to_vec1().unwrap();
+                assert!(v.contains(&0.0) && v.contains(&6.0), "{case}: the test values do not reach both bounds");
+            }
+        }
+    }
+    // A NaN passes through every activation (training stops on it).
+    let nan = Tensor::from_vec(vec![f32::NAN, 1.0], (1, 1, 2), &dev).unwrap();
+    for act in [Activation::Identity, Activation::Relu, Activation::Relu6] {
+        let y: Vec<f32> = channel_affine(&nan, None, &[0.0], None, act).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert!(y[0].is_nan(), "{act:?} hid a NaN");
+    }
+    // Wrong channel counts are errors, not panics.
+    let x = Tensor::zeros(shape, candle_core::DType::F32, &dev).unwrap();
+    assert!(channel_affine(&x, None, &[0.0; 2], None, Activation::Relu).is_err());
+    assert!(channel_affine(&x, Some(&[1.0; 2]), &[0.0; 3], None, Activation::Relu).is_err());
+}
+
+#[test]
+fn channel_affine_gradients_against_finite_differences() {
+    use multiad_nn::affine::{channel_affine, Activation};
+    let dev = Device::Cpu;
+    let shape = (2, 3, 4, 5);
+    let other = Tensor::from_vec(random(shape, 120), shape, &dev).unwrap();
+    let (scale, shift) = ([4.0f32, -2.5, 0.5], [3.0f32, 1.0, -0.2]);
+    for act in [Activation::Identity, Activation::Relu, Activation::Relu6] {
+        check(|x| channel_affine(x, Some(&scale), &shift, Some(&other), act).unwrap(), shape, 121);
+        check(|r| channel_affine(&other, Some(&scale), &shift, Some(r), act).unwrap(), shape, 122);
+    }
+}
