@@ -204,8 +204,8 @@ pub fn channel_affine_composed(x: &Tensor, scale: Option<&[f32]>, shift: &[f32],
     }
 }
 
-/// act(x · scale_c + shift_c [+ residual]) over dimension 1 of `x` (rank
-/// >= 2); `scale` None means 1. One pass on the CPU in f32; candle's ops
+/// act(x · scale_c + shift_c [+ residual]) over dimension 1 of `x` (of
+/// rank 2 or more); `scale` None means 1. One pass on the CPU in f32; candle's ops
 /// elsewhere. Gradients reach `x` and `residual`, not the coefficients.
 pub fn channel_affine(x: &Tensor, scale: Option<&[f32]>, shift: &[f32], residual: Option<&Tensor>, act: Activation) -> Result<Tensor> {
     if let Some(s) = scale {

@@ -50,29 +50,58 @@ fn for_each_row(g: &Geometry, ky: usize, kx: usize, mut f: impl FnMut(usize, usi
     }
 }
 
+/// One output row at a time (it stays in L1 while all k x k taps add into
+/// it: tap by tap over whole planes was bound by L2 traffic). A strided
+/// convolution first splits each input row into its `stride` column phases
+/// (columns ≡ q mod s, phase after phase), so that every tap reads a
+/// contiguous run and the loops vectorise.
 fn forward(x: &[f32], wt: &[f32], planes: usize, c: usize, g: Geometry) -> Vec<f32> {
-    let (hw, ohw, kk) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
+    let (hw, ohw, kk, s) = (g.h * g.w, g.oh * g.ow, g.k * g.k, g.stride);
+    // Per tap column kx: the valid output columns and where their inputs
+    // start in the (phase-split) row.
+    let taps: Vec<(std::ops::Range<usize>, usize)> = (0..g.k)
+        .map(|kx| {
+            let cols = g.valid(g.w, g.ow, kx, g.pad_left);
+            let ix0 = (cols.start * s + kx).saturating_sub(g.pad_left);
+            // Phase q = ix0 mod s starts after the phases before it.
+            let q = ix0 % s;
+            let phase_start: usize = (0..q).map(|p| (g.w - p).div_ceil(s)).sum();
+            (cols, phase_start + ix0 / s)
+        })
+        .collect();
     let mut y = vec![0f32; planes * ohw];
     y.par_chunks_mut(ohw).enumerate().for_each(|(pl, out)| {
-        let xin = &x[pl * hw..(pl + 1) * hw];
+        let plane = &x[pl * hw..(pl + 1) * hw];
+        let split;
+        let xin = if s == 1 {
+            plane
+        } else {
+            let mut buf = Vec::with_capacity(hw);
+            for row in plane.chunks_exact(g.w) {
+                for q in 0..s {
+                    buf.extend(row.iter().skip(q).step_by(s));
+                }
+            }
+            split = buf;
+            &split[..]
+        };
         let wc = &wt[(pl % c) * kk..(pl % c + 1) * kk];
-        for ky in 0..g.k {
-            for kx in 0..g.k {
-                let wv = wc[ky * g.k + kx];
-                for_each_row(&g, ky, kx, |oy, iy, cols, ix0| {
-                    let dst = &mut out[oy * g.ow + cols.start..oy * g.ow + cols.end];
-                    let src = &xin[iy * g.w..(iy + 1) * g.w];
-                    let n = dst.len();
-                    if g.stride == 1 {
-                        for (d, &v) in dst.iter_mut().zip(&src[ix0..ix0 + n]) {
-                            *d += wv * v;
-                        }
-                    } else {
-                        for (j, d) in dst.iter_mut().enumerate() {
-                            *d += wv * src[ix0 + j * g.stride];
-                        }
+        for (oy, dst) in out.chunks_exact_mut(g.ow).enumerate() {
+            for ky in 0..g.k {
+                let iy = oy * s + ky;
+                if iy < g.pad_top || iy - g.pad_top >= g.h {
+                    continue;
+                }
+                let src = &xin[(iy - g.pad_top) * g.w..(iy - g.pad_top + 1) * g.w];
+                for (kx, (cols, start)) in taps.iter().enumerate() {
+                    if cols.is_empty() {
+                        continue;
                     }
-                });
+                    let wv = wc[ky * g.k + kx];
+                    for (o, &v) in dst[cols.clone()].iter_mut().zip(&src[*start..*start + cols.len()]) {
+                        *o += wv * v;
+                    }
+                }
             }
         }
     });
