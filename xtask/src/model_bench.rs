@@ -143,6 +143,26 @@ pub fn model(preset: &str, batch: usize, rounds: usize) -> Result<()> {
     let x = Tensor::randn(0f32, 1.0, (batch, 3, size, size), &dev)?;
     let t_feats = model.teacher.forward(&x)?;
     let mut opt = multiad_nn::Adam::new(model.student_params.trainable(), multiad_nn::AdamConfig::default())?;
+    // For profilers (`perf record`): one part only, ten times, no PyTorch.
+    if let Ok(part) = std::env::var("MULTIAD_BENCH_ONLY") {
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            match part.as_str() {
+                "teacher" => drop(model.teacher.forward(&x)?),
+                "step" => {
+                    let l = distillation_loss(&t_feats, &model.student.forward(&x, true)?)?;
+                    opt.step(&l.backward()?)?;
+                }
+                "inference" => {
+                    let maps = multiad::anomaly_map::layer_maps(&model.teacher.forward(&x)?, &model.student.forward(&x, false)?)?;
+                    multiad::anomaly_map::fuse(&maps, None, size, size, 0.0)?;
+                }
+                other => anyhow::bail!("MULTIAD_BENCH_ONLY={other}: expected teacher, step or inference"),
+            }
+        }
+        println!("{part}: {:.1} ms per call (mean of 10)", t0.elapsed().as_secs_f64() * 100.0);
+        return Ok(());
+    }
     // This machine's speed drifts by tens of percent over minutes (PyTorch's
     // own times vary that much between runs), so candle and PyTorch take
     // turns, round by round, and each side keeps its best time.

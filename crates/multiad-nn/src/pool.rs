@@ -1,7 +1,7 @@
 //! Max pooling with padding and any kernel/stride, with a backward pass
 //! (candle 0.11 has neither padding nor the backward for kernel != stride).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy)]
@@ -16,33 +16,23 @@ impl Geometry {
         (n + 2 * self.p - self.k) / self.s + 1
     }
 
-    /// Index (into the h x w plane) of the first maximum of the window of
-    /// output position (oy, ox); padding never wins (PyTorch semantics).
+    /// The input indices along one axis that window `o` covers (the window
+    /// clipped to the image: padding never wins, PyTorch's semantics).
     #[inline]
-    fn argmax(&self, plane: &[f32], h: usize, w: usize, oy: usize, ox: usize) -> usize {
-        // The window clipped to the image once, so the scan has no bounds tests.
-        let clip = |o: usize, n: usize| {
-            let start = (o * self.s) as isize - self.p as isize;
-            let lo = (-start).max(0) as usize;
-            let hi = (n as isize - start).clamp(0, self.k as isize) as usize;
-            (start, lo, hi)
-        };
-        let (y0, ylo, yhi) = clip(oy, h);
-        let (x0, xlo, xhi) = clip(ox, w);
-        let mut best = usize::MAX;
-        let mut bv = f32::NEG_INFINITY;
-        for dy in ylo..yhi {
-            let row = (y0 + dy as isize) as usize * w;
-            for dx in xlo..xhi {
-                let i = row + (x0 + dx as isize) as usize;
-                let v = plane[i];
-                if best == usize::MAX || v > bv || v.is_nan() {
-                    best = i;
-                    bv = v;
-                }
-            }
-        }
-        best
+    fn window(&self, o: usize, n: usize) -> std::ops::Range<usize> {
+        let start = o * self.s;
+        start.saturating_sub(self.p)..(start + self.k).saturating_sub(self.p).min(n)
+    }
+}
+
+/// max that keeps a NaN (PyTorch's pooling propagates them; training stops
+/// on non-finite values, so pooling must not hide one).
+#[inline(always)]
+fn nan_max(a: f32, b: f32) -> f32 {
+    if b > a || b.is_nan() {
+        b
+    } else {
+        a
     }
 }
 
@@ -58,48 +48,73 @@ impl CustomOp1 for MaxPool {
         "max-pool2d-padded"
     }
 
+    /// Separable: the maximum over each row's window columns first (one
+    /// row of h x ow per input row), then over the window rows, a
+    /// vectorisable pass over whole output rows.
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l.shape().dims4()?;
         let x = f32_slice(s, l, self.name())?;
         let g = self.0;
         let (oh, ow) = (g.out(h), g.out(w));
+        let cols: Vec<std::ops::Range<usize>> = (0..ow).map(|ox| g.window(ox, w)).collect();
         let mut out = vec![0f32; n * c * oh * ow];
         out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(o, plane)| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    o[oy * ow + ox] = plane[g.argmax(plane, h, w, oy, ox)];
+            let mut rows = vec![f32::NEG_INFINITY; h * ow];
+            for (r, src) in rows.chunks_exact_mut(ow).zip(plane.chunks_exact(w)) {
+                for (m, span) in r.iter_mut().zip(&cols) {
+                    *m = src[span.clone()].iter().fold(f32::NEG_INFINITY, |a, &b| nan_max(a, b));
+                }
+            }
+            for (oy, dst) in o.chunks_exact_mut(ow).enumerate() {
+                dst.fill(f32::NEG_INFINITY);
+                for y in g.window(oy, h) {
+                    for (d, &v) in dst.iter_mut().zip(&rows[y * ow..(y + 1) * ow]) {
+                        *d = nan_max(*d, v);
+                    }
                 }
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let g = arg.apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolBackward(self.0))?;
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = arg.apply_op3_no_bwd(&res.contiguous()?, &grad.contiguous()?, &MaxPoolBackward(self.0))?;
         Ok(Some(g))
     }
 }
 
-impl CustomOp2 for MaxPoolBackward {
+impl CustomOp3 for MaxPoolBackward {
     fn name(&self) -> &'static str {
         "max-pool2d-padded-backward"
     }
 
-    /// Routes each output gradient to the input position that won its window.
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    /// Routes each output gradient to the first input of its window (in
+    /// row-major order) that equals the window's maximum, the forward
+    /// result: PyTorch's first-maximum rule, without redoing the maximum.
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l1.shape().dims4()?;
         let x = f32_slice(s1, l1, self.name())?;
-        let gy = f32_slice(s2, l2, self.name())?;
+        let y = f32_slice(s2, l2, self.name())?;
+        let gy = f32_slice(s3, l3, self.name())?;
         let g = self.0;
         let (oh, ow) = (g.out(h), g.out(w));
+        let cols: Vec<std::ops::Range<usize>> = (0..ow).map(|ox| g.window(ox, w)).collect();
         let mut gx = vec![0f32; n * c * h * w];
-        gx.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).zip(gy.par_chunks(oh * ow)).for_each(|((gp, plane), go)| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    gp[g.argmax(plane, h, w, oy, ox)] += go[oy * ow + ox];
+        gx.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).zip(y.par_chunks(oh * ow).zip(gy.par_chunks(oh * ow))).for_each(
+            |((gp, plane), (yp, go))| {
+                for oy in 0..oh {
+                    let rows = g.window(oy, h);
+                    for (ox, span) in cols.iter().enumerate() {
+                        let m = yp[oy * ow + ox];
+                        let hit = |v: f32| v == m || (m.is_nan() && v.is_nan());
+                        let at = rows.clone().find_map(|r| span.clone().find(|&i| hit(plane[r * w + i])).map(|i| r * w + i));
+                        if let Some(i) = at {
+                            gp[i] += go[oy * ow + ox];
+                        }
+                    }
                 }
-            }
-        });
+            },
+        );
         Ok((CpuStorage::F32(gx), l1.shape().clone()))
     }
 }
