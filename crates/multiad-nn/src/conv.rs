@@ -243,17 +243,21 @@ impl Unfold {
                 continue;
             }
             let src = &plane[y as usize * w..(y as usize + 1) * w];
-            if s == 1 {
-                // Output positions whose input column lies inside the row.
-                let lo = ((-off).max(0) as usize).min(ow);
-                let hi = ((w as isize - off).max(0) as usize).clamp(lo, ow);
-                dst[..lo].fill(0.0);
-                dst[hi..].fill(0.0);
-                dst[lo..hi].copy_from_slice(&src[(lo as isize + off) as usize..(hi as isize + off) as usize]);
-            } else {
-                for (ox, v) in dst.iter_mut().enumerate() {
-                    let xx = (ox * s) as isize + off;
-                    *v = if xx >= 0 && (xx as usize) < w { src[xx as usize] } else { 0.0 };
+            // Output positions whose input column ox·s + off lies inside the row.
+            let first = |bound: isize| -> usize { (if bound <= 0 { 0 } else { (bound as usize).div_ceil(s) }).min(ow) };
+            let lo = first(-off);
+            let hi = first(w as isize - off).max(lo);
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            let start = (lo * s) as isize + off;
+            if hi > lo {
+                let start = start as usize;
+                if s == 1 {
+                    dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                } else {
+                    for (v, &x) in dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(s)) {
+                        *v = x;
+                    }
                 }
             }
         }
