@@ -13,7 +13,7 @@
 //! constants (folded weights of a frozen network, or an evaluation-mode
 //! batch norm, which nothing trains), so they get no gradient.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// The activation after the affine map.
@@ -220,5 +220,122 @@ pub fn channel_affine(x: &Tensor, scale: Option<&[f32]>, shift: &[f32], residual
     match residual {
         None => x.contiguous()?.apply_op1(Affine(coef)),
         Some(r) => x.contiguous()?.apply_op2(&r.contiguous()?, AffineResidual(coef)),
+    }
+}
+
+/// y = act(x · s_p + r): a scale per plane p = (image, channel), as
+/// squeeze-and-excitation gives (Eq 4), then a residual add and the
+/// activation, in one pass. Backward, with m the activation's mask:
+/// dx = dy · m · s_p, ds_p = Σ dy · m · x over the plane, dr = dy · m.
+struct PlaneScaleResidual(Activation);
+
+/// (x, s) -> x · s_p, no backward (a piece of the backward above).
+struct PlaneScale;
+
+/// (a, b) -> Σ a · b over each plane, no backward.
+struct PlaneDot;
+
+/// Values per plane of `x`, checking that `s` holds one value per plane.
+fn plane_len(x: &Shape, s: &Shape) -> Result<usize> {
+    let d = x.dims();
+    if d.len() < 2 || s.elem_count() != d[0] * d[1] {
+        candle_core::bail!("plane scale: {s:?} does not hold one value per (image, channel) of {x:?}");
+    }
+    Ok(d[2..].iter().product::<usize>().max(1))
+}
+
+impl CustomOp3 for PlaneScaleResidual {
+    fn name(&self) -> &'static str {
+        "plane-scale-residual"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ss: &CpuStorage, sl: &Layout, rs: &CpuStorage, rl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let len = plane_len(xl.shape(), sl.shape())?;
+        if xl.shape() != rl.shape() {
+            candle_core::bail!("plane scale: residual {:?} does not match input {:?}", rl.shape(), xl.shape());
+        }
+        let x = crate::cpu::f32_values(xs, xl, "plane scale: input")?;
+        let s = crate::cpu::f32_values(ss, sl, "plane scale: scales")?;
+        let r = crate::cpu::f32_values(rs, rl, "plane scale: residual")?;
+        let (lo, hi) = self.0.bounds();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(len).enumerate().for_each(|(p, out)| {
+            let range = p * len..p * len + out.len();
+            for ((o, &v), &w) in out.iter_mut().zip(&x[range.clone()]).zip(&r[range]) {
+                *o = clamp(v * s[p] + w, lo, hi);
+            }
+        });
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, s: &Tensor, _r: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let gm = masked_grad(grad, y, None, self.0)?.contiguous()?;
+        let dx = gm.apply_op2_no_bwd(&s.contiguous()?, &PlaneScale)?;
+        let ds = gm.apply_op2_no_bwd(&x.contiguous()?, &PlaneDot)?.reshape(s.shape())?;
+        Ok((Some(dx), Some(ds), Some(gm)))
+    }
+}
+
+impl CustomOp2 for PlaneScale {
+    fn name(&self) -> &'static str {
+        "plane-scale"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ss: &CpuStorage, sl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let len = plane_len(xl.shape(), sl.shape())?;
+        let x = crate::cpu::f32_values(xs, xl, "plane scale: input")?;
+        let s = crate::cpu::f32_values(ss, sl, "plane scale: scales")?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(len).zip(x.par_chunks(len)).enumerate().for_each(|(p, (out, x))| {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = v * s[p];
+            }
+        });
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+}
+
+impl CustomOp2 for PlaneDot {
+    fn name(&self) -> &'static str {
+        "plane-dot"
+    }
+
+    fn cpu_fwd(&self, a_s: &CpuStorage, al: &Layout, b_s: &CpuStorage, bl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let d = al.shape().dims();
+        let planes = d[0] * d[1];
+        let len = plane_len(al.shape(), &Shape::from(planes))?;
+        let a = crate::cpu::f32_values(a_s, al, "plane dot: lhs")?;
+        let b = crate::cpu::f32_values(b_s, bl, "plane dot: rhs")?;
+        // f64 sums: a plane holds up to 64x64 (or more) products.
+        let dots: Vec<f32> = a.par_chunks(len).zip(b.par_chunks(len)).map(|(a, b)| a.iter().zip(b).map(|(&u, &v)| (u * v) as f64).sum::<f64>() as f32).collect();
+        Ok((CpuStorage::F32(dots), Shape::from(planes)))
+    }
+}
+
+/// act(x · s + r) for `x` and `r` of shape (N, C, ...) and `s` holding one
+/// scale per (image, channel) (shape (N, C) or (N, C, 1, 1)): the tail of a
+/// squeeze-and-excitation residual block (Eq 4, the shortcut add and the
+/// block's ReLU) as one pass on the CPU in f32; candle's ops elsewhere.
+/// Gradients reach all three operands.
+pub fn plane_scale_residual(x: &Tensor, s: &Tensor, r: &Tensor, act: Activation) -> Result<Tensor> {
+    if !(fused_applies(x) && fused_applies(r) && s.device().is_cpu() && s.dtype() == candle_core::DType::F32) {
+        return plane_scale_residual_composed(x, s, r, act);
+    }
+    x.contiguous()?.apply_op3(&s.contiguous()?, &r.contiguous()?, PlaneScaleResidual(act))
+}
+
+/// The same with candle's ops (other devices; the tests' reference).
+pub fn plane_scale_residual_composed(x: &Tensor, s: &Tensor, r: &Tensor, act: Activation) -> Result<Tensor> {
+    let (n, c) = (x.dim(0)?, x.dim(1)?);
+    let shape: Vec<usize> = (0..x.rank()).map(|i| match i {
+        0 => n,
+        1 => c,
+        _ => 1,
+    }).collect();
+    let y = (x.broadcast_mul(&s.reshape(shape.as_slice())?)? + r)?;
+    match act {
+        Activation::Identity => Ok(y),
+        Activation::Relu => y.relu(),
+        Activation::Relu6 => y.clamp(0f32, 6f32),
     }
 }

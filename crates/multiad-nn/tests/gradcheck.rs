@@ -347,3 +347,38 @@ fn channel_affine_gradients_against_finite_differences() {
         check(|r| channel_affine(&other, Some(&scale), &shift, Some(r), act).unwrap(), shape, 122);
     }
 }
+
+/// The fused squeeze-and-excitation tail against candle's ops, and its
+/// gradients (input, scales, residual) against finite differences.
+#[test]
+fn plane_scale_residual_matches_candles_ops_and_finite_differences() {
+    use multiad_nn::affine::{plane_scale_residual, plane_scale_residual_composed, Activation};
+    let dev = Device::Cpu;
+    let shape = (2, 3, 4, 5);
+    let sv: Vec<f32> = random((1, 1, 2, 3), 130).iter().map(|v| 2.0 * v).collect();
+    for act in [Activation::Identity, Activation::Relu] {
+        let x = Var::from_vec(random(shape, 131), shape, &dev).unwrap();
+        let s = Var::from_vec(sv.clone(), (2, 3, 1, 1), &dev).unwrap();
+        let r = Var::from_vec(random(shape, 132), shape, &dev).unwrap();
+        let ours = plane_scale_residual(x.as_tensor(), s.as_tensor(), r.as_tensor(), act).unwrap();
+        let theirs = plane_scale_residual_composed(x.as_tensor(), s.as_tensor(), r.as_tensor(), act).unwrap();
+        let m = Tensor::from_vec(random(shape, 133), shape, &dev).unwrap();
+        let g1 = (ours.clone() * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs.clone() * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        let diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff(&ours, &theirs) < 1e-6, "{act:?}: forward");
+        for (v, name) in [(&x, "x"), (&s, "s"), (&r, "r")] {
+            let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+            assert_eq!(a.dims(), b.dims(), "{act:?}: gradient of {name}");
+            assert!(diff(a, b) < 1e-5, "{act:?}: gradient of {name} differs by {}", diff(a, b));
+        }
+        let (s0, r0) = (s.as_tensor().detach(), r.as_tensor().detach());
+        check(|x| plane_scale_residual(x, &s0, &r0, act).unwrap(), shape, 134);
+        let x0 = x.as_tensor().detach();
+        check(|s| plane_scale_residual(&x0, s, &r0, act).unwrap(), (2, 3, 1, 1), 135);
+    }
+    // One scale per (image, channel) or an error.
+    let x = Tensor::zeros(shape, candle_core::DType::F32, &dev).unwrap();
+    let bad = Tensor::zeros((2, 2), candle_core::DType::F32, &dev).unwrap();
+    assert!(plane_scale_residual(&x, &bad, &x, Activation::Relu).is_err());
+}

@@ -12,6 +12,7 @@
 
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
+use multiad_nn::affine::{channel_affine, plane_scale_residual, Activation};
 use multiad_nn::BatchNorm;
 use multiad_nn::{max_pool2d, resize_bilinear, Conv2d};
 
@@ -37,10 +38,11 @@ impl SqueezeExcite {
         Ok(Self { fc1: candle_nn::linear(c, hidden, vb.pp("fc1"))?, fc2: candle_nn::linear(hidden, c, vb.pp("fc2"))? })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// Eqs 2-3: the per-(image, channel) scales s; Eq 4 (x̂_c = s_c · x_c)
+    /// is applied by the block, fused with its shortcut add.
+    fn scales(&self, x: &Tensor) -> Result<Tensor> {
         let z = x.mean((2, 3))?; // Eq 2: global average pooling
-        let s = candle_nn::ops::sigmoid(&self.fc2.forward(&self.fc1.forward(&z)?.relu()?)?)?; // Eq 3
-        x.broadcast_mul(&s.unsqueeze(2)?.unsqueeze(3)?) // Eq 4
+        candle_nn::ops::sigmoid(&self.fc2.forward(&self.fc1.forward(&z)?.relu()?)?) // Eq 3
     }
 }
 
@@ -80,19 +82,16 @@ impl Bottleneck {
     fn forward(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let h = self.bn2.forward_relu_t(&self.conv2.forward(&h)?, train)?;
-        let mut h = self.bn3.forward_t(&self.conv3.forward(&h)?, train)?;
-        if let Some(se) = &self.se {
-            h = se.forward(&h)?;
-        }
+        let h = self.bn3.forward_t(&self.conv3.forward(&h)?, train)?;
         let short = match &self.down {
             Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
             None => x.clone(),
         };
-        let y = (h + short)?;
-        if relu {
-            y.relu()
-        } else {
-            Ok(y)
+        // Eq 4's scaling, the shortcut add and the ReLU in one pass.
+        let act = if relu { Activation::Relu } else { Activation::Identity };
+        match &self.se {
+            Some(se) => plane_scale_residual(&h, &se.scales(&h)?, &short, act),
+            None => channel_affine(&h, None, &vec![0.0; h.dim(1)?], Some(&short), act),
         }
     }
 }
