@@ -436,6 +436,11 @@ impl Conv2d {
         Ok(Self { weight, bias, padding, stride, dilation, input_grad: true })
     }
 
+    /// The kernel, (cout, cin, k, k).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
     /// For a network's first layer: no gradient is computed for its input.
     pub fn first_layer(mut self) -> Self {
         self.input_grad = false;

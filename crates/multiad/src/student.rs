@@ -105,11 +105,21 @@ struct Fuse {
 }
 
 impl Fuse {
+    /// ω * [F_low, up(F_up)] computed as ω_low * F_low + up(ω_up * F_up):
+    /// a 1x1 convolution commutes with bilinear upsampling (both linear, one
+    /// over channels, the other over positions), so the F_up half runs at
+    /// F_up's resolution (4x fewer positions, upsampling the narrower
+    /// result) and no concatenation is built. Same values up to rounding.
+    fn mix(&self, low: &Tensor, up: &Tensor) -> Result<Tensor> {
+        let (_, cl, h, w) = low.dims4()?;
+        let wt = self.conv.weight();
+        let y_low = multiad_nn::conv2d(low, &wt.narrow(1, 0, cl)?, 0, 1, 1)?;
+        let y_up = multiad_nn::conv2d(up, &wt.narrow(1, cl, up.dim(1)?)?, 0, 1, 1)?;
+        y_low + resize_bilinear(&y_up, h, w)?
+    }
+
     fn forward(&self, low: &Tensor, up: &Tensor, train: bool) -> Result<Tensor> {
-        let (_, _, h, w) = low.dims4()?;
-        let up = resize_bilinear(up, h, w)?;
-        let cat = Tensor::cat(&[low, &up], 1)?;
-        let y = self.conv.forward(&cat)?;
+        let y = self.mix(low, up)?;
         if self.relu {
             self.bn.forward_relu_t(&y, train)
         } else {
@@ -182,5 +192,33 @@ impl Student {
         }
         fused.push(outs[3].clone());
         Ok(fused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The split fusion equals Eq 5's convolution over the concatenation of
+    /// F_low and the upsampled F_up, and passes the same gradients.
+    #[test]
+    fn fusion_split_equals_the_convolution_of_the_concatenation() {
+        let dev = candle_core::Device::Cpu;
+        let store = multiad_nn::ParamStore::new(3);
+        let fuse = Fuse { conv: conv(6 + 10, 6, 1, 1, 0, 1, store.var_builder(&dev).pp("conv")).unwrap(), bn: bn(6, store.var_builder(&dev).pp("bn")).unwrap(), relu: true };
+        let low = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 6, 8, 10), &dev).unwrap()).unwrap();
+        let up = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 10, 4, 5), &dev).unwrap()).unwrap();
+        let ours = fuse.mix(low.as_tensor(), up.as_tensor()).unwrap();
+        let cat = Tensor::cat(&[low.as_tensor(), &resize_bilinear(up.as_tensor(), 8, 10).unwrap()], 1).unwrap();
+        let reference = fuse.conv.forward(&cat).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff(&ours, &reference) < 1e-5, "forward differs by {}", diff(&ours, &reference));
+        let m = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
+        let g1 = (ours * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (reference * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        for t in [low.as_tensor(), up.as_tensor(), fuse.conv.weight()] {
+            let (a, b) = (g1.get(t).unwrap(), g2.get(t).unwrap());
+            assert!(diff(a, b) < 1e-4, "gradient differs by {}", diff(a, b));
+        }
     }
 }
