@@ -1,9 +1,13 @@
 //! Separable linear resampling: `Y = A · X · Bᵀ` per (batch, channel) plane,
 //! with `A` (out_h x in_h) and `B` (out_w x in_w) built on the host. Bilinear
 //! interpolation and Gaussian smoothing are both of this form, so one matmul
-//! pair gives the forward pass and candle's autograd the backward pass.
+//! pair gives the forward pass and candle's autograd the backward pass, on
+//! every device. On the CPU in f32 bilinear resizing is a direct two-tap
+//! kernel instead (with the transposed kernel as its backward): the dense
+//! matrices multiplied mostly zeros and needed two transposed copies.
 
-use candle_core::{Device, Result, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 /// Interpolation weights of PyTorch's bilinear resize with
 /// `align_corners=False` and no antialiasing, as an (out x inp) row-major matrix.
@@ -75,6 +79,115 @@ pub fn separable(x: &Tensor, a: &[f32], out_h: usize, b: &[f32], out_w: usize) -
     y.reshape((n, c, out_w, out_h))?.transpose(2, 3)?.contiguous()
 }
 
+/// The two taps of each output index along one axis: (first input,
+/// second input, their weights), the rows of [`bilinear_matrix`].
+fn bilinear_taps(out: usize, inp: usize) -> Vec<(usize, usize, f32, f32)> {
+    let scale = inp as f64 / out as f64;
+    (0..out)
+        .map(|i| {
+            let src = ((i as f64 + 0.5) * scale - 0.5).max(0.0);
+            let i0 = (src.floor() as usize).min(inp - 1);
+            let i1 = (i0 + 1).min(inp - 1);
+            let l1 = (src - i0 as f64) as f32;
+            (i0, i1, 1.0 - l1, l1)
+        })
+        .collect()
+}
+
+/// Bilinear resize of each (H, W) plane: rows interpolated along W once per
+/// input row, then output rows blended from two of those.
+#[derive(Clone, Copy)]
+struct Bilinear {
+    h: usize,
+    w: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+impl Bilinear {
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let (rows, cols) = (bilinear_taps(self.out_h, self.h), bilinear_taps(self.out_w, self.w));
+        let (hw, ohw) = (self.h * self.w, self.out_h * self.out_w);
+        let mut y = vec![0f32; x.len() / hw * ohw];
+        y.par_chunks_mut(ohw).zip(x.par_chunks(hw)).for_each(|(out, plane)| {
+            let mut wide = vec![0f32; self.h * self.out_w];
+            for (dst, src) in wide.chunks_exact_mut(self.out_w).zip(plane.chunks_exact(self.w)) {
+                for (d, &(j0, j1, a, b)) in dst.iter_mut().zip(&cols) {
+                    *d = a * src[j0] + b * src[j1];
+                }
+            }
+            for (dst, &(i0, i1, a, b)) in out.chunks_exact_mut(self.out_w).zip(&rows) {
+                let (r0, r1) = (&wide[i0 * self.out_w..(i0 + 1) * self.out_w], &wide[i1 * self.out_w..(i1 + 1) * self.out_w]);
+                for ((d, &u), &v) in dst.iter_mut().zip(r0).zip(r1) {
+                    *d = a * u + b * v;
+                }
+            }
+        });
+        y
+    }
+
+    /// The transpose: each output gradient spread back onto its four inputs
+    /// (rows first, then columns).
+    fn backward(&self, dy: &[f32]) -> Vec<f32> {
+        let (rows, cols) = (bilinear_taps(self.out_h, self.h), bilinear_taps(self.out_w, self.w));
+        let (hw, ohw) = (self.h * self.w, self.out_h * self.out_w);
+        let mut dx = vec![0f32; dy.len() / ohw * hw];
+        dx.par_chunks_mut(hw).zip(dy.par_chunks(ohw)).for_each(|(gin, gout)| {
+            let mut wide = vec![0f32; self.h * self.out_w];
+            for (src, &(i0, i1, a, b)) in gout.chunks_exact(self.out_w).zip(&rows) {
+                for (j, &g) in src.iter().enumerate() {
+                    wide[i0 * self.out_w + j] += a * g;
+                    wide[i1 * self.out_w + j] += b * g;
+                }
+            }
+            for (dst, src) in gin.chunks_exact_mut(self.w).zip(wide.chunks_exact(self.out_w)) {
+                for (&g, &(j0, j1, a, b)) in src.iter().zip(&cols) {
+                    dst[j0] += a * g;
+                    dst[j1] += b * g;
+                }
+            }
+        });
+        dx
+    }
+
+    fn out_shape(&self, x: &Shape) -> Result<Shape> {
+        let (n, c, _, _) = x.dims4()?;
+        Ok(Shape::from((n, c, self.out_h, self.out_w)))
+    }
+}
+
+/// The backward pass as an op of its own (its input: the output gradient).
+struct BilinearGrad(Bilinear);
+
+impl CustomOp1 for Bilinear {
+    fn name(&self) -> &'static str {
+        "resize-bilinear"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = crate::cpu::f32_values(s, l, "resize bilinear: input")?;
+        Ok((CpuStorage::F32(self.forward(x)), self.out_shape(l.shape())?))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = BilinearGrad(*self);
+        let dx = grad.contiguous()?.apply_op1_no_bwd(&op)?;
+        Ok(Some(dx.reshape(x.shape())?))
+    }
+}
+
+impl CustomOp1 for BilinearGrad {
+    fn name(&self) -> &'static str {
+        "resize-bilinear-backward"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dy = crate::cpu::f32_values(s, l, "resize bilinear backward: gradient")?;
+        let (n, c, _, _) = l.shape().dims4()?;
+        Ok((CpuStorage::F32(self.0.backward(dy)), Shape::from((n, c, self.0.h, self.0.w))))
+    }
+}
+
 /// Bilinear resize of a (N, C, H, W) tensor to (N, C, out_h, out_w), matching
 /// PyTorch's `F.interpolate(mode="bilinear", align_corners=False)`; differentiable.
 pub fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
@@ -82,6 +195,18 @@ pub fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor>
     if (h, w) == (out_h, out_w) {
         return Ok(x.clone());
     }
+    if out_h == 0 || out_w == 0 || h == 0 || w == 0 {
+        candle_core::bail!("resize bilinear: cannot resize {h}x{w} to {out_h}x{out_w}");
+    }
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return x.contiguous()?.apply_op1(Bilinear { h, w, out_h, out_w });
+    }
+    resize_bilinear_separable(x, out_h, out_w)
+}
+
+/// The same resize as two matrix products (any device; the tests' reference).
+pub fn resize_bilinear_separable(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
     separable(x, &bilinear_matrix(out_h, h), out_h, &bilinear_matrix(out_w, w), out_w)
 }
 
