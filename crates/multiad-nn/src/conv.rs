@@ -254,6 +254,15 @@ impl Unfold {
                 let start = start as usize;
                 if s == 1 {
                     dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                } else if s == 2 {
+                    // Pairs, so that the even-element gather vectorises
+                    // (step_by(2) did not); the last element alone, as its
+                    // pair may run past the row.
+                    let n = hi - lo;
+                    for (v, pair) in dst[lo..hi - 1].iter_mut().zip(src[start..start + 2 * (n - 1)].chunks_exact(2)) {
+                        *v = pair[0];
+                    }
+                    dst[hi - 1] = src[start + 2 * (n - 1)];
                 } else {
                     for (v, &x) in dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(s)) {
                         *v = x;
