@@ -27,6 +27,15 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The activation as candle's ops (the composed reference paths).
+    fn apply_composed(self, y: Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Identity => Ok(y),
+            Activation::Relu => y.relu(),
+            Activation::Relu6 => y.clamp(0f32, 6f32),
+        }
+    }
+
     /// The open interval where the activation passes its input (and its
     /// gradient) through.
     fn bounds(self) -> (f32, f32) {
@@ -197,11 +206,7 @@ pub fn channel_affine_composed(x: &Tensor, scale: Option<&[f32]>, shift: &[f32],
     if let Some(r) = residual {
         y = (y + r)?;
     }
-    match act {
-        Activation::Identity => Ok(y),
-        Activation::Relu => y.relu(),
-        Activation::Relu6 => y.clamp(0f32, 6f32),
-    }
+    act.apply_composed(y)
 }
 
 /// act(x · scale_c + shift_c [+ residual]) over dimension 1 of `x` (of
@@ -333,9 +338,5 @@ pub fn plane_scale_residual_composed(x: &Tensor, s: &Tensor, r: &Tensor, act: Ac
         _ => 1,
     }).collect();
     let y = (x.broadcast_mul(&s.reshape(shape.as_slice())?)? + r)?;
-    match act {
-        Activation::Identity => Ok(y),
-        Activation::Relu => y.relu(),
-        Activation::Relu6 => y.clamp(0f32, 6f32),
-    }
+    act.apply_composed(y)
 }
