@@ -118,6 +118,15 @@ fn print_metrics(m: &TestMetrics) {
     println!("pixel AUROC  {}", opt(m.pixel_auroc));
     println!("AUPRO (0.3)  {}", opt(m.aupro));
     println!("F1-max       {:.4} (image level, threshold {:.4})", m.f1_max, m.f1_threshold);
+    if m.per_defect_type.len() > 1 {
+        println!("per defect type, each against all normal test images:");
+        println!("  {:<16} {:>6} {:>9} {:>9} {:>7} {:>14}", "type", "images", "image", "pixel", "AUPRO", "defect pixels");
+        for (t, d) in &m.per_defect_type {
+            let o = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into());
+            let share = d.defect_pixel_share.map(|x| format!("{:.1}%", 100.0 * x)).unwrap_or_else(|| "n/a".into());
+            println!("  {t:<16} {:>6} {:>9.4} {:>9} {:>7} {share:>14}", d.images, d.image_auroc, o(d.pixel_auroc), o(d.aupro));
+        }
+    }
     println!("{} test images in {:.1} s", m.test_images, m.seconds);
 }
 

@@ -2,6 +2,7 @@
 //! (`training.json` marks it finished), `multiad test` (metrics of the
 //! protocol over the test split) and `multiad predict` (heat maps).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,6 +13,7 @@ use multiad_data::{load_image, BatchLoader, Label};
 use multiad_metrics::{aupro, AnomalyMap, BinaryScores, DEFAULT_FPR_LIMIT};
 use serde::{Deserialize, Serialize};
 
+use crate::by_type::{metrics_by_defect_type, DefectTypeMetrics, ScoredImage};
 use crate::run_dir::{tmp_path, write_atomic, RunDir};
 use crate::{Detector, FitOptions, FitOutcome};
 
@@ -68,6 +70,10 @@ pub struct TestMetrics {
     pub test_images: usize,
     pub seconds: f64,
     pub peak_rss_mib: Option<f64>,
+    /// Each anomalous type against all normal test images
+    /// ([`metrics_by_defect_type`]); empty in files written before it existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_defect_type: BTreeMap<String, DefectTypeMetrics>,
 }
 
 /// Peak resident memory of this process (Linux), MiB.
@@ -123,6 +129,8 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
     let mut pixel = BinaryScores::new();
     let mut scores = vec![0f32; dataset.test.len()];
     let mut pro_maps: Vec<(Vec<f32>, Vec<u8>)> = Vec::new();
+    // Which of pro_maps belongs to each test image (none: no ground truth).
+    let mut map_of: Vec<Option<usize>> = vec![None; dataset.test.len()];
     let mut all_maps: Vec<f32> = if save_maps { Vec::with_capacity(dataset.test.len() * size * size) } else { Vec::new() };
     let nb = loader.num_batches();
     for (k, b) in loader.iter().enumerate() {
@@ -137,6 +145,7 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
             let mask = &b.masks[j * size * size..(j + 1) * size * size];
             if s.label == Label::Normal || s.mask.is_some() {
                 pixel.push_map(m, mask)?;
+                map_of[i] = Some(pro_maps.len());
                 pro_maps.push((m.to_vec(), mask.to_vec()));
             }
         }
@@ -158,6 +167,20 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
     } else {
         (None, None, None)
     };
+    let scored: Vec<ScoredImage> = dataset
+        .test
+        .iter()
+        .zip(&scores)
+        .zip(&map_of)
+        .map(|((s, &score), m)| {
+            let (map, mask) = match m {
+                Some(k) if has_masks => (pro_maps[*k].0.as_slice(), pro_maps[*k].1.as_slice()),
+                _ => (&[][..], &[][..]),
+            };
+            ScoredImage { defect_type: &s.defect_type, anomalous: s.label == Label::Anomalous, score, map, mask }
+        })
+        .collect();
+    let per_defect_type = metrics_by_defect_type(&scored, size, size)?;
     let metrics = TestMetrics {
         image_auroc: image.auroc()?,
         pixel_auroc,
@@ -168,6 +191,7 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
         test_images: dataset.test.len(),
         seconds: t0.elapsed().as_secs_f64(),
         peak_rss_mib: peak_rss_mib(),
+        per_defect_type,
     };
     let mut csv = String::from("path,label,defect_type,score\n");
     for (s, sc) in dataset.test.iter().zip(&scores) {

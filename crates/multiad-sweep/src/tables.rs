@@ -291,6 +291,7 @@ mod tests {
                 test_images: 10,
                 seconds: 1.0,
                 peak_rss_mib: None,
+                per_defect_type: Default::default(),
             },
             training: TrainingRecord { method: Some(method.into()), train_images: 10, seconds: 1.0, peak_rss_mib: None },
             state: Default::default(),
