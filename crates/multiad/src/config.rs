@@ -175,13 +175,51 @@ pub struct TrainConfig {
     pub beta1: f64,
     pub beta2: f64,
     /// Teacher features of training images are computed once and kept, up to
-    /// this many MiB (the teacher is frozen and there is no augmentation).
+    /// this many MiB (the teacher is frozen; flipped batches bypass the cache).
     pub teacher_cache_mib: usize,
+    /// Random flips of whole training batches (not in the paper, which names
+    /// no augmentation): `none` (default, the paper), `horizontal`,
+    /// `vertical` or `both`. Each batch is flipped with probability 1/2 per
+    /// allowed axis, drawn from the seed and the epoch, so resumption stays
+    /// exact.
+    pub flips: Flips,
+}
+
+/// Which flips training may apply to a batch (`train.flips`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flips {
+    #[default]
+    None,
+    Horizontal,
+    Vertical,
+    Both,
+}
+
+impl Flips {
+    /// The axes (2 = rows, 3 = columns of an N x C x H x W batch) that may be flipped.
+    pub fn axes(self) -> &'static [usize] {
+        match self {
+            Flips::None => &[],
+            Flips::Horizontal => &[3],
+            Flips::Vertical => &[2],
+            Flips::Both => &[2, 3],
+        }
+    }
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { epochs: 250, batch_size: 16, lr: 1e-3, disc_lr: 1e-3, beta1: 0.9, beta2: 0.999, teacher_cache_mib: 4096 }
+        Self {
+            epochs: 250,
+            batch_size: 16,
+            lr: 1e-3,
+            disc_lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            teacher_cache_mib: 4096,
+            flips: Flips::None,
+        }
     }
 }
 

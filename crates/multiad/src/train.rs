@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use multiad_data::{BatchLoader, ImageConfig};
 use multiad_nn::{Adam, AdamConfig};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -157,11 +157,25 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
             .shuffled(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64))
             .drop_last(true);
         let nb = loader.num_batches();
+        // Flips are drawn per epoch from their own stream: a resumed run
+        // (which restarts at an epoch boundary) draws the same ones.
+        let mut flip_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ streams::FLIPS ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
         let (mut sg, mut sa, mut sd, mut ss) = (0.0, 0.0, 0.0, 0.0);
         for (k, batch) in loader.iter().enumerate() {
             let batch = batch?;
-            let t_feats = cache.get(&batch.images, &batch.indices, |x| model.teacher.forward(x))?;
-            let s_feats = model.student.forward(&batch.images, true)?;
+            let axes: Vec<usize> = tc.flips.axes().iter().copied().filter(|_| flip_rng.random_bool(0.5)).collect();
+            // A flipped batch's teacher features are computed afresh (the
+            // teacher's TF-style padding is not symmetric, so flipping cached
+            // features would not be exact).
+            let (images, t_feats) = if axes.is_empty() {
+                let t = cache.get(&batch.images, &batch.indices, |x| model.teacher.forward(x))?;
+                (batch.images.clone(), t)
+            } else {
+                let x = batch.images.flip(&axes)?;
+                let t = model.teacher.forward(&x)?;
+                (x, t)
+            };
+            let s_feats = model.student.forward(&images, true)?;
             let lg = distillation_loss(&t_feats, &s_feats)?;
             let ls = match (&model.disc, opt_d.as_mut()) {
                 (Some(d), Some(od)) => {

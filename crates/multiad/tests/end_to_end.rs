@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use multiad::config::Flips;
 use multiad::{DataRef, ExperimentConfig, RunDir, TrainOptions};
 use multiad_data::synth::{generate, SynthConfig};
 
@@ -69,6 +70,9 @@ fn interrupted_training_resumes_to_the_same_weights() {
     let data = synthetic(&t.path().join("data"), 1);
     let mut cfg = smoke_config();
     cfg.train.epochs = 4;
+    // With random flips on, so that their draws are checked to resume exactly too
+    // (some batches are flipped, some come from the teacher cache).
+    cfg.train.flips = Flips::Both;
     let a = RunDir::create(&t.path().join("a"), &cfg, &data).unwrap();
     multiad::train(&a, TrainOptions::default(), &mut quiet()).unwrap();
     let b = RunDir::create(&t.path().join("b"), &cfg, &data).unwrap();
@@ -87,6 +91,12 @@ fn interrupted_training_resumes_to_the_same_weights() {
     let hb = multiad::train::read_history(&b).unwrap();
     assert_eq!(ha.len(), 4);
     assert_eq!(ha.iter().map(|h| h.loss_s).collect::<Vec<_>>(), hb.iter().map(|h| h.loss_s).collect::<Vec<_>>());
+    // The flips changed training: without them the losses differ.
+    cfg.train.flips = Flips::None;
+    let c = RunDir::create(&t.path().join("c"), &cfg, &data).unwrap();
+    multiad::train(&c, TrainOptions::default(), &mut quiet()).unwrap();
+    let hc = multiad::train::read_history(&c).unwrap();
+    assert_ne!(ha.iter().map(|h| h.loss_g).collect::<Vec<_>>(), hc.iter().map(|h| h.loss_g).collect::<Vec<_>>());
 }
 
 #[test]
@@ -118,6 +128,7 @@ fn bad_configs_name_the_key() {
         (base.replace("image_size: 64", "image_size: 100"), "image_size"),
         (base.replace("  epochs: 12", "  epochs: 12\n  epoch_count: 3"), "epoch_count"),
         (base.replace("  lambda: 0.01", "  lambda: -1"), "discriminator.lambda"),
+        (base.replace("  epochs: 12", "  epochs: 12\n  flips: diagonal"), "flips"),
     ];
     for (text, key) in cases {
         let e = ExperimentConfig::from_yaml_str(&text, p).unwrap_err().to_string();
