@@ -164,9 +164,10 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
         for (k, batch) in loader.iter().enumerate() {
             let batch = batch?;
             let axes: Vec<usize> = tc.flips.axes().iter().copied().filter(|_| flip_rng.random_bool(0.5)).collect();
-            // A flipped batch's teacher features are computed afresh (the
-            // teacher's TF-style padding is not symmetric, so flipping cached
-            // features would not be exact).
+            // A flipped batch's teacher features are computed afresh: strided
+            // layers sample a flipped image on another grid (and Lite0's
+            // TF-style padding is one-sided), so flipped cached features
+            // would not be the same.
             let (images, t_feats) = if axes.is_empty() {
                 let t = cache.get(&batch.images, &batch.indices, |x| model.teacher.forward(x))?;
                 (batch.images.clone(), t)
