@@ -127,6 +127,16 @@ fn print_metrics(m: &TestMetrics) {
             println!("  {t:<16} {:>6} {:>9.4} {:>9} {:>7} {share:>14}", d.images, d.image_auroc, o(d.pixel_auroc), o(d.aupro));
         }
     }
+    if let Some(b) = &m.border_maxima {
+        println!(
+            "maxima within {} px of the border: {:.1}% of normal maps, {:.1}% of anomalous ({:.1}% of the area; normal {:.2}x the area share)",
+            b.band_px,
+            100.0 * b.normal_share,
+            100.0 * b.anomalous_share,
+            100.0 * b.band_area_share,
+            b.normal_ratio
+        );
+    }
     println!("{} test images in {:.1} s", m.test_images, m.seconds);
 }
 

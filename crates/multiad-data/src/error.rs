@@ -10,6 +10,13 @@ pub enum DataError {
     Layout { dir: PathBuf, problem: String },
     #[error("{0}")]
     Other(String),
+    /// Every file that failed a check of the whole data set, listed at once.
+    #[error("{} of {checked} files failed the check:\n{}", failures.len(), list(failures))]
+    Many { checked: usize, failures: Vec<DataError> },
+}
+
+fn list(failures: &[DataError]) -> String {
+    failures.iter().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n")
 }
 
 impl DataError {
@@ -27,6 +34,7 @@ impl DataError {
             DataError::File { path, .. } => Some(path),
             DataError::Layout { dir, .. } => Some(dir),
             DataError::Other(_) => None,
+            DataError::Many { failures, .. } => failures.first().and_then(|f| f.path()),
         }
     }
 }

@@ -9,10 +9,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use multiad_data::{load_image, BatchLoader, Label};
+use multiad_data::{check_all, load_image, BatchLoader, Label};
 use multiad_metrics::{aupro, AnomalyMap, BinaryScores, DEFAULT_FPR_LIMIT};
 use serde::{Deserialize, Serialize};
 
+use crate::border::{BorderCounter, BorderMaxima};
 use crate::by_type::{metrics_by_defect_type, DefectTypeMetrics, ScoredImage};
 use crate::run_dir::{tmp_path, write_atomic, RunDir};
 use crate::{Detector, FitOptions, FitOutcome};
@@ -41,6 +42,10 @@ pub fn train_run(det: &mut dyn Detector, run: &RunDir, opts: FitOptions, log: &m
     if dataset.train.is_empty() {
         bail!("{}: no normal training images", dataset.root.display());
     }
+    // Every training image decoded once before the first epoch: a bad file
+    // is reported with all the others now, not when its batch comes up.
+    check_all(&dataset.train, &det.image_config())
+        .with_context(|| format!("{}: the training images do not all load; fix or remove them", dataset.root.display()))?;
     if det.fit(run, &dataset.train, opts, log)? == FitOutcome::Stopped {
         return Ok(FitOutcome::Stopped);
     }
@@ -74,6 +79,10 @@ pub struct TestMetrics {
     /// ([`metrics_by_defect_type`]); empty in files written before it existed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub per_defect_type: BTreeMap<String, DefectTypeMetrics>,
+    /// Where the maps peak ([`crate::border`]); absent in files written
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub border_maxima: Option<BorderMaxima>,
 }
 
 /// Peak resident memory of this process (Linux), MiB.
@@ -124,6 +133,8 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
     if img_cfg.width != img_cfg.height {
         bail!("{}: test needs square inputs, the method asks for {}x{}", run.dir.display(), img_cfg.width, img_cfg.height);
     }
+    check_all(&dataset.test, &img_cfg)
+        .with_context(|| format!("{}: the test images do not all load; fix or remove them", dataset.root.display()))?;
     let loader = BatchLoader::new(dataset.test.clone(), img_cfg, model.batch_size());
     let mut image_scores = BinaryScores::new();
     let mut pixel = BinaryScores::new();
@@ -131,6 +142,7 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
     let mut pro_maps: Vec<(Vec<f32>, Vec<u8>)> = Vec::new();
     // Which of pro_maps belongs to each test image (none: no ground truth).
     let mut map_of: Vec<Option<usize>> = vec![None; dataset.test.len()];
+    let mut border = BorderCounter::new(size);
     let mut all_maps: Vec<f32> = if save_maps { Vec::with_capacity(dataset.test.len() * size * size) } else { Vec::new() };
     let nb = loader.num_batches();
     for (k, b) in loader.iter().enumerate() {
@@ -143,6 +155,7 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
             image_scores.push(sc[j], s.label == Label::Anomalous)?;
             let m = &maps[j * size * size..(j + 1) * size * size];
             let mask = &b.masks[j * size * size..(j + 1) * size * size];
+            border.push(m, s.label == Label::Anomalous);
             if s.label == Label::Normal || s.mask.is_some() {
                 pixel.push_map(m, mask)?;
                 map_of[i] = Some(pro_maps.len());
@@ -192,6 +205,7 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
         seconds: t0.elapsed().as_secs_f64(),
         peak_rss_mib: peak_rss_mib(),
         per_defect_type,
+        border_maxima: Some(border.finish()),
     };
     let mut csv = String::from("path,label,defect_type,score\n");
     for (s, sc) in dataset.test.iter().zip(&scores) {

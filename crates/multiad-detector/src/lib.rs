@@ -5,6 +5,7 @@
 //! gets `multiad train|test|predict` and `cargo xtask benchmark` for free;
 //! `docs/methods.md` shows how to add one.
 
+pub mod border;
 pub mod by_type;
 pub mod checkpoint;
 pub mod epochs;
@@ -20,6 +21,7 @@ use anyhow::Result;
 use candle_core::Tensor;
 use multiad_data::{ImageConfig, Sample};
 
+pub use border::BorderMaxima;
 pub use by_type::{metrics_by_defect_type, DefectTypeMetrics, ScoredImage};
 pub use evaluate::{peak_rss_mib, predict, test, train_run, TestMetrics, TrainingRecord};
 pub use run_dir::{method_of, tmp_path, write_atomic, DataRef, RunConfig, RunDir};

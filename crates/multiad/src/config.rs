@@ -102,6 +102,26 @@ pub struct StudentConfig {
     /// every preset: with D on it lifted magnetic tile (0.68 -> 0.77 image
     /// AUROC) but broke brain-MRI localisation (`docs/multiad.md`).
     pub linear_outputs: bool,
+    /// Where the stride-2 layers put their padding, and so where each
+    /// critical-layer cell sits on the image. `auto` (default) takes the
+    /// teacher's convention, so that student cell (i, j) and teacher cell
+    /// (i, j) describe the same pixels: `same` for EfficientNet (TensorFlow
+    /// "SAME": the padding goes after, a stride-s cell is centred on pixel
+    /// s*i + s - 1), `symmetric` for the torchvision ResNets and the random
+    /// teacher (centred on s*i). With the other convention the student must
+    /// imitate features centred almost a whole cell away (s - 1 px at
+    /// stride s), which it cannot do where the image ends.
+    pub padding: StudentPadding,
+}
+
+/// See [`StudentConfig::padding`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StudentPadding {
+    #[default]
+    Auto,
+    Symmetric,
+    Same,
 }
 
 impl Default for StudentConfig {
@@ -115,6 +135,7 @@ impl Default for StudentConfig {
             se_reduction: 16,
             fusion: true,
             linear_outputs: false,
+            padding: StudentPadding::Auto,
         }
     }
 }
@@ -263,6 +284,17 @@ impl ExperimentConfig {
 
     pub fn to_yaml(&self) -> String {
         serde_yaml_ng::to_string(self).expect("config serialises")
+    }
+
+    /// `student.padding` with `auto` resolved against the teacher: "SAME"
+    /// for EfficientNet, symmetric for the torchvision ResNets and the
+    /// random teacher (a symmetric student network itself).
+    pub fn student_padding(&self) -> StudentPadding {
+        match (self.student.padding, self.teacher.kind) {
+            (StudentPadding::Auto, TeacherKind::EfficientnetLite0) => StudentPadding::Same,
+            (StudentPadding::Auto, _) => StudentPadding::Symmetric,
+            (p, _) => p,
+        }
     }
 
     /// Checks every value that could not work, naming the key.

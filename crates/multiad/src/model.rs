@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use multiad_nn::ParamStore;
 
 use crate::anomaly_map::{fuse, image_scores, layer_maps, FusionStats};
-use crate::config::ExperimentConfig;
+use crate::config::{ExperimentConfig, StudentConfig};
 use crate::discriminator::Discriminator;
 use crate::student::Student;
 use crate::teacher::Teacher;
@@ -37,7 +37,8 @@ impl MultiAd {
     pub fn build(cfg: &ExperimentConfig, device: &Device) -> Result<Self> {
         let teacher = Teacher::build(cfg, device)?;
         let student_params = ParamStore::new(cfg.seed);
-        let student = Student::new(&cfg.student, teacher.channels(), student_params.var_builder(device))?;
+        let scfg = StudentConfig { padding: cfg.student_padding(), ..cfg.student.clone() };
+        let student = Student::new(&scfg, teacher.channels(), student_params.var_builder(device))?;
         let disc_params = ParamStore::new(cfg.seed ^ streams::DISCRIMINATOR);
         let disc = if cfg.discriminator.enabled {
             let deepest = cfg.image_size as usize / 32;

@@ -16,7 +16,7 @@ use multiad_nn::affine::{channel_affine, plane_scale_residual, Activation};
 use multiad_nn::BatchNorm;
 use multiad_nn::{max_pool2d, resize_bilinear, Conv2d};
 
-use crate::config::StudentConfig;
+use crate::config::{StudentConfig, StudentPadding};
 
 fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
     BatchNorm::new(c, 1e-5, 0.1, vb)
@@ -24,6 +24,15 @@ fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, dilation: usize, vb: VarBuilder) -> Result<Conv2d> {
     Conv2d::new(cin, cout, k, padding, stride, dilation, false, vb)
+}
+
+/// TensorFlow's "SAME" padding of a stride-2 layer whose kernel spans
+/// `extent` pixels, on an even input: extent - 2 zeros in all, the extra one
+/// after (below and to the right), so output i is centred on input 2i + 1.
+fn pad_same_stride2(x: &Tensor, extent: usize) -> Result<Tensor> {
+    let total = extent - 2;
+    let (before, after) = (total / 2, total - total / 2);
+    x.pad_with_zeros(2, before, after)?.pad_with_zeros(3, before, after)
 }
 
 /// Squeeze-and-excitation (Eqs 2-4): s = σ(τ2 · ReLU(τ1 · z)), x̂_c = s_c · x_c.
@@ -55,6 +64,10 @@ struct Bottleneck {
     bn3: BatchNorm,
     se: Option<SqueezeExcite>,
     down: Option<(Conv2d, BatchNorm)>,
+    /// `student.padding: same` on a stride-2 block: conv2's kernel extent
+    /// (2·rate + 1), padded as "SAME" by hand, and a shortcut that samples
+    /// the odd pixels (centre 2i + 1, like the main branch).
+    same_extent: Option<usize>,
 }
 
 impl Bottleneck {
@@ -65,15 +78,18 @@ impl Bottleneck {
         } else {
             None
         };
+        let same_extent = (cfg.padding == StudentPadding::Same && stride == 2).then_some(2 * dilation + 1);
+        let pad2 = if same_extent.is_some() { 0 } else { dilation };
         Ok(Self {
             conv1: conv(cin, width, 1, 1, 0, 1, vb.pp("conv1"))?,
             bn1: bn(width, vb.pp("bn1"))?,
-            conv2: conv(width, width, 3, stride, dilation, dilation, vb.pp("conv2"))?,
+            conv2: conv(width, width, 3, stride, pad2, dilation, vb.pp("conv2"))?,
             bn2: bn(width, vb.pp("bn2"))?,
             conv3: conv(width, cout, 1, 1, 0, 1, vb.pp("conv3"))?,
             bn3: bn(cout, vb.pp("bn3"))?,
             se: if cfg.se { Some(SqueezeExcite::new(cout, cfg.se_reduction, vb.pp("se"))?) } else { None },
             down,
+            same_extent,
         })
     }
 
@@ -81,10 +97,20 @@ impl Bottleneck {
     /// a linear critical-layer output (`student.linear_outputs`).
     fn forward(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
+        let h = match self.same_extent {
+            Some(e) => pad_same_stride2(&h, e)?,
+            None => h,
+        };
         let h = self.bn2.forward_relu_t(&self.conv2.forward(&h)?, train)?;
         let h = self.bn3.forward_t(&self.conv3.forward(&h)?, train)?;
         let short = match &self.down {
-            Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
+            Some((c, b)) => {
+                let x = match self.same_extent {
+                    Some(_) => x.narrow(2, 1, x.dim(2)? - 1)?.narrow(3, 1, x.dim(3)? - 1)?,
+                    None => x.clone(),
+                };
+                b.forward_t(&c.forward(&x)?, train)?
+            }
             None => x.clone(),
         };
         // Eq 4's scaling, the shortcut add and the ReLU in one pass.
@@ -134,12 +160,20 @@ pub struct Student {
     stages: Vec<Vec<Bottleneck>>,
     fuse: Vec<Fuse>,
     linear_outputs: bool,
+    /// `student.padding: same` (see [`StudentConfig::padding`]); `auto` is
+    /// resolved against the teacher by `MultiAd::build` and means
+    /// symmetric here.
+    same: bool,
 }
 
 impl Student {
     /// `out_channels`: the teacher's critical-layer channels, shallow to deep.
     pub fn new(cfg: &StudentConfig, out_channels: [usize; 4], vb: VarBuilder) -> Result<Self> {
-        let stem = conv(3, cfg.stem_channels, 7, 2, 3, 1, vb.pp("conv1"))?.first_layer();
+        let same = cfg.padding == StudentPadding::Same;
+        // Not `first_layer()`: images never carry a gradient anyway, and the
+        // grid test (tests/grid_alignment.rs) reads receptive fields off
+        // the input gradient.
+        let stem = conv(3, cfg.stem_channels, 7, 2, if same { 0 } else { 3 }, 1, vb.pp("conv1"))?;
         let stem_bn = bn(cfg.stem_channels, vb.pp("bn1"))?;
         let mut cin = cfg.stem_channels;
         let mut stages = Vec::new();
@@ -165,13 +199,20 @@ impl Student {
                 });
             }
         }
-        Ok(Self { stem, stem_bn, stages, fuse, linear_outputs: cfg.linear_outputs })
+        Ok(Self { stem, stem_bn, stages, fuse, linear_outputs: cfg.linear_outputs, same })
     }
 
     /// The four critical-layer features; `train` puts batch norm in training mode.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        let h = self.stem_bn.forward_relu_t(&self.stem.forward(x)?, train)?;
-        let mut h = max_pool2d(&h, 3, 2, 1)?;
+        let mut h = if self.same {
+            // 7x7/2 and 3x3/2 padded as "SAME"; the pool's zeros act as -inf
+            // because its input is a ReLU's output.
+            let h = self.stem_bn.forward_relu_t(&self.stem.forward(&pad_same_stride2(x, 7)?)?, train)?;
+            max_pool2d(&pad_same_stride2(&h, 3)?, 3, 2, 0)?
+        } else {
+            let h = self.stem_bn.forward_relu_t(&self.stem.forward(x)?, train)?;
+            max_pool2d(&h, 3, 2, 1)?
+        };
         let mut outs = Vec::with_capacity(4);
         for (s, stage) in self.stages.iter().enumerate() {
             // A stage's output is a critical layer itself when nothing fuses

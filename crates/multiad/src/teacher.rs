@@ -5,7 +5,7 @@ use candle_core::{Device, Result, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneKind};
 use multiad_nn::ParamStore;
 
-use crate::config::{ExperimentConfig, StudentConfig, TeacherKind};
+use crate::config::{ExperimentConfig, StudentConfig, StudentPadding, TeacherKind};
 use crate::student::Student;
 
 enum Net {
@@ -47,6 +47,7 @@ impl Teacher {
                     se_reduction: 16,
                     fusion: false,
                     linear_outputs: false,
+                    padding: StudentPadding::Symmetric,
                 };
                 // Its own seed stream, so that the teacher does not depend on
                 // how many parameters the student draws.
