@@ -13,7 +13,12 @@ Runs the `multiad` binary on the synthetic category the tests use
 train, 16 good and 3 x 8 defective test images), once per method and seed:
 
     cargo build -p multiad-cli
-    python3 scripts/smoke_spread.py --seeds 10 [--bin target/debug/multiad] [--methods padim,stfpm]
+    python3 scripts/smoke_spread.py --seeds 10 [--bin target/debug/multiad] [--methods padim,stfpm] [--check]
+
+--check fails (exit 1) when any seed's metric is at or below the floor the
+tests use (crates/multiad-detector/smoke_floors.txt): CI runs it over a few
+seeds, so that a floor without margin shows on every machine, not only on
+the CPU whose rounding happens to cross it.
 """
 import argparse
 import json
@@ -45,7 +50,15 @@ def main():
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "debug", "multiad"))
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--check", action="store_true")
     a = ap.parse_args()
+    floors = {}
+    here = os.path.dirname(os.path.abspath(__file__))
+    for line in open(os.path.join(here, "..", "crates", "multiad-detector", "smoke_floors.txt")):
+        f = line.split()
+        if f and not line.startswith("#"):
+            floors[f[0]] = (float(f[1]), float(f[2]))
+    failed = []
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data")
         run([a.bin, "synth", "--out", data, "--category", "tiles", "--seed", "0", "--size", "64",
@@ -64,8 +77,15 @@ def main():
                 img.append(r["image_auroc"])
                 pix.append(r["pixel_auroc"])
                 print(f"  {m} seed {s}: {r['image_auroc']:.4f} / {r['pixel_auroc']:.4f}", file=sys.stderr)
+            fi, fp = floors[m]
+            if min(img) <= fi or min(pix) <= fp:
+                failed.append(f"{m}: min {min(img):.3f} / {min(pix):.3f} against floors {fi} / {fp}")
             f3 = lambda v: f"{min(v):.3f} / {statistics.median(v):.3f} / {max(v):.3f}"
             print(f"| {m} | {f3(img)} | {f3(pix)} | {a.seeds} |", flush=True)
+    if failed:
+        print("floors without margin:\n  " + "\n  ".join(failed), file=sys.stderr)
+        if a.check:
+            sys.exit(1)
 
 
 if __name__ == "__main__":

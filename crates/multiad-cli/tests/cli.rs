@@ -95,3 +95,31 @@ fn prep_brats_then_inspect() {
     let (ok, _, stderr) = multiad(&["prep", "liver", "--btcv", "/nonexistent/btcv", "--lits", "/nonexistent/lits", "--out", t.path().join("l").to_str().unwrap()]);
     assert!(!ok && stderr.contains("/nonexistent/btcv: directory not found"), "{stderr}");
 }
+
+/// A truncated image is found before the first epoch, with every other bad
+/// file, not when its batch comes up; nothing is trained.
+#[test]
+fn train_lists_every_bad_training_image_before_the_first_epoch() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let (ok, _, stderr) = multiad(&["synth", "--out", data.to_str().unwrap(), "--category", "c", "--seed", "0", "--size", "64", "--train", "6"]);
+    assert!(ok, "{stderr}");
+    let good = data.join("c/train/good");
+    let mut files: Vec<_> = std::fs::read_dir(&good).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for f in [&files[1], &files[4]] {
+        let bytes = std::fs::read(f).unwrap();
+        std::fs::write(f, &bytes[..bytes.len() / 2]).unwrap();
+    }
+    let run = t.path().join("run");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments/smoke.yaml");
+    let (ok, _, stderr) = multiad(&["train", "--config", config, "--data", data.join("c").to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    assert!(!ok, "training on truncated images succeeded");
+    for f in [&files[1], &files[4]] {
+        assert!(stderr.contains(&f.file_name().unwrap().to_string_lossy().to_string()), "{f:?} not named: {stderr}");
+    }
+    assert!(stderr.contains("2 of 6 files failed"), "{stderr}");
+    assert!(!stderr.contains("epoch 1"), "training started: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!run.join("model.safetensors").exists());
+}

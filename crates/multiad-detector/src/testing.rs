@@ -25,3 +25,25 @@ pub fn fit_and_test_synthetic(cfg: &dyn RunConfig, det: &mut dyn Detector, dir: 
     let m = test(det, &run, true, &mut std::io::sink())?;
     Ok((run, m))
 }
+
+/// The floors (image AUROC, pixel AUROC) of `method`'s smoke test, from
+/// `smoke_floors.txt`: below the minimum over ten model seeds, so that they
+/// hold on any x86-64 machine (docs/reproducibility.md).
+pub fn smoke_floor(method: &str) -> (f64, f64) {
+    let table = include_str!("../smoke_floors.txt");
+    for line in table.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f[0] == method {
+            return (f[1].parse().expect("image floor"), f[2].parse().expect("pixel floor"));
+        }
+    }
+    panic!("smoke_floors.txt has no line for {method}");
+}
+
+/// Asserts `m` clears `method`'s smoke floors.
+pub fn assert_smoke_floor(method: &str, m: &TestMetrics) {
+    let (image, pixel) = smoke_floor(method);
+    assert!(m.image_auroc > image, "{method}: image AUROC {} <= floor {image}", m.image_auroc);
+    let p = m.pixel_auroc.expect("the synthetic set has masks");
+    assert!(p > pixel, "{method}: pixel AUROC {p} <= floor {pixel}");
+}

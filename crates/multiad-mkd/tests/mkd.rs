@@ -21,8 +21,7 @@ fn smoke_preset_separates_synthetic_defects_with_input_sized_saliency_maps() {
     let mut det = Mkd::new(&cfg, &Device::Cpu).unwrap();
     let (run, m) = fit_and_test_synthetic(&cfg, &mut det, t.path()).unwrap();
     eprintln!("MKD smoke: {m:?}");
-    assert!(m.image_auroc > 0.85, "image AUROC {}", m.image_auroc);
-    assert!(m.pixel_auroc.unwrap() > 0.8, "pixel AUROC {:?}", m.pixel_auroc);
+    multiad_detector::testing::assert_smoke_floor("mkd", &m);
     let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
     let (maps, scores) = det.predict(&x).unwrap();
     assert_eq!(maps.dims(), &[2, 64, 64]);

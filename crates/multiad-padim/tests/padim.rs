@@ -20,8 +20,7 @@ fn smoke_preset_separates_synthetic_defects_and_reloads() {
     let mut det = Padim::new(&cfg, &Device::Cpu).unwrap();
     let (run, m) = fit_and_test_synthetic(&cfg, &mut det, t.path()).unwrap();
     eprintln!("PaDiM smoke: {m:?}");
-    assert!(m.image_auroc > 0.9, "image AUROC {}", m.image_auroc);
-    assert!(m.pixel_auroc.unwrap() > 0.8, "pixel AUROC {:?}", m.pixel_auroc);
+    multiad_detector::testing::assert_smoke_floor("padim", &m);
 
     // A fresh detector loaded from the run gives identical maps.
     let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();

@@ -21,8 +21,7 @@ fn smoke_preset_separates_synthetic_defects_and_reloads() {
     let mut det = PatchCore::new(&cfg, &Device::Cpu).unwrap();
     let (run, m) = fit_and_test_synthetic(&cfg, &mut det, t.path()).unwrap();
     eprintln!("PatchCore smoke: {m:?}");
-    assert!(m.image_auroc > 0.9, "image AUROC {}", m.image_auroc);
-    assert!(m.pixel_auroc.unwrap() > 0.8, "pixel AUROC {:?}", m.pixel_auroc);
+    multiad_detector::testing::assert_smoke_floor("patchcore", &m);
     // 48 images x 8x8 patches, 10% kept.
     assert_eq!(det.bank_len(), (48.0f64 * 64.0 * 0.1).round() as usize);
 

@@ -20,8 +20,7 @@ fn smoke_preset_separates_synthetic_defects() {
     let mut det = Stfpm::new(&cfg, &Device::Cpu).unwrap();
     let (run, m) = fit_and_test_synthetic(&cfg, &mut det, t.path()).unwrap();
     eprintln!("STFPM smoke: {m:?}");
-    assert!(m.image_auroc > 0.85, "image AUROC {}", m.image_auroc);
-    assert!(m.pixel_auroc.unwrap() > 0.85, "pixel AUROC {:?}", m.pixel_auroc);
+    multiad_detector::testing::assert_smoke_floor("stfpm", &m);
     let h = read_history(&run).unwrap();
     assert_eq!(h.len(), cfg.epochs);
     assert!(h.last().unwrap().loss_g < h[0].loss_g, "the loss did not fall: {h:?}");

@@ -98,9 +98,10 @@ pub struct StudentConfig {
     /// WideResNet teacher ends its layers in a ReLU, so ReLU outputs can
     /// match it; EfficientNet's stages end in a linear projection, about
     /// half of whose values are negative, which a ReLU output can never
-    /// reach (cosine at most ~0.7). Off (the paper's Eq 5) by default and in
-    /// every preset: with D on it lifted magnetic tile (0.68 -> 0.77 image
-    /// AUROC) but broke brain-MRI localisation (`docs/multiad.md`).
+    /// reach (cosine at most ~0.7). Off (the paper's Eq 5) by default; on in
+    /// the `cpu` preset (Lite0 teacher), chosen on brain_lgg_bmad's valid
+    /// split once the grids were aligned (`student.padding`,
+    /// `docs/multiad.md`, "Grid alignment").
     pub linear_outputs: bool,
     /// Where the stride-2 layers put their padding, and so where each
     /// critical-layer cell sits on the image. `auto` (default) takes the

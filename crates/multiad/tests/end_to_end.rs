@@ -35,8 +35,7 @@ fn smoke_preset_separates_synthetic_defects() {
     multiad::train(&run, TrainOptions::default(), &mut quiet()).unwrap();
     let m = multiad::test(&run, true, &mut quiet()).unwrap();
     eprintln!("smoke metrics: {m:?}");
-    assert!(m.image_auroc > 0.65, "image AUROC {} is not well above chance", m.image_auroc);
-    assert!(m.pixel_auroc.unwrap() > 0.7, "pixel AUROC {:?}", m.pixel_auroc);
+    multiad_detector::testing::assert_smoke_floor("multiad", &m);
     // Outputs a user reads: metrics.json, scores.csv with one row per test image, maps.npy.
     let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.path("metrics.json")).unwrap()).unwrap();
     for k in ["image_auroc", "pixel_auroc", "aupro", "f1_max"] {
