@@ -1,7 +1,8 @@
 //! Project tasks: `cargo xtask bench ...`, `cargo xtask ablation ...`,
-//! `cargo xtask benchmark ...`.
+//! `cargo xtask benchmark ...`, `cargo xtask faults`.
 
 mod bench;
+mod faults;
 mod model_bench;
 mod patchcore_bench;
 mod sweep;
@@ -24,6 +25,8 @@ enum Command {
     Ablation(sweep::SweepCli),
     /// Tables 2/3: every method of a suite on every data set.
     Benchmark(sweep::SweepCli),
+    /// Fault injection: kill -9 in train/test/prep/sweep, a torn checkpoint, a full disk, bad inputs.
+    Faults(faults::FaultArgs),
 }
 
 fn main() -> Result<()> {
@@ -31,5 +34,6 @@ fn main() -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Ablation(a) => sweep::run(multiad_sweep::SweepKind::Ablation, a),
         Command::Benchmark(a) => sweep::run(multiad_sweep::SweepKind::Benchmark, a),
+        Command::Faults(a) => faults::run(a),
     }
 }

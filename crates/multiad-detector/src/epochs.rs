@@ -48,8 +48,7 @@ pub fn train_epochs(
 ) -> Result<FitOutcome> {
     let mut start = 0;
     if opts.resume {
-        if let Some((t, done)) = checkpoint::load(run, &Device::Cpu)? {
-            model.restore(&t, &run.path(checkpoint::FILE))?;
+        if let Some(((), done)) = checkpoint::load_with(run, &Device::Cpu, log, |t, path| model.restore(t, path))? {
             start = done;
             writeln!(log, "resuming {} after epoch {start}", run.dir.display())?;
         }

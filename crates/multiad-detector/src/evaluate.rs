@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::border::{BorderCounter, BorderMaxima};
 use crate::by_type::{metrics_by_defect_type, DefectTypeMetrics, ScoredImage};
-use crate::run_dir::{tmp_path, write_atomic, RunDir};
+use crate::run_dir::{write_atomic, RunDir};
 use crate::{Detector, FitOptions, FitOutcome};
 
 /// Written last by a fit: training finished. Methods may add fields of
@@ -102,17 +102,14 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
-    let tmp = tmp_path(path);
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
-    f.write_all(b"\x93NUMPY\x01\x00")?;
-    f.write_all(&(header.len() as u16).to_le_bytes())?;
-    f.write_all(header.as_bytes())?;
+    let mut bytes = Vec::with_capacity(10 + header.len() + 4 * data.len());
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
     for v in data {
-        f.write_all(&v.to_le_bytes())?;
+        bytes.extend_from_slice(&v.to_le_bytes());
     }
-    f.into_inner().map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    write_atomic(path, &bytes)
 }
 
 fn csv_field(s: &str) -> String {
@@ -216,6 +213,7 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
     if save_maps {
         write_npy(&run.path("maps.npy"), &[dataset.test.len(), size, size], &all_maps)?;
     }
+    // Last: metrics.json is what marks a run as tested.
     write_atomic(&run.path("metrics.json"), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
     Ok(metrics)
 }
@@ -287,9 +285,9 @@ pub fn predict(model: &dyn Detector, run: &RunDir, images: &[PathBuf], out: &Pat
             }
         }
         let dest = out.join(format!("{name}_heatmap.png"));
-        let tmp = tmp_path(&dest);
-        img.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &dest)?;
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).with_context(|| format!("encoding {}", dest.display()))?;
+        write_atomic(&dest, png.get_ref())?;
         let verdict = threshold.map(|t| if sc[0] >= t { "1" } else { "0" }).unwrap_or("");
         csv.push_str(&format!("{},{},{verdict}\n", csv_field(&p.to_string_lossy()), sc[0]));
         writeln!(log, "{}: score {:.4} -> {}", p.display(), sc[0], dest.display())?;

@@ -24,7 +24,7 @@ use multiad_data::{ImageConfig, Sample};
 pub use border::BorderMaxima;
 pub use by_type::{metrics_by_defect_type, DefectTypeMetrics, ScoredImage};
 pub use evaluate::{peak_rss_mib, predict, test, train_run, TestMetrics, TrainingRecord};
-pub use run_dir::{method_of, tmp_path, write_atomic, DataRef, RunConfig, RunDir};
+pub use run_dir::{method_of, save_tensors_atomic, sync_dir, tmp_path, write_atomic, DataRef, RunConfig, RunDir};
 
 /// How a fit was asked for.
 #[derive(Debug, Clone, Copy, Default)]

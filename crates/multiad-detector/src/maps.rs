@@ -9,7 +9,7 @@ use anyhow::Context;
 use candle_core::{Device, Result, Tensor};
 use multiad_nn::resample::{gaussian_blur, resize_bilinear};
 
-use crate::run_dir::{tmp_path, RunDir};
+use crate::run_dir::RunDir;
 
 /// (B, 1, h, w) patch scores -> (B, H, W) smoothed maps and per-image maxima.
 pub fn upsample_smooth_max(patch: &Tensor, size: usize, sigma: f64) -> Result<(Tensor, Vec<f32>)> {
@@ -48,11 +48,7 @@ pub fn check_common(expected: &str, method: &str, image_size: u32, layers: &[usi
 
 /// Writes a fitted model's tensors to the run's model.safetensors (atomically).
 pub fn save_model(run: &RunDir, tensors: &HashMap<String, Tensor>) -> anyhow::Result<()> {
-    let path = run.path("model.safetensors");
-    let tmp = tmp_path(&path);
-    candle_core::safetensors::save(tensors, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("moving {} into place", path.display()))?;
-    Ok(())
+    crate::run_dir::save_tensors_atomic(tensors, &run.path("model.safetensors"))
 }
 
 /// The tensors of the run's model.safetensors and its path (for errors).

@@ -6,6 +6,7 @@
 //!                        its `method:` key names the detector (default multiad)
 //! data.yaml              the data set spec and its absolute root
 //! checkpoint.safetensors (methods that train) state after every epoch
+//! checkpoint.prev.safetensors   the one before, for a torn latest file
 //! history.jsonl          (methods that train) one line per finished epoch
 //! model.safetensors      the fitted model (Multi-AD also writes fusion.json)
 //! training.json          written last: marks training as finished
@@ -13,6 +14,7 @@
 //! ```
 //! Every file is written to a temporary name and renamed into place.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -57,12 +59,51 @@ impl DataRef {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temporary file + rename).
+/// Writes `bytes` to `path` atomically: a temporary file, flushed to disk,
+/// renamed into place. A failed write (a full disk) removes the temporary
+/// file, so no half-written file is ever left under a finished name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::Error::from(e).context(format!("writing {}", path.display())));
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("moving {} into place", path.display()))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
+    }
     Ok(())
+}
+
+/// Writes tensors to a safetensors file atomically, as [`write_atomic`] does
+/// bytes: temporary file, flushed, renamed; removed again when writing fails.
+pub fn save_tensors_atomic(tensors: &std::collections::HashMap<String, candle_core::Tensor>, path: &Path) -> Result<()> {
+    let tmp = tmp_path(path);
+    let written = candle_core::safetensors::save(tensors, &tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(std::fs::File::open(&tmp)?.sync_all()?));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("writing {}", path.display())));
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("moving {} into place", path.display()))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+/// Flushes a directory's entries (the renames into it) to disk. Best effort:
+/// some filesystems refuse to open a directory for syncing.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 /// A sibling temporary name for `path`.
@@ -91,11 +132,28 @@ impl RunDir {
                 bail!("{} exists and is not empty; choose another --out", dir.display());
             }
         }
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let run = Self { dir: dir.to_path_buf() };
-        write_atomic(&run.path("data.yaml"), serde_yaml_ng::to_string(data)?.as_bytes())?;
-        write_atomic(&run.path("config.yaml"), cfg.to_yaml().as_bytes())?;
-        Ok(run)
+        // Staged in a hidden sibling and renamed into place (over an empty
+        // directory, if one is there), so that an interrupted start leaves
+        // either no run or a whole one, never a directory `--resume` refuses
+        // and a fresh start refuses too.
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+        let stage = tmp_path(dir);
+        let _ = std::fs::remove_dir_all(&stage);
+        std::fs::create_dir(&stage).with_context(|| format!("creating {}", stage.display()))?;
+        let staged = Self { dir: stage.clone() };
+        let written = write_atomic(&staged.path("data.yaml"), serde_yaml_ng::to_string(data)?.as_bytes())
+            .and_then(|()| write_atomic(&staged.path("config.yaml"), cfg.to_yaml().as_bytes()))
+            .and_then(|()| std::fs::rename(&stage, dir).with_context(|| format!("moving {} into place", dir.display())));
+        if let Err(e) = written {
+            let _ = std::fs::remove_dir_all(&stage);
+            return Err(e);
+        }
+        sync_dir(&parent);
+        Ok(Self { dir: dir.to_path_buf() })
     }
 
     pub fn open(dir: &Path) -> Result<Self> {

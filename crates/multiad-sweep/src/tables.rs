@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use polars::prelude::*;
 
 use crate::paper::{study_switches, table4};
@@ -22,19 +22,15 @@ fn mean(v: &[f64]) -> Option<f64> {
 
 /// Writes `df` as CSV to `path` (atomically).
 fn write_csv(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let tmp = multiad_detector::run_dir::tmp_path(path);
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
-    CsvWriter::new(&mut f).finish(df).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    let mut bytes = Vec::new();
+    CsvWriter::new(&mut bytes).finish(df).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    multiad_detector::write_atomic(path, &bytes)
 }
 
 fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let tmp = multiad_detector::run_dir::tmp_path(path);
-    let f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
-    ParquetWriter::new(f).finish(df).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    ParquetWriter::new(&mut bytes).finish(df).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    multiad_detector::write_atomic(path, bytes.get_ref())
 }
 
 /// One row per finished cell, every metric, time and memory.

@@ -66,10 +66,7 @@ impl Detector for MultiAd {
     }
 
     fn save(&self, run: &RunDir) -> Result<()> {
-        let model_path = run.path("model.safetensors");
-        let tmp = multiad_detector::tmp_path(&model_path);
-        candle_core::safetensors::save(&self.weights(), &tmp)?;
-        std::fs::rename(&tmp, &model_path)?;
+        multiad_detector::save_tensors_atomic(&self.weights(), &run.path("model.safetensors"))?;
         write_atomic(&run.path("fusion.json"), serde_json::to_string_pretty(&self.fusion)?.as_bytes())
     }
 

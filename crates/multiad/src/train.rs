@@ -22,7 +22,7 @@ use crate::config::RunDirConfig;
 use multiad_detector::epochs::FeatureCache;
 use multiad_detector::history::append_history;
 pub use multiad_detector::history::{read_history, EpochLog};
-use multiad_detector::{tmp_path, write_atomic, RunDir};
+use multiad_detector::{checkpoint, save_tensors_atomic, write_atomic, RunDir};
 
 /// Written last: training finished.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,32 +69,32 @@ fn save_checkpoint(run: &RunDir, model: &MultiAd, opt_s: &Adam, opt_d: Option<&A
         t.extend(o.state("opt_d.")?);
     }
     let dev = &model.device;
-    t.insert("meta.epochs_done".into(), Tensor::new(&[epochs_done as i64], dev)?);
     t.insert("meta.rng_seed".into(), Tensor::new(&rng.get_seed()[..], dev)?);
     let pos = rng.get_word_pos();
     t.insert("meta.rng_word_pos".into(), Tensor::new(&[(pos >> 64) as i64, (pos & u64::MAX as u128) as u64 as i64], dev)?);
-    let path = run.path("checkpoint.safetensors");
-    let tmp = tmp_path(&path);
-    candle_core::safetensors::save(&t, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("moving {} into place", path.display()))?;
-    Ok(())
+    checkpoint::save(run, t, epochs_done)
 }
 
-fn load_checkpoint(run: &RunDir, model: &MultiAd, opt_s: &mut Adam, opt_d: Option<&mut Adam>) -> Result<Resume> {
-    let path = run.path("checkpoint.safetensors");
-    let t = candle_core::safetensors::load(&path, &model.device).with_context(|| format!("reading {}", path.display()))?;
-    model.load_weights(&t, &path)?;
-    opt_s.load_state(&t, "opt_s.").with_context(|| format!("{}", path.display()))?;
-    if let Some(o) = opt_d {
-        o.load_state(&t, "opt_d.").with_context(|| format!("{}", path.display()))?;
-    }
-    let get = |k: &str| t.get(k).with_context(|| format!("{}: `{k}` is missing", path.display()));
-    let epochs_done = get("meta.epochs_done")?.to_vec1::<i64>()?[0] as usize;
-    let seed: Vec<u8> = get("meta.rng_seed")?.to_vec1::<u8>()?;
-    let pos = get("meta.rng_word_pos")?.to_vec1::<i64>()?;
-    let mut rng = ChaCha8Rng::from_seed(seed.try_into().map_err(|_| anyhow::anyhow!("{}: bad RNG seed", path.display()))?);
-    rng.set_word_pos(((pos[0] as u64 as u128) << 64) | pos[1] as u64 as u128);
-    Ok(Resume { epochs_done, rng })
+/// Restores the latest usable checkpoint (the previous one when the latest
+/// is torn; see `multiad_detector::checkpoint`), `None` when there is none.
+fn load_checkpoint(run: &RunDir, model: &MultiAd, opt_s: &mut Adam, mut opt_d: Option<&mut Adam>, log: &mut dyn Write) -> Result<Option<Resume>> {
+    let restored = checkpoint::load_with(run, &model.device, log, |t, path| {
+        model.load_weights(t, path)?;
+        opt_s.load_state(t, "opt_s.").with_context(|| format!("{}", path.display()))?;
+        if let Some(o) = opt_d.as_deref_mut() {
+            o.load_state(t, "opt_d.").with_context(|| format!("{}", path.display()))?;
+        }
+        let get = |k: &str| t.get(k).with_context(|| format!("{}: `{k}` is missing", path.display()));
+        let seed: Vec<u8> = get("meta.rng_seed")?.to_vec1::<u8>()?;
+        let pos = get("meta.rng_word_pos")?.to_vec1::<i64>()?;
+        let (Ok(seed), [hi, lo]) = (<[u8; 32]>::try_from(seed), pos.as_slice()) else {
+            bail!("{}: bad RNG state", path.display());
+        };
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        rng.set_word_pos(((*hi as u64 as u128) << 64) | *lo as u64 as u128);
+        Ok(rng)
+    })?;
+    Ok(restored.map(|(rng, epochs_done)| Resume { epochs_done, rng }))
 }
 
 /// How `train` is called.
@@ -122,13 +122,15 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
     let mut opt_d = if model.disc.is_some() { Some(Adam::new(model.disc_params.trainable(), adam(tc.disc_lr))?) } else { None };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ streams::DROPOUT);
     let mut start = 0;
-    if resume && run.path("checkpoint.safetensors").is_file() {
-        let r = load_checkpoint(run, &model, &mut opt_s, opt_d.as_mut())?;
-        start = r.epochs_done;
-        rng = r.rng;
-        writeln!(log, "resuming {} after epoch {start}", run.dir.display())?;
-    } else if resume {
-        writeln!(log, "no checkpoint in {}; starting from epoch 1", run.dir.display())?;
+    if resume {
+        match load_checkpoint(run, &model, &mut opt_s, opt_d.as_mut(), log)? {
+            Some(r) => {
+                start = r.epochs_done;
+                rng = r.rng;
+                writeln!(log, "resuming {} after epoch {start}", run.dir.display())?;
+            }
+            None => writeln!(log, "no checkpoint in {}; starting from epoch 1", run.dir.display())?,
+        }
     }
     let n = dataset.train.len();
     let bs = tc.batch_size.min(n);
@@ -244,10 +246,7 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
         }
     }
     // Final weights, then Ψ's statistics from the training images.
-    let model_path = run.path("model.safetensors");
-    let tmp = tmp_path(&model_path);
-    candle_core::safetensors::save(&model.weights(), &tmp)?;
-    std::fs::rename(&tmp, &model_path)?;
+    save_tensors_atomic(&model.weights(), &run.path("model.safetensors"))?;
     let mut model = model;
     fit_fusion(&mut model, &dataset.train, log)?;
     write_atomic(&run.path("fusion.json"), serde_json::to_string_pretty(&model.fusion)?.as_bytes())?;
