@@ -52,15 +52,26 @@ impl ImageConfig {
     }
 }
 
+/// The largest image side multiad decodes, in pixels.
+pub const MAX_IMAGE_SIDE: u32 = 1 << 15;
+/// The most memory one decoded image may take (1 GiB: a 16384x16384 RGBA
+/// image). A header that claims more is refused before anything is allocated.
+pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
+
 /// Reads and decodes any supported image file (PNG 8/16-bit gray/RGB/RGBA/
 /// palette, JPEG, TIFF, BMP). The format is taken from the file's content, not
 /// its extension.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
     let bytes = std::fs::read(path).map_err(|e| DataError::file(path, format!("cannot read file: {e}")))?;
+    decode_bytes(&bytes, path)
+}
+
+/// [`decode`] on bytes already read; `path` names them in errors.
+pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
     if bytes.is_empty() {
         return Err(DataError::file(path, "file is empty (0 bytes)"));
     }
-    let reader = ImageReader::new(Cursor::new(&bytes))
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DataError::file(path, format!("cannot read file: {e}")))?;
     let Some(format) = reader.format() else {
@@ -73,10 +84,22 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
             ),
         ));
     };
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
     reader.decode().map_err(|e| match e {
         image::ImageError::Unsupported(_) => DataError::file(
             path,
             format!("not an image format multiad can read (it looks like {format:?}; supported: PNG, JPEG, TIFF, BMP)"),
+        ),
+        image::ImageError::Limits(l) => DataError::file(
+            path,
+            format!(
+                "{format:?} header claims an image larger than multiad decodes ({l}; at most {MAX_IMAGE_SIDE} px a side and {} MiB): corrupt, or far too large",
+                MAX_IMAGE_BYTES >> 20
+            ),
         ),
         e => DataError::file(path, format!("cannot decode {format:?} image (truncated or corrupt?): {e}")),
     })
@@ -157,7 +180,11 @@ pub fn image_to_chw(img: &DynamicImage, cfg: &ImageConfig, out: &mut [f32]) {
 /// threshold) and resizes it with nearest-neighbour so it stays binary.
 /// Returns `height * width` values of 0 or 1.
 pub fn load_mask(path: &Path, image_size: (u32, u32), cfg: &ImageConfig) -> Result<Vec<u8>> {
-    let img = decode(path)?;
+    mask_values(&decode(path)?, path, image_size, cfg)
+}
+
+/// [`load_mask`] on a decoded mask; `path` names it in errors.
+pub fn mask_values(img: &DynamicImage, path: &Path, image_size: (u32, u32), cfg: &ImageConfig) -> Result<Vec<u8>> {
     if (img.width(), img.height()) != image_size {
         return Err(DataError::file(
             path,

@@ -19,7 +19,7 @@ pub mod testing;
 
 pub use bmad::{load_bmad, BmadSpec, BmadSplit};
 pub use batch::{check_all, load_sample, Batch, BatchIter, BatchLoader, LoadedSample};
-pub use decode::{decode, image_to_chw, load_image, load_mask, ImageConfig, Normalization, IMAGENET_MEAN, IMAGENET_STD};
+pub use decode::{decode, decode_bytes, image_to_chw, load_image, load_mask, mask_values, MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, ImageConfig, Normalization, IMAGENET_MEAN, IMAGENET_STD};
 pub use error::{DataError, Result, IMAGE_EXTENSIONS};
 pub use folder::{AbnormalDir, DatasetSpec, FolderSpec, MaskRule, MvtecSpec};
 pub use mvtec::load_mvtec;

@@ -109,3 +109,36 @@ fn missing_category() {
     let e = load_mvtec(Path::new("/nonexistent/category")).unwrap_err().to_string();
     assert!(e.contains("/nonexistent/category") && e.contains("not found"), "{e}");
 }
+
+/// CRC-32 (IEEE) of PNG chunks, bit by bit: enough for a test.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 == 1 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+/// A valid PNG whose header claims 2^20 x 2^20 pixels (2^40), with a
+/// correct CRC: refused from the header, before a buffer is allocated.
+#[test]
+fn a_png_claiming_two_to_the_forty_pixels_is_refused_before_allocating() {
+    let t = tempfile::tempdir().unwrap();
+    let img = image::GrayImage::from_pixel(8, 8, image::Luma([7]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let mut png = png.into_inner();
+    // Signature (8), length (4), "IHDR" (4), width, height, ...; CRC after 13 bytes of data.
+    assert_eq!(&png[12..16], b"IHDR");
+    png[16..20].copy_from_slice(&(1u32 << 20).to_be_bytes());
+    png[20..24].copy_from_slice(&(1u32 << 20).to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    let p = t.path().join("huge.png");
+    std::fs::write(&p, &png).unwrap();
+    let e = multiad_data::decode(&p).unwrap_err().to_string();
+    assert!(e.contains("huge.png") && e.contains("header claims an image larger than multiad decodes"), "{e}");
+}

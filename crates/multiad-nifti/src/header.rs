@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::{NiftiError, Result, WriteSpec};
 
-const HEADER_SIZE: usize = 348;
+pub(crate) const HEADER_SIZE: usize = 348;
 
 /// Voxel types NIfTI-1 defines that medical data sets use (complex and RGB
 /// types are refused with a clear error).

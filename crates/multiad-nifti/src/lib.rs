@@ -87,50 +87,81 @@ impl Volume {
     }
 }
 
-/// The bytes of a file, gunzipped when they start with the gzip magic.
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| NiftiError::new(path, format!("cannot read file: {e}")))?;
-    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| {
-            NiftiError::new(path, format!("gzip stream is truncated or corrupt ({e}); re-download or re-compress the file"))
-        })?;
-        return Ok(out);
-    }
-    Ok(raw)
-}
+/// The most voxel data one volume may hold (8 GiB): a header that claims
+/// more is refused before anything is allocated or decompressed.
+pub const MAX_VOXEL_BYTES: usize = 1 << 33;
 
 /// Reads a single-file NIfTI-1 volume.
 pub fn read(path: &Path) -> Result<Volume> {
-    let bytes = read_bytes(path)?;
-    let header = Header::parse(&bytes, path)?;
+    let raw = std::fs::read(path).map_err(|e| NiftiError::new(path, format!("cannot read file: {e}")))?;
+    from_bytes(&raw, path)
+}
+
+/// [`read`] on a file's bytes (gzip-compressed or not); `path` names them in
+/// errors. A gzip stream is decompressed only as far as the header says the
+/// volume reaches, so a crafted stream cannot make it allocate more.
+pub fn from_bytes(raw: &[u8], path: &Path) -> Result<Volume> {
+    let gz = raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b;
+    let gunzipped;
+    let bytes: &[u8] = if gz {
+        let corrupt = |e: std::io::Error| {
+            NiftiError::new(path, format!("gzip stream is truncated or corrupt ({e}); re-download or re-compress the file"))
+        };
+        let mut stream = flate2::read::MultiGzDecoder::new(raw);
+        let mut head = Vec::with_capacity(header::HEADER_SIZE);
+        (&mut stream).take(header::HEADER_SIZE as u64).read_to_end(&mut head).map_err(corrupt)?;
+        let h = Header::parse(&head, path)?;
+        let need = voxel_extent(&h, path)?;
+        let mut out = head;
+        stream.take((need - out.len().min(need)) as u64).read_to_end(&mut out).map_err(corrupt)?;
+        gunzipped = out;
+        &gunzipped
+    } else {
+        raw
+    };
+    let header = Header::parse(bytes, path)?;
     let shape = header.shape();
-    let n: usize = shape.iter().product();
+    let n: usize = shape.iter().product(); // bounded by voxel_extent
     let width = header.datatype.bytes();
     let start = header.data_offset();
-    let need = n.checked_mul(width).and_then(|b| b.checked_add(start));
-    match need {
-        Some(need) if need <= bytes.len() => {}
-        _ => {
-            return Err(NiftiError::new(
-                path,
-                format!(
-                    "dimensions {shape:?} of {:?} ({width} bytes each) need {} bytes of voxel data after offset {start}, \
-                     but the file has {} bytes after it: truncated, or the header's dimensions are wrong",
-                    header.datatype,
-                    n.saturating_mul(width),
-                    bytes.len().saturating_sub(start)
-                ),
-            ))
-        }
+    let need = voxel_extent(&header, path)?;
+    if need > bytes.len() {
+        return Err(NiftiError::new(
+            path,
+            format!(
+                "dimensions {shape:?} of {:?} ({width} bytes each) need {} bytes of voxel data after offset {start}, \
+                 but the file has {} bytes after it: truncated, or the header's dimensions are wrong",
+                header.datatype,
+                n * width,
+                bytes.len().saturating_sub(start)
+            ),
+        ));
     }
-    let mut data = header.datatype.decode(&bytes[start..start + n * width], header.big_endian);
+    let mut data = header.datatype.decode(&bytes[start..need], header.big_endian);
     if let Some((slope, inter)) = header.scaling() {
         for v in &mut data {
             *v = (*v as f64 * slope + inter) as f32;
         }
     }
     Ok(Volume { header, shape, data })
+}
+
+/// Where the header says the voxel data ends (offset + voxels x width), or an
+/// error when that overflows or passes [`MAX_VOXEL_BYTES`].
+fn voxel_extent(h: &Header, path: &Path) -> Result<usize> {
+    let shape = h.shape();
+    let bytes = shape.iter().try_fold(h.datatype.bytes(), |acc, &d| acc.checked_mul(d)).filter(|&b| b <= MAX_VOXEL_BYTES);
+    match bytes.and_then(|b| b.checked_add(h.data_offset())) {
+        Some(end) => Ok(end),
+        None => Err(NiftiError::new(
+            path,
+            format!(
+                "dimensions {shape:?} of {:?} claim more than {} GiB of voxels: a corrupt header, or a volume far too large",
+                h.datatype,
+                MAX_VOXEL_BYTES >> 30
+            ),
+        )),
+    }
 }
 
 /// What [`write`] stores.

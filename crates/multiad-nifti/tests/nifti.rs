@@ -210,3 +210,29 @@ fn real_brats_volumes_from_shared() {
     let total: f64 = mask.data.iter().map(|&v| v as f64).sum();
     assert!((total - 1_487_564.96).abs() < 2.0, "{total}");
 }
+
+/// A header that claims 2^40 voxels (or more than `usize` holds) is refused
+/// from its header alone, plain or gzipped: nothing is allocated for it and
+/// the gzip stream is not decompressed past the header.
+#[test]
+fn a_header_claiming_huge_dimensions_is_refused_before_allocating() {
+    let t = tempfile::tempdir().unwrap();
+    for (name, dims) in [("huge.nii", [4i16, 1024, 1024, 1024, 1024]), ("overflow.nii.gz", [7, 32767, 32767, 32767, 32767])] {
+        let p = written(t.path(), "base.nii");
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[40..42].copy_from_slice(&dims[0].to_le_bytes());
+        for (i, d) in dims[1..].iter().chain(std::iter::repeat(&32767)).take(dims[0] as usize).enumerate() {
+            bytes[42 + 2 * i..44 + 2 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        let out = t.path().join(name);
+        if name.ends_with(".gz") {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&bytes).unwrap();
+            std::fs::write(&out, gz.finish().unwrap()).unwrap();
+        } else {
+            std::fs::write(&out, &bytes).unwrap();
+        }
+        let e = read(&out).unwrap_err().to_string();
+        assert!(e.contains(&out.display().to_string()) && e.contains("claim more than 8 GiB of voxels"), "{e}");
+    }
+}
