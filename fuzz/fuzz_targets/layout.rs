@@ -1,4 +1,4 @@
-//! The MVTec AD and BMAD layout walkers on generated trees: every two input
+//! The MVTec AD, BMAD and folder layout walkers on generated trees: every two input
 //! bytes place one file (which directory, which name, which content) in a
 //! fresh tree, which is then loaded as a data set and checked image by image,
 //! as `train` and `test` do before the first batch.
@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use multiad_data::{check_all, DatasetSpec, ImageConfig};
+use multiad_data::{check_all, AbnormalDir, DatasetSpec, FolderSpec, ImageConfig, MaskRule};
 
 #[global_allocator]
 static ALLOC: multiad_fuzz::Capped = multiad_fuzz::Capped;
@@ -49,7 +49,25 @@ fuzz_target!(|data: &[u8]| {
     }
     std::fs::create_dir_all(&root).unwrap();
     let cfg = ImageConfig::square(16);
-    for spec in [DatasetSpec::for_directory(&root), DatasetSpec::Mvtec(multiad_data::MvtecSpec { path: root.clone(), name: None })] {
+    // A folder spec over the same tree: normal images in train/good, defects
+    // in test/crack and test/hole with `<stem>_mask.png` masks in ground_truth/.
+    let folder = |required| {
+        DatasetSpec::Folder(FolderSpec {
+            path: root.clone(),
+            name: None,
+            normal: vec!["train/good".into()],
+            abnormal: ["crack", "hole"]
+                .iter()
+                .map(|d| AbnormalDir { dir: format!("test/{d}").into(), defect_type: None, mask_dir: Some(format!("ground_truth/{d}").into()) })
+                .collect(),
+            masks: Some(MaskRule { suffix: "_mask".into(), extension: "png".into(), required }),
+            extensions: None,
+            test_fraction: 0.25,
+            split_seed: data.len() as u64,
+        })
+    };
+    let mvtec = DatasetSpec::Mvtec(multiad_data::MvtecSpec { path: root.clone(), name: None });
+    for spec in [DatasetSpec::for_directory(&root), mvtec, folder(true), folder(false)] {
         if let Ok(ds) = spec.load(std::path::Path::new("/")) {
             let _ = check_all(&ds.train, &cfg);
             let _ = check_all(&ds.test, &cfg);
