@@ -383,7 +383,7 @@ impl Harness {
                 self.losses.push(format!("{what}: the re-run failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
                 continue;
             }
-            let (a, b) = (metric_rows(&reference)?, metric_rows(&out).unwrap_or_default());
+            let (a, b) = (multiad_sweep::tables::metric_rows(&reference)?, multiad_sweep::tables::metric_rows(&out).unwrap_or_default());
             if a != b {
                 self.losses.push(format!("{what}: the sweep table differs from the uninterrupted one:\n{a:?}\n{b:?}"));
             }
@@ -482,7 +482,8 @@ impl Harness {
         if !leftovers.is_empty() {
             self.losses.push(format!("full disk, {what}: temporary files left behind: {leftovers:?}"));
         }
-        println!("full disk, {what}: refused with \"{}\"", err.trim().lines().last().unwrap_or(""));
+        // Progress lines end in \r, not \n: the error follows the last "error: ".
+        println!("full disk, {what}: refused with \"{}\"", err.trim().rsplit("error: ").next().unwrap_or(""));
     }
 
     /// Mutated copies of real inputs through the commands that read them.
@@ -653,28 +654,6 @@ fn gunzip(b: &[u8]) -> Result<Vec<u8>> {
         bail!("gzip -dc failed");
     }
     Ok(o.stdout)
-}
-
-/// The metric columns of a sweep's long table, one row per cell, sorted.
-fn metric_rows(out: &Path) -> Result<Vec<String>> {
-    let path = out.join("tables/long.csv");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-    let keep: Vec<usize> = header
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| ["dataset", "study", "image_auroc", "pixel_auroc", "aupro", "f1_max", "pixel_f1_max"].contains(h))
-        .map(|(i, _)| i)
-        .collect();
-    let mut rows: Vec<String> = lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            keep.iter().map(|&i| f.get(i).copied().unwrap_or("")).collect::<Vec<_>>().join(",")
-        })
-        .collect();
-    rows.sort();
-    Ok(rows)
 }
 
 /// Two patients of 16 axial slices (32x32), a bright blob as tumour in the

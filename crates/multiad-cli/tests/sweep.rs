@@ -150,20 +150,7 @@ fn kill_args(root: &Path, out: &Path) -> SweepArgs {
 
 /// The metric columns of the long table (times and memory differ run to run).
 fn metric_columns(out: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(out.join("tables/long.csv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let keep: Vec<usize> = header
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| ["dataset", "study", "image_auroc", "pixel_auroc", "aupro", "f1_max", "pixel_f1_max"].contains(h))
-        .map(|(i, _)| i)
-        .collect();
-    lines.map(|l| {
-        let f: Vec<&str> = l.split(',').collect();
-        keep.iter().map(|&i| f[i]).collect::<Vec<_>>().join(",")
-    })
-    .collect()
+    multiad_sweep::tables::metric_rows(out).unwrap()
 }
 
 #[test]
