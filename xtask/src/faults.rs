@@ -105,7 +105,7 @@ pub fn run(a: FaultArgs) -> Result<()> {
     ] {
         h.kill_training(method, &h.repo.join(config), &data, a.kills)?;
     }
-    h.kill_test(&data, a.kills)?;
+    h.kill_test(a.kills)?;
     h.kill_prep(a.kills)?;
     h.kill_sweep(a.kills)?;
     h.torn_checkpoint(&data)?;
@@ -258,7 +258,7 @@ impl Harness {
         Ok(())
     }
 
-    fn kill_test(&mut self, data: &Path, kills: usize) -> Result<()> {
+    fn kill_test(&mut self, kills: usize) -> Result<()> {
         let reference = self.work.join("train/multiad/reference");
         let ref_s = s(&reference);
         let span = self.timed(&["test", "--run", &ref_s, "--save-maps"])?;
@@ -277,7 +277,6 @@ impl Harness {
             self.compare(&what, &reference.join("maps.npy"), &run.join("maps.npy"));
             self.compare(&what, &reference.join("scores.csv"), &run.join("scores.csv"));
         }
-        let _ = data;
         println!("test       {span:.2}s; killed {done} times");
         Ok(())
     }
@@ -496,7 +495,7 @@ impl Harness {
             let ds = base.join(format!("image-{k}/faults"));
             copy_dir(data, &ds, &[])?;
             std::fs::write(ds.join("train/good/000.png"), self.mutate(&png))?;
-            self.expect_error("image", &["inspect", "--dir", &s(&ds), "--check"]);
+            self.expect_error_or_success("image", &["inspect", "--dir", &s(&ds), "--check"]);
         }
         // Configs: the smoke preset mutated; `train` must refuse or start.
         let yaml = std::fs::read(self.repo.join("experiments/smoke.yaml"))?;
@@ -572,10 +571,6 @@ impl Harness {
             Ok(_) => {}
             Err(e) => self.panics.push(format!("{what}: could not run: {e}")),
         }
-    }
-
-    fn expect_error(&mut self, what: &str, args: &[&str]) {
-        self.expect_error_or_success(what, args);
     }
 }
 

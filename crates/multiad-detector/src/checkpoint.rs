@@ -41,13 +41,6 @@ pub fn save(run: &RunDir, mut tensors: HashMap<String, Tensor>, epochs_done: usi
     Ok(())
 }
 
-/// The checkpoint's tensors and finished epochs, `None` when there is none.
-/// Falls back to [`PREVIOUS`] when the latest file is unreadable, and says so
-/// in `log`; see [`load_with`].
-pub fn load(run: &RunDir, device: &Device, log: &mut dyn Write) -> Result<Option<(HashMap<String, Tensor>, usize)>> {
-    load_with(run, device, log, |t, _| Ok(t.clone()))
-}
-
 /// Reads the latest checkpoint and hands it to `restore`; when the file is
 /// torn, corrupt or lacks what `restore` needs, tries [`PREVIOUS`] instead
 /// and writes a line naming the file it skipped and why. `None` when the run
