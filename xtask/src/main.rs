@@ -1,5 +1,5 @@
 //! Project tasks: `cargo xtask bench ...`, `cargo xtask ablation ...`,
-//! `cargo xtask benchmark ...`, `cargo xtask faults`.
+//! `cargo xtask benchmark ...`, `cargo xtask sweep ...`, `cargo xtask faults`.
 
 mod bench;
 mod faults;
@@ -25,6 +25,9 @@ enum Command {
     Ablation(sweep::SweepCli),
     /// Tables 2/3: every method of a suite on every data set.
     Benchmark(sweep::SweepCli),
+    /// A sweep directory: status, collect its tables, run one cell (Slurm array tasks).
+    #[command(subcommand)]
+    Sweep(sweep::SweepCommand),
     /// Fault injection: kill -9 in train/test/prep/sweep, a torn checkpoint, a full disk, bad inputs.
     Faults(faults::FaultArgs),
 }
@@ -34,6 +37,7 @@ fn main() -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Ablation(a) => sweep::run(multiad_sweep::SweepKind::Ablation, a),
         Command::Benchmark(a) => sweep::run(multiad_sweep::SweepKind::Benchmark, a),
+        Command::Sweep(c) => sweep::run_sweep_command(c),
         Command::Faults(a) => faults::run(a),
     }
 }

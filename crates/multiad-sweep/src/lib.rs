@@ -12,6 +12,11 @@
 //! same command skips finished cells and resumes interrupted ones; tables
 //! (`tables/`, Polars: CSV, Parquet, Markdown) and charts (`charts/`,
 //! Plotters: PNG and SVG) are rebuilt from the cells each time.
+//!
+//! Two executors run the cells: the local one (`run::run_sweep`, child
+//! processes, `--jobs` at a time) and Slurm (`slurm::submit`, one job array
+//! whose tasks run the same cell runner). `status` reads where every cell
+//! stands, whichever executor ran it.
 
 pub mod charts;
 pub mod machine;
@@ -19,6 +24,8 @@ pub mod paper;
 pub mod plan;
 pub mod records;
 pub mod run;
+pub mod slurm;
+pub mod status;
 pub mod tables;
 
 pub use plan::{Cell, Plan, SweepArgs, SweepKind};

@@ -27,8 +27,10 @@ impl SweepKind {
     }
 }
 
-/// The command line of `cargo xtask ablation|benchmark`.
-#[derive(Debug, Clone)]
+/// The command line of `cargo xtask ablation|benchmark`. A plan keeps it
+/// with every path made absolute, and `sweep.json` stores it, so that a
+/// Slurm array task on another node rebuilds the same plan.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SweepArgs {
     pub kind: SweepKind,
     /// A suite name (`experiments/suites/<name>.yaml`) or a suite YAML path.
@@ -87,6 +89,15 @@ pub struct Plan {
     pub dir: PathBuf,
     pub jobs: usize,
     pub cells: Vec<Cell>,
+    /// What the plan was made from, paths absolute.
+    pub args: SweepArgs,
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    Ok(std::env::current_dir().context("the current directory")?.join(p))
 }
 
 fn resolve(name_or_path: &str, dir: &Path, what: &str) -> Result<PathBuf> {
@@ -189,6 +200,33 @@ impl Plan {
             }
         }
         let data_root = std::fs::canonicalize(&a.data_root).with_context(|| format!("--data-root {}", a.data_root.display()))?;
-        Ok(Plan { kind: a.kind, suite, suite_file, preset, data_root, dir, jobs: a.jobs, cells })
+        let args = SweepArgs {
+            suite: absolute(&suite_file)?.to_string_lossy().into_owned(),
+            preset: absolute(&preset_file)?.to_string_lossy().into_owned(),
+            data_root: data_root.clone(),
+            out: Some(absolute(&dir)?),
+            experiments: absolute(&a.experiments)?,
+            ..a.clone()
+        };
+        Ok(Plan { kind: a.kind, suite, suite_file, preset, data_root, dir, jobs: a.jobs, cells, args })
+    }
+
+    /// The plan of an existing sweep directory, rebuilt from its
+    /// `sweep.json` (how `cargo xtask sweep status|collect|run-cell` and
+    /// Slurm array tasks find the cells).
+    pub fn from_sweep_dir(dir: &Path) -> Result<Plan> {
+        let path = dir.join("sweep.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: not a sweep directory", path.display()))?;
+        let meta: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let args: SweepArgs = serde_json::from_value(meta.get("args").cloned().unwrap_or_default())
+            .with_context(|| format!("{}: no `args` (written by an older multiad; re-run the sweep command once)", path.display()))?;
+        Plan::new(&SweepArgs { out: Some(absolute(dir)?), ..args })
+    }
+
+    /// The cell with this label (`dataset/study-N` or `dataset/method`).
+    pub fn cell(&self, label: &str) -> Result<&Cell> {
+        self.cells.iter().find(|c| c.label() == label).with_context(|| {
+            format!("{}: no cell {label:?} (cells: {})", self.dir.display(), self.cells.iter().map(|c| c.label()).collect::<Vec<_>>().join(", "))
+        })
     }
 }

@@ -17,9 +17,10 @@ use crate::plan::{Cell, Plan};
 
 /// What `cell.json` records about a cell.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CellState {
     pub label: String,
-    /// `done` or `failed`.
+    /// `running`, `done` or `failed`.
     pub status: String,
     /// Wall time of `multiad train` (summed over resumed invocations) and of
     /// `multiad test`, seconds.
@@ -30,6 +31,13 @@ pub struct CellState {
     pub threads: usize,
     pub provenance: Option<Provenance>,
     pub error: Option<String>,
+    /// The log of the step that failed (`train.log` or `test.log`).
+    #[serde(default)]
+    pub log: Option<PathBuf>,
+    /// Who runs or ran the cell: `local:<host>:<pid>` for the local executor,
+    /// `slurm:<array job>_<task>` for a Slurm array task.
+    #[serde(default)]
+    pub runner: Option<String>,
 }
 
 /// Where a cell stands on disk.
@@ -67,6 +75,21 @@ fn write_state(cell: &Cell, s: &CellState) -> Result<()> {
     write_atomic(&cell.dir.join("cell.json"), serde_json::to_string_pretty(s)?.as_bytes())
 }
 
+/// A child process that failed; `log` is where its output went.
+#[derive(Debug)]
+struct ChildFailed {
+    log: PathBuf,
+    message: String,
+}
+
+impl std::fmt::Display for ChildFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ChildFailed {}
+
 /// Runs `bin args`, appending its output to `log`; an error quotes the log's tail.
 fn child(bin: &Path, args: &[String], threads: usize, log: &Path) -> Result<f64> {
     let t = Instant::now();
@@ -82,7 +105,8 @@ fn child(bin: &Path, args: &[String], threads: usize, log: &Path) -> Result<f64>
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(6).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!("`multiad {}` failed ({status}); last lines of {}:\n{}", args.join(" "), log.display(), tail.join("\n"));
+        let message = format!("`multiad {}` failed ({status}); last lines of {}:\n{}", args.join(" "), log.display(), tail.join("\n"));
+        return Err(ChildFailed { log: log.to_path_buf(), message }.into());
     }
     Ok(t.elapsed().as_secs_f64())
 }
@@ -108,10 +132,11 @@ pub fn heatmap_images(cell: &Cell, data_root: &Path) -> Result<Vec<multiad_data:
     Ok(picks)
 }
 
-fn run_cell(plan: &Plan, cell: &Cell, bin: &Path, threads: usize, prov: &Provenance) -> Result<CellState> {
-    std::fs::create_dir_all(&cell.dir).with_context(|| format!("creating {}", cell.dir.display()))?;
-    // A cell's inputs are written once; a different plan for the same cell is
-    // refused rather than mixed into finished results.
+/// Checks that a cell directory holds no other plan's inputs and, when
+/// `write`, writes the cell's `config.yaml` and `dataset.yaml`. A cell's
+/// inputs are written once; a different plan for the same cell is refused
+/// rather than mixed into finished results.
+pub fn prepare_cell(cell: &Cell, write: bool) -> Result<()> {
     let cfg_path = cell.dir.join("config.yaml");
     if cfg_path.is_file() {
         let existing = multiad_methods::parse_file(&cfg_path, Default::default())?;
@@ -121,15 +146,35 @@ fn run_cell(plan: &Plan, cell: &Cell, bin: &Path, threads: usize, prov: &Provena
                 cell.dir.display()
             );
         }
-    } else {
-        write_atomic(&cfg_path, cell.config.to_yaml().as_bytes())?;
     }
+    if write {
+        std::fs::create_dir_all(&cell.dir).with_context(|| format!("creating {}", cell.dir.display()))?;
+        if !cfg_path.is_file() {
+            write_atomic(&cfg_path, cell.config.to_yaml().as_bytes())?;
+        }
+        write_atomic(&cell.dir.join("dataset.yaml"), serde_yaml_ng::to_string(&cell.spec)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Checks every cell of `plan` (see [`prepare_cell`]) before anything runs.
+pub fn check_cells(plan: &Plan) -> Result<()> {
+    plan.cells.iter().try_for_each(|c| prepare_cell(c, false))
+}
+
+fn run_cell(plan: &Plan, cell: &Cell, bin: &Path, threads: usize, prov: &Provenance, runner: &str) -> Result<CellState> {
+    prepare_cell(cell, true)?;
+    let cfg_path = cell.dir.join("config.yaml");
     let data_path = cell.dir.join("dataset.yaml");
-    write_atomic(&data_path, serde_yaml_ng::to_string(&cell.spec)?.as_bytes())?;
     let mut state = read_state(cell).unwrap_or_default();
     state.label = cell.label();
     state.threads = threads;
     state.provenance = Some(prov.clone());
+    state.runner = Some(runner.to_string());
+    state.status = "running".into();
+    state.error = None;
+    state.log = None;
+    write_state(cell, &state)?;
     let run = cell.run_dir();
     let st = stage(cell);
     if matches!(st, Stage::Fresh | Stage::Interrupted) {
@@ -144,9 +189,10 @@ fn run_cell(plan: &Plan, cell: &Cell, bin: &Path, threads: usize, prov: &Provena
             ["train", "--resume", "--out", &s(&run)].map(String::from).to_vec()
         };
         state.train_invocations += 1;
+        write_state(cell, &state)?; // a killed invocation still counts
         let secs = child(bin, &args, threads, &cell.dir.join("train.log"))?;
         state.train_seconds += secs;
-        write_state(cell, &CellState { status: "running".into(), ..state.clone() })?;
+        write_state(cell, &state)?;
     }
     if stage(cell) == Stage::Trained {
         state.test_seconds = child(bin, &["test".into(), "--run".into(), s(&run)], threads, &cell.dir.join("test.log"))?;
@@ -159,9 +205,24 @@ fn run_cell(plan: &Plan, cell: &Cell, bin: &Path, threads: usize, prov: &Provena
         child(bin, &args, threads, &cell.dir.join("test.log"))?;
     }
     state.status = "done".into();
-    state.error = None;
     write_state(cell, &state)?;
     Ok(state)
+}
+
+/// Runs one cell through [`run_cell`] and records a failure in its
+/// `cell.json` (status `failed`, the error, the failing step's log). The one
+/// cell runner of both executors: the local one calls it from its worker
+/// threads, a Slurm array task from `cargo xtask sweep run-cell`.
+pub fn run_one(plan: &Plan, cell: &Cell, bin: &Path, threads: usize, prov: &Provenance, runner: &str) -> Result<CellState> {
+    run_cell(plan, cell, bin, threads, prov, runner).inspect_err(|e| {
+        let mut st = read_state(cell).unwrap_or_default();
+        st.label = cell.label();
+        st.status = "failed".into();
+        st.error = Some(format!("{e:#}"));
+        st.log = e.downcast_ref::<ChildFailed>().map(|c| c.log.clone());
+        st.runner = Some(runner.to_string());
+        let _ = write_state(cell, &st);
+    })
 }
 
 /// What a sweep did.
@@ -174,16 +235,12 @@ pub struct Outcome {
     pub charts: Vec<PathBuf>,
 }
 
-/// Runs every cell of `plan` with the `multiad` binary `bin`, then writes
-/// tables and charts. Missing data sets are reported before anything runs.
-pub fn run_sweep(plan: &Plan, bin: &Path) -> Result<Outcome> {
-    plan.suite.check_present(&plan.data_root)?;
-    if !bin.is_file() {
-        bail!("the multiad binary {} does not exist; build it with `cargo build -p multiad-cli`", bin.display());
-    }
+/// Writes `sweep.json`: what was asked (the resolved command line, which is
+/// also how a Slurm array task rebuilds the plan), git commit, machine, cells.
+pub fn write_sweep_json(plan: &Plan, prov: &Provenance) -> Result<()> {
     std::fs::create_dir_all(&plan.dir).with_context(|| format!("creating {}", plan.dir.display()))?;
-    let prov = Provenance::here(Path::new("."));
     let meta = serde_json::json!({
+        "args": plan.args,
         "kind": plan.kind,
         "suite": plan.suite.name,
         "suite_file": plan.suite_file,
@@ -193,7 +250,33 @@ pub fn run_sweep(plan: &Plan, bin: &Path) -> Result<Outcome> {
         "provenance": prov,
         "cells": plan.cells.iter().map(|c| c.label()).collect::<Vec<_>>(),
     });
-    write_atomic(&plan.dir.join("sweep.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
+    write_atomic(&plan.dir.join("sweep.json"), serde_json::to_string_pretty(&meta)?.as_bytes())
+}
+
+/// Checks what every executor needs before it starts: the data sets, the
+/// binary, and that no cell directory holds another plan.
+pub fn preflight(plan: &Plan, bin: &Path) -> Result<()> {
+    plan.suite.check_present(&plan.data_root)?;
+    if !bin.is_file() {
+        bail!("the multiad binary {} does not exist; build it with `cargo build -p multiad-cli`", bin.display());
+    }
+    check_cells(plan)
+}
+
+/// Tables and charts from the finished cells (what `--collect` makes).
+pub fn collect_outputs(plan: &Plan) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let records = crate::records::collect(plan)?;
+    Ok((crate::tables::write_all(plan, &records)?, crate::charts::write_all(plan, &records)?))
+}
+
+/// The local executor: runs every cell of `plan` with the `multiad` binary
+/// `bin`, `--jobs` at a time, then writes tables and charts. Missing data
+/// sets and cells of another plan are reported before anything runs.
+pub fn run_sweep(plan: &Plan, bin: &Path) -> Result<Outcome> {
+    preflight(plan, bin)?;
+    let prov = Provenance::here(Path::new("."));
+    write_sweep_json(plan, &prov)?;
+    let runner = local_runner();
 
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let jobs = plan.jobs.min(plan.cells.len().max(1));
@@ -227,7 +310,7 @@ pub fn run_sweep(plan: &Plan, bin: &Path) -> Result<Outcome> {
                 let Some(i) = queue.lock().unwrap().pop_front() else { break };
                 let cell = &plan.cells[i];
                 eprintln!("  start {} ({:?})", cell.label(), stage(cell));
-                let r = run_cell(plan, cell, bin, threads, &prov);
+                let r = run_one(plan, cell, bin, threads, &prov, &runner);
                 let mut d = done.lock().unwrap();
                 d.0 += 1;
                 match r {
@@ -245,11 +328,6 @@ pub fn run_sweep(plan: &Plan, bin: &Path) -> Result<Outcome> {
                     Err(e) => {
                         let msg = format!("{e:#}");
                         eprintln!("[{}/{total}] {} FAILED: {msg}", d.0, cell.label());
-                        let mut st = read_state(cell).unwrap_or_default();
-                        st.label = cell.label();
-                        st.status = "failed".into();
-                        st.error = Some(msg.clone());
-                        let _ = write_state(cell, &st);
                         d.1.push((cell.label(), msg));
                     }
                 }
@@ -259,8 +337,13 @@ pub fn run_sweep(plan: &Plan, bin: &Path) -> Result<Outcome> {
     let (_, failed, ran) = done.into_inner().unwrap();
     outcome.failed = failed;
     outcome.ran = ran;
-    let records = crate::records::collect(plan)?;
-    outcome.tables = crate::tables::write_all(plan, &records)?;
-    outcome.charts = crate::charts::write_all(plan, &records)?;
+    (outcome.tables, outcome.charts) = collect_outputs(plan)?;
     Ok(outcome)
+}
+
+/// `local:<host>:<pid>`: lets `sweep status` tell a cell a live local sweep
+/// is running from one whose sweep was killed.
+pub fn local_runner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
+    format!("local:{host}:{}", std::process::id())
 }
