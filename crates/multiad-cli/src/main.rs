@@ -76,6 +76,15 @@ struct TestArgs {
     /// Also write the smoothed anomaly maps as maps.npy (N x H x W float32).
     #[arg(long)]
     save_maps: bool,
+    /// Also write a panel per test image at its resolution (images/: image |
+    /// ground truth | heat map | predicted mask) and the curves (curves/:
+    /// ROC, PRO, score histogram; PNG and SVG).
+    #[arg(long)]
+    save_images: bool,
+    /// The map value above which a pixel is predicted anomalous in the
+    /// panels (default: the pixel-level F1-optimal threshold of this test).
+    #[arg(long)]
+    threshold: Option<f32>,
 }
 
 #[derive(Args)]
@@ -86,6 +95,10 @@ struct PredictArgs {
     /// Where heat maps and scores.csv go.
     #[arg(long)]
     out: PathBuf,
+    /// The map value above which a pixel is predicted anomalous in the
+    /// panels (default: the tested run's F1-optimal threshold).
+    #[arg(long)]
+    threshold: Option<f32>,
     /// Image files.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -143,7 +156,8 @@ fn print_metrics(m: &TestMetrics) {
 fn test(a: TestArgs) -> Result<()> {
     let run = RunDir::open(&a.run)?;
     let det = multiad_methods::load_trained(&run)?;
-    let m = multiad_detector::test(det.as_ref(), &run, a.save_maps, &mut std::io::stderr())?;
+    let opts = multiad_detector::TestOptions { save_maps: a.save_maps, save_images: a.save_images, threshold: a.threshold };
+    let m = multiad_detector::test(det.as_ref(), &run, &opts, &mut std::io::stderr())?;
     print_metrics(&m);
     println!("wrote {}", run.path("metrics.json").display());
     Ok(())
@@ -152,7 +166,7 @@ fn test(a: TestArgs) -> Result<()> {
 fn predict(a: PredictArgs) -> Result<()> {
     let run = RunDir::open(&a.run)?;
     let det = multiad_methods::load_trained(&run)?;
-    multiad_detector::predict(det.as_ref(), &run, &a.images, &a.out, &mut std::io::stdout())?;
+    multiad_detector::predict(det.as_ref(), &run, &a.images, &a.out, a.threshold, &mut std::io::stdout())?;
     println!("wrote {}", a.out.join("scores.csv").display());
     Ok(())
 }

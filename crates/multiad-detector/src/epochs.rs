@@ -1,6 +1,6 @@
 //! The epoch loop shared by methods that train (STFPM, RD4AD): shuffled
 //! batches fixed by seed and epoch, a progress line, a checkpoint and a
-//! history line after every epoch, `--resume` from the checkpoint, and a
+//! history line (and TensorBoard events) after every epoch, `--resume` from the checkpoint, and a
 //! clear stop on a non-finite loss with the last checkpoint intact.
 //! Multi-AD keeps its own loop (two optimisers, a discriminator).
 
@@ -59,6 +59,9 @@ pub fn train_epochs(
         bail!("{} needs at least 2 normal training images, found {n}", plan.name);
     }
     let t_all = Instant::now();
+    let mut events = crate::events::RunEvents::open(run, "train");
+    let steps_per_epoch = (n / bs) as i64; // drop_last
+    events.start(start as i64 * steps_per_epoch + 1);
     for epoch in start..plan.epochs {
         let t0 = Instant::now();
         // The order depends on seed and epoch only: a resumed run sees the
@@ -86,6 +89,7 @@ pub fn train_epochs(
                 );
             }
             sum += loss;
+            events.step(epoch as i64 * nb as i64 + k as i64 + 1, &[("loss", loss)]);
             let done = (epoch - start) * nb + k + 1;
             let eta = t_all.elapsed().as_secs_f64() / done as f64 * ((plan.epochs - start) * nb - done) as f64;
             write!(log, "\repoch {}/{} [{}/{nb}] loss {:.4} ETA {:.0}s   ", epoch + 1, plan.epochs, k + 1, sum / (k + 1) as f64, eta)?;
@@ -95,6 +99,7 @@ pub fn train_epochs(
         let mean = sum / nb.max(1) as f64;
         let e = EpochLog { epoch: epoch + 1, loss_g: mean, loss_adv: None, loss_d: None, loss_s: mean, seconds: t0.elapsed().as_secs_f64() };
         append_history(run, &e)?;
+        events.epoch(&e);
         writeln!(log)?;
         if opts.stop_after_epochs == Some(epoch + 1) {
             return Ok(FitOutcome::Stopped);

@@ -46,6 +46,15 @@ pub fn train_run(det: &mut dyn Detector, run: &RunDir, opts: FitOptions, log: &m
     // is reported with all the others now, not when its batch comes up.
     check_all(&dataset.train, &det.image_config())
         .with_context(|| format!("{}: the training images do not all load; fix or remove them", dataset.root.display()))?;
+    // The resolved config, as TensorBoard's text (a YAML code block).
+    if let (false, Ok(yaml)) = (opts.resume, std::fs::read_to_string(run.path("config.yaml"))) {
+        let data = std::fs::read_to_string(run.path("data.yaml")).unwrap_or_default();
+        let mut ev = crate::events::RunEvents::open(run, "config");
+        ev.text("config", 0, &format!("```yaml\n{yaml}\n```"));
+        if !data.is_empty() {
+            ev.text("data", 0, &format!("```yaml\n{data}\n```"));
+        }
+    }
     if det.fit(run, &dataset.train, opts, log)? == FitOutcome::Stopped {
         return Ok(FitOutcome::Stopped);
     }
@@ -72,6 +81,10 @@ pub struct TestMetrics {
     pub f1_max: f64,
     pub f1_threshold: f32,
     pub pixel_f1_max: Option<f64>,
+    /// The map value that reaches the pixel-level F1-max: the threshold of
+    /// the predicted masks in result panels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_f1_threshold: Option<f32>,
     pub test_images: usize,
     pub seconds: f64,
     pub peak_rss_mib: Option<f64>,
@@ -120,9 +133,29 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Runs the test split through a fitted detector; writes metrics.json, scores.csv
-/// and, with `save_maps`, maps.npy (N x H x W float32, rows in scores.csv order).
-pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn Write) -> Result<TestMetrics> {
+/// What `multiad test` writes besides metrics.json and scores.csv.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TestOptions {
+    /// maps.npy (N x H x W float32, rows in scores.csv order).
+    pub save_maps: bool,
+    /// `images/<name>.png` (a panel per test image at its resolution) and
+    /// `curves/` (ROC, PRO, score histogram as PNG and SVG).
+    pub save_images: bool,
+    /// The predicted masks' map threshold; default: the pixel-level
+    /// F1-optimal one, else (no masks) the image-level one.
+    pub threshold: Option<f32>,
+}
+
+/// The map threshold of predicted masks (see [`TestOptions::threshold`]).
+pub fn mask_threshold(m: &TestMetrics, asked: Option<f32>) -> f32 {
+    asked.or(m.pixel_f1_threshold).unwrap_or(m.f1_threshold)
+}
+
+/// Runs the test split through a fitted detector; writes metrics.json,
+/// scores.csv, TensorBoard events (metrics, a few panels), and what `opts`
+/// asks for.
+pub fn test(model: &dyn Detector, run: &RunDir, opts: &TestOptions, log: &mut dyn Write) -> Result<TestMetrics> {
+    let save_maps = opts.save_maps;
     let t0 = Instant::now();
     let dataset = run.data()?.load()?;
     let img_cfg = model.image_config();
@@ -140,7 +173,11 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
     // Which of pro_maps belongs to each test image (none: no ground truth).
     let mut map_of: Vec<Option<usize>> = vec![None; dataset.test.len()];
     let mut border = BorderCounter::new(size);
-    let mut all_maps: Vec<f32> = if save_maps { Vec::with_capacity(dataset.test.len() * size * size) } else { Vec::new() };
+    let keep_all = save_maps || opts.save_images;
+    let mut all_maps: Vec<f32> = if keep_all { Vec::with_capacity(dataset.test.len() * size * size) } else { Vec::new() };
+    // The maps of the examples shown in TensorBoard (all are kept when asked for).
+    let examples = crate::results::example_images(&dataset.test);
+    let mut example_maps: BTreeMap<usize, Vec<f32>> = BTreeMap::new();
     let nb = loader.num_batches();
     for (k, b) in loader.iter().enumerate() {
         let b = b?;
@@ -153,13 +190,17 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
             let m = &maps[j * size * size..(j + 1) * size * size];
             let mask = &b.masks[j * size * size..(j + 1) * size * size];
             border.push(m, s.label == Label::Anomalous);
+            if !keep_all && examples.contains(&i) {
+                example_maps.insert(i, m.to_vec());
+            }
             if s.label == Label::Normal || s.mask.is_some() {
                 pixel.push_map(m, mask)?;
                 map_of[i] = Some(pro_maps.len());
                 pro_maps.push((m.to_vec(), mask.to_vec()));
             }
         }
-        if save_maps {
+        if keep_all {
+            // Rows in test order: the loader keeps it (no shuffling).
             all_maps.extend_from_slice(&maps);
         }
         write!(log, "\rtesting [{}/{nb}]", k + 1)?;
@@ -169,13 +210,14 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
     let image = image_scores.into_sorted();
     let f1 = image.f1_max()?;
     let has_masks = pro_maps.iter().any(|(_, m)| m.iter().any(|&v| v != 0));
-    let (pixel_auroc, pixel_f1, pro) = if has_masks {
-        let p = pixel.into_sorted();
-        let views: Vec<AnomalyMap> =
-            pro_maps.iter().map(|(s, m)| AnomalyMap { scores: s, mask: m, width: size, height: size }).collect();
-        (Some(p.auroc()?), Some(p.f1_max()?.f1), Some(aupro(&views, DEFAULT_FPR_LIMIT)?))
-    } else {
-        (None, None, None)
+    let pixel_sorted = has_masks.then(|| pixel.into_sorted());
+    let (pixel_auroc, pixel_f1, pro) = match &pixel_sorted {
+        Some(p) => {
+            let views: Vec<AnomalyMap> =
+                pro_maps.iter().map(|(s, m)| AnomalyMap { scores: s, mask: m, width: size, height: size }).collect();
+            (Some(p.auroc()?), Some(p.f1_max()?), Some(aupro(&views, DEFAULT_FPR_LIMIT)?))
+        }
+        None => (None, None, None),
     };
     let scored: Vec<ScoredImage> = dataset
         .test
@@ -197,7 +239,8 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
         aupro: pro,
         f1_max: f1.f1,
         f1_threshold: f1.threshold,
-        pixel_f1_max: pixel_f1,
+        pixel_f1_max: pixel_f1.map(|f| f.f1),
+        pixel_f1_threshold: pixel_f1.map(|f| f.threshold),
         test_images: dataset.test.len(),
         seconds: t0.elapsed().as_secs_f64(),
         peak_rss_mib: peak_rss_mib(),
@@ -213,9 +256,100 @@ pub fn test(model: &dyn Detector, run: &RunDir, save_maps: bool, log: &mut dyn W
     if save_maps {
         write_npy(&run.path("maps.npy"), &[dataset.test.len(), size, size], &all_maps)?;
     }
+    let threshold = mask_threshold(&metrics, opts.threshold);
+    let map_of_test = |i: usize| -> Option<&[f32]> {
+        if keep_all {
+            Some(&all_maps[i * size * size..(i + 1) * size * size])
+        } else {
+            example_maps.get(&i).map(|v| v.as_slice())
+        }
+    };
+    let panel_of = |i: usize| -> Result<image::RgbImage> {
+        let s = &dataset.test[i];
+        crate::results::render_panel(&crate::results::PanelOf {
+            image: &s.image,
+            mask: Some(s.mask.as_deref()),
+            map: map_of_test(i).context("a test map was not kept")?,
+            map_side: size,
+            fixed_scale: model.heat_scale(),
+            threshold: Some(threshold),
+            score: scores[i],
+            mask_threshold: img_cfg.mask_threshold,
+        })
+    };
+    let names = output_names(&dataset.test.iter().map(|s| s.image.clone()).collect::<Vec<_>>());
+    if opts.save_images {
+        let dir = run.path("images");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (i, name) in names.iter().enumerate() {
+            let png = crate::results::encode_png(&panel_of(i)?)?;
+            write_atomic(&dir.join(format!("{name}.png")), &png)?;
+            write!(log, "\rpanels [{}/{}]", i + 1, names.len())?;
+        }
+        writeln!(log)?;
+        write_curves(run, &image, pixel_sorted.as_ref(), &pro_maps, size, &metrics, &scores, &dataset.test)?;
+        writeln!(log, "panels in {}, curves in {}", dir.display(), run.path("curves").display())?;
+    }
+    // TensorBoard: the metrics at the step training ended, and the examples.
+    let step = crate::history::read_history(run).map(|h| h.len() as i64).unwrap_or(0);
+    let mut ev = crate::events::RunEvents::open(run, "test");
+    for (tag, v) in [
+        ("test/image_auroc", Some(metrics.image_auroc)),
+        ("test/pixel_auroc", metrics.pixel_auroc),
+        ("test/aupro", metrics.aupro),
+        ("test/f1_max", Some(metrics.f1_max)),
+        ("test/pixel_f1_max", metrics.pixel_f1_max),
+    ] {
+        if let Some(v) = v {
+            ev.scalar(tag, step, v);
+        }
+    }
+    for &i in &examples {
+        let thumb = crate::results::thumbnail(&panel_of(i)?, 256);
+        let png = crate::results::encode_png(&thumb)?;
+        ev.image_png(&format!("panels/{}", names[i]), step, &png, thumb.width(), thumb.height());
+    }
     // Last: metrics.json is what marks a run as tested.
     write_atomic(&run.path("metrics.json"), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
     Ok(metrics)
+}
+
+/// ROC (image, pixel), PRO and score-histogram figures into `<run>/curves/`.
+#[allow(clippy::too_many_arguments)]
+fn write_curves(
+    run: &RunDir,
+    image: &multiad_metrics::SortedScores,
+    pixel: Option<&multiad_metrics::SortedScores>,
+    pro_maps: &[(Vec<f32>, Vec<u8>)],
+    size: usize,
+    m: &TestMetrics,
+    scores: &[f32],
+    test: &[multiad_data::Sample],
+) -> Result<()> {
+    use multiad_report::curves::{pro, roc, score_histogram, Curve};
+    let dir = run.path("curves");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let r = image.roc_curve()?;
+    let image_curve = Curve { x: r.fpr, y: r.tpr, area: m.image_auroc };
+    let pixel_curve = match pixel {
+        Some(p) => {
+            let r = p.roc_curve()?;
+            Some(Curve { x: r.fpr, y: r.tpr, area: m.pixel_auroc.unwrap_or(0.0) })
+        }
+        None => None,
+    };
+    crate::results::write_figure(&dir, "roc", &roc(&image_curve, pixel_curve.as_ref())?)?;
+    if let Some(a) = m.aupro {
+        let views: Vec<AnomalyMap> = pro_maps.iter().map(|(s, k)| AnomalyMap { scores: s, mask: k, width: size, height: size }).collect();
+        let c = multiad_metrics::pro_curve(&views)?;
+        crate::results::write_figure(&dir, "pro", &pro(&Curve { x: c.fpr, y: c.pro, area: a }, DEFAULT_FPR_LIMIT)?)?;
+    }
+    let (mut normal, mut anomalous) = (Vec::new(), Vec::new());
+    for (s, &v) in test.iter().zip(scores) {
+        if s.label == Label::Anomalous { anomalous.push(v) } else { normal.push(v) }
+    }
+    // Image scores: the line is the image-level F1-optimal threshold.
+    crate::results::write_figure(&dir, "score_histogram", &score_histogram(&normal, &anomalous, m.f1_threshold)?)
 }
 
 /// A distinct output name per input: the file stem, prefixed by the parent
@@ -240,24 +374,30 @@ pub fn output_names(images: &[PathBuf]) -> Vec<String> {
     names
 }
 
-/// Jet colour map for v in [0, 1].
-fn jet(v: f32) -> [f32; 3] {
-    let v = v.clamp(0.0, 1.0);
-    let f = |x: f32| (1.5 - (4.0 * v - x).abs()).clamp(0.0, 1.0);
-    [f(3.0), f(2.0), f(1.0)]
-}
-
-/// Heat-map overlays and scores for new images. Map values are shown on the
+/// Heat-map overlays (`<name>_heatmap.png`, the model's resolution), panels
+/// (`<name>_panel.png`: image | heat map | predicted contour, the image's
+/// resolution) and scores for new images. Map values are shown on the
 /// detector's fixed scale ([`Detector::heat_scale`]) so that colours mean
-/// the same in every picture, else min-max per image.
-pub fn predict(model: &dyn Detector, run: &RunDir, images: &[PathBuf], out: &Path, log: &mut dyn Write) -> Result<Vec<(PathBuf, f32)>> {
+/// the same in every picture, else min-max per image. The contour's
+/// threshold is `mask_threshold`, else the tested run's ([`mask_threshold`]);
+/// an untested run without one gets panels without a contour.
+pub fn predict(
+    model: &dyn Detector,
+    run: &RunDir,
+    images: &[PathBuf],
+    out: &Path,
+    mask_threshold_asked: Option<f32>,
+    log: &mut dyn Write,
+) -> Result<Vec<(PathBuf, f32)>> {
     let img_cfg = model.image_config();
     let size = img_cfg.height as usize;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let threshold = std::fs::read_to_string(run.path("metrics.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<TestMetrics>(&t).ok())
-        .map(|m| m.f1_threshold);
+    let tested = std::fs::read_to_string(run.path("metrics.json")).ok().and_then(|t| serde_json::from_str::<TestMetrics>(&t).ok());
+    let threshold = tested.as_ref().map(|m| m.f1_threshold);
+    let contour = mask_threshold_asked.or(tested.as_ref().map(|m| mask_threshold(m, None)));
+    if contour.is_none() {
+        writeln!(log, "note: {} is not tested and no --threshold was given: panels show no predicted mask", run.dir.display())?;
+    }
     let fixed_scale = model.heat_scale().filter(|s| *s > 0.0);
     let plain = multiad_data::ImageConfig { normalization: multiad_data::Normalization::None, ..img_cfg };
     let names = output_names(images);
@@ -269,17 +409,10 @@ pub fn predict(model: &dyn Detector, run: &RunDir, images: &[PathBuf], out: &Pat
         let x = Tensor::from_vec(x, (1, 3, size, size), &Device::Cpu)?;
         let (map, sc) = model.predict(&x)?;
         let map: Vec<f32> = map.flatten_all()?.to_vec1()?;
-        let (lo, scale) = match fixed_scale {
-            Some(s) => (0.0, s),
-            None => {
-                let lo = map.iter().copied().fold(f32::INFINITY, f32::min);
-                let hi = map.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                (lo, (hi - lo).max(f32::EPSILON))
-            }
-        };
+        let heat = multiad_report::heat::HeatScale::for_map(&map, fixed_scale);
         let mut img = image::RgbImage::new(size as u32, size as u32);
         for (i, px) in img.pixels_mut().enumerate() {
-            let c = jet((map[i] - lo) / scale);
+            let c = heat.colour(map[i]);
             for ch in 0..3 {
                 px.0[ch] = ((0.5 * rgb[ch * size * size + i] + 0.5 * c[ch]) * 255.0).round() as u8;
             }
@@ -288,6 +421,17 @@ pub fn predict(model: &dyn Detector, run: &RunDir, images: &[PathBuf], out: &Pat
         let mut png = std::io::Cursor::new(Vec::new());
         img.write_to(&mut png, image::ImageFormat::Png).with_context(|| format!("encoding {}", dest.display()))?;
         write_atomic(&dest, png.get_ref())?;
+        let panel = crate::results::render_panel(&crate::results::PanelOf {
+            image: p,
+            mask: None,
+            map: &map,
+            map_side: size,
+            fixed_scale,
+            threshold: contour,
+            score: sc[0],
+            mask_threshold: img_cfg.mask_threshold,
+        })?;
+        write_atomic(&out.join(format!("{name}_panel.png")), &crate::results::encode_png(&panel)?)?;
         let verdict = threshold.map(|t| if sc[0] >= t { "1" } else { "0" }).unwrap_or("");
         csv.push_str(&format!("{},{},{verdict}\n", csv_field(&p.to_string_lossy()), sc[0]));
         writeln!(log, "{}: score {:.4} -> {}", p.display(), sc[0], dest.display())?;

@@ -10,8 +10,10 @@ pub mod by_type;
 pub mod checkpoint;
 pub mod epochs;
 pub mod evaluate;
+pub mod events;
 pub mod history;
 pub mod maps;
+pub mod results;
 pub mod run_dir;
 pub mod testing;
 
@@ -23,7 +25,7 @@ use multiad_data::{ImageConfig, Sample};
 
 pub use border::BorderMaxima;
 pub use by_type::{metrics_by_defect_type, DefectTypeMetrics, ScoredImage};
-pub use evaluate::{peak_rss_mib, predict, test, train_run, TestMetrics, TrainingRecord};
+pub use evaluate::{peak_rss_mib, predict, test, train_run, TestMetrics, TestOptions, TrainingRecord};
 pub use run_dir::{method_of, save_tensors_atomic, sync_dir, tmp_path, write_atomic, DataRef, RunConfig, RunDir};
 
 /// How a fit was asked for.

@@ -17,12 +17,13 @@ pub fn synthetic_category(dir: &Path, seed: u64) -> Result<DataRef> {
 }
 
 /// Creates a run for `cfg` in `dir/run` on a synthetic category, fits `det`
-/// and tests it (maps saved).
+/// and tests it (maps, panels and curves saved).
 pub fn fit_and_test_synthetic(cfg: &dyn RunConfig, det: &mut dyn Detector, dir: &Path) -> Result<(RunDir, TestMetrics)> {
     let data = synthetic_category(&dir.join("data"), 0)?;
     let run = RunDir::create(&dir.join("run"), cfg, &data)?;
     train_run(det, &run, FitOptions::default(), &mut std::io::sink())?;
-    let m = test(det, &run, true, &mut std::io::sink())?;
+    let opts = crate::TestOptions { save_maps: true, save_images: true, threshold: None };
+    let m = test(det, &run, &opts, &mut std::io::sink())?;
     Ok((run, m))
 }
 

@@ -2,52 +2,22 @@
 //! grouped bars per metric, loss curves per cell, image-level ROC curves per
 //! data set, and a grid of heat-map overlays per data set.
 //!
-//! PNG text needs a TrueType font: the first of `$MULTIAD_FONT` and the usual
-//! DejaVu/Liberation paths is used; without one, PNGs are drawn without text
-//! (SVG text never needs a font file).
+//! PNG text needs a TrueType font (`multiad_report::draw`: `$MULTIAD_FONT`,
+//! else DejaVu or Liberation); without one, PNGs are drawn without text.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use anyhow::{anyhow, Result};
+use multiad::run_dir::write_atomic;
+use multiad_report::draw::{err, render_both};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::plan::{Plan, SweepKind};
 use crate::records::CellRecord;
 
-const FONT_PATHS: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/liberation/LiberationSans-Regular.ttf",
-];
-
-/// Registers a font for PNG text once; false when none could be found.
-pub fn png_text_available() -> bool {
-    static FOUND: OnceLock<bool> = OnceLock::new();
-    *FOUND.get_or_init(|| {
-        let mut candidates: Vec<PathBuf> = std::env::var_os("MULTIAD_FONT").map(PathBuf::from).into_iter().collect();
-        candidates.extend(FONT_PATHS.iter().map(PathBuf::from));
-        for p in candidates {
-            if let Ok(bytes) = std::fs::read(&p) {
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                    return true;
-                }
-            }
-        }
-        eprintln!("warning: no TrueType font found (set MULTIAD_FONT); PNG charts are drawn without text");
-        false
-    })
-}
-
-fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("drawing a chart: {e:?}")
-}
-
-/// Draws `f` twice: into `<stem>.png` and `<stem>.svg`.
+/// Draws `f` and `g` (the same drawing for each backend) into
+/// `<stem>.png` and `<stem>.svg`, each written atomically.
 fn both(
     dir: &Path,
     stem: &str,
@@ -56,20 +26,10 @@ fn both(
     f: &dyn Fn(&DrawingArea<BitMapBackend, Shift>, bool) -> Result<()>,
     g: &dyn Fn(&DrawingArea<SVGBackend, Shift>, bool) -> Result<()>,
 ) -> Result<()> {
-    let png = dir.join(format!("{stem}.png"));
-    {
-        let root = BitMapBackend::new(&png, size).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        f(&root, png_text_available())?;
-        root.present().map_err(err)?;
-    }
-    let svg = dir.join(format!("{stem}.svg"));
-    {
-        let root = SVGBackend::new(&svg, size).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        g(&root, true)?;
-        root.present().map_err(err)?;
-    }
+    let fig = render_both(size, f, g)?;
+    let (png, svg) = (dir.join(format!("{stem}.png")), dir.join(format!("{stem}.svg")));
+    write_atomic(&png, &fig.png)?;
+    write_atomic(&svg, fig.svg.as_bytes())?;
     out.push(png);
     out.push(svg);
     Ok(())

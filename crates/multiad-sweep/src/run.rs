@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use multiad::run_dir::write_atomic;
-use multiad_data::Label;
 
 use crate::machine::Provenance;
 use crate::plan::{Cell, Plan};
@@ -116,20 +115,11 @@ fn s(p: &Path) -> String {
 }
 
 /// A few test images for the heat-map grid: two normal and two anomalous,
-/// evenly spaced in the sorted list (the same in every cell of a data set).
+/// evenly spaced in the sorted list (the same in every cell of a data set;
+/// the examples `multiad test` shows in TensorBoard).
 pub fn heatmap_images(cell: &Cell, data_root: &Path) -> Result<Vec<multiad_data::Sample>> {
     let ds = cell.spec.load(data_root)?;
-    let mut picks = Vec::new();
-    for label in [Label::Normal, Label::Anomalous] {
-        let mut all: Vec<_> = ds.test.iter().filter(|t| t.label == label).cloned().collect();
-        all.sort_by(|a, b| a.image.cmp(&b.image));
-        for k in 1..=2 {
-            if let Some(x) = all.get(all.len() * k / 3) {
-                picks.push(x.clone());
-            }
-        }
-    }
-    Ok(picks)
+    Ok(multiad_detector::results::example_images(&ds.test).into_iter().map(|i| ds.test[i].clone()).collect())
 }
 
 /// Checks that a cell directory holds no other plan's inputs and, when

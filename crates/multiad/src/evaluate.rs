@@ -30,13 +30,14 @@ pub fn load_trained(run: &RunDir) -> Result<MultiAd> {
 /// Tests a trained Multi-AD run (see [`multiad_detector::test`]).
 pub fn test(run: &RunDir, save_maps: bool, log: &mut dyn Write) -> Result<TestMetrics> {
     let model = load_trained(run)?;
-    multiad_detector::test(&model, run, save_maps, log)
+    let opts = multiad_detector::TestOptions { save_maps, ..Default::default() };
+    multiad_detector::test(&model, run, &opts, log)
 }
 
 /// Heat maps and scores for new images (see [`multiad_detector::predict`]).
 pub fn predict(run: &RunDir, images: &[PathBuf], out: &Path, log: &mut dyn Write) -> Result<Vec<(PathBuf, f32)>> {
     let model = load_trained(run)?;
-    multiad_detector::predict(&model, run, images, out, log)
+    multiad_detector::predict(&model, run, images, out, None, log)
 }
 
 impl Detector for MultiAd {

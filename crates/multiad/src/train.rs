@@ -151,6 +151,8 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
     let mut cache = FeatureCache::new(tc.teacher_cache_mib);
     let t_start = Instant::now();
     let mut done_seconds = 0.0;
+    let mut events = multiad_detector::events::RunEvents::open(run, "train");
+    events.start(start as i64 * (n / bs) as i64 + 1); // drop_last batches per epoch
     for epoch in start..tc.epochs {
         let t_epoch = Instant::now();
         // The order depends on the seed and the epoch only, so a resumed run
@@ -163,6 +165,7 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
         // (which restarts at an epoch boundary) draws the same ones.
         let mut flip_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ streams::FLIPS ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
         let (mut sg, mut sa, mut sd, mut ss) = (0.0, 0.0, 0.0, 0.0);
+        let (mut last_d, mut last_adv) = (0.0, 0.0);
         for (k, batch) in loader.iter().enumerate() {
             let batch = batch?;
             let axes: Vec<usize> = tc.flips.axes().iter().copied().filter(|_| flip_rng.random_bool(0.5)).collect();
@@ -195,10 +198,12 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
                         bail!("{e}: {}", nan_message(run, "discriminator", epoch, k, start));
                     }
                     sd += ldv;
+                    last_d = ldv;
                     // Update S against the updated D (D's step is not taken here).
                     let fake = d.forward(&d.prepare(&s_feats)?, true, &mut rng)?;
                     let ladv = adversarial_loss(&fake)?;
-                    sa += scalar(&ladv)?;
+                    last_adv = scalar(&ladv)?;
+                    sa += last_adv;
                     (lg.clone() + (ladv * cfg.discriminator.lambda)?)?
                 }
                 _ => lg.clone(),
@@ -210,8 +215,14 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
             if let Err(e) = opt_s.step(&ls.backward()?) {
                 bail!("{e}: {}", nan_message(run, "student", epoch, k, start));
             }
-            sg += scalar(&lg)?;
+            let lgv = scalar(&lg)?;
+            sg += lgv;
             ss += lsv;
+            let global = (epoch * nb + k + 1) as i64;
+            match model.disc {
+                Some(_) => events.step(global, &[("loss_g", lgv), ("loss_s", lsv), ("loss_d", last_d), ("loss_adv", last_adv)]),
+                None => events.step(global, &[("loss_g", lgv), ("loss_s", lsv)]),
+            }
             let elapsed = done_seconds + t_epoch.elapsed().as_secs_f64();
             let steps_done = (epoch - start) * nb + k + 1;
             let eta = elapsed / steps_done as f64 * ((tc.epochs - start) * nb - steps_done) as f64;
@@ -240,6 +251,7 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
         };
         save_checkpoint(run, &model, &opt_s, opt_d.as_ref(), epoch + 1, &rng)?;
         append_history(run, &entry)?;
+        events.epoch(&entry);
         writeln!(log)?;
         if opts.stop_after_epochs == Some(epoch + 1) {
             return Ok(None);

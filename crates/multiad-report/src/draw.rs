@@ -1,0 +1,81 @@
+//! Drawing one Plotters figure into PNG bytes and SVG text.
+//!
+//! PNG text needs a TrueType font: the first of `$MULTIAD_FONT` and the usual
+//! DejaVu/Liberation paths is used; without one, PNGs are drawn without text
+//! (SVG text never needs a font file).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, Context, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+const FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/liberation/LiberationSans-Regular.ttf",
+];
+
+/// Registers a font for PNG text once; false when none could be found.
+pub fn png_text_available() -> bool {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        let mut candidates: Vec<PathBuf> = std::env::var_os("MULTIAD_FONT").map(PathBuf::from).into_iter().collect();
+        candidates.extend(FONT_PATHS.iter().map(PathBuf::from));
+        for p in candidates {
+            if let Ok(bytes) = std::fs::read(&p) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return true;
+                }
+            }
+        }
+        eprintln!("warning: no TrueType font found (set MULTIAD_FONT); PNG pictures are drawn without text");
+        false
+    })
+}
+
+/// A Plotters error as an anyhow one.
+pub fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing a chart: {e:?}")
+}
+
+/// PNG bytes of an RGB buffer.
+pub fn png_bytes(rgb: Vec<u8>, (w, h): (u32, u32)) -> Result<Vec<u8>> {
+    let img = image::RgbImage::from_raw(w, h, rgb).context("an RGB buffer of the wrong size")?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).context("encoding a PNG")?;
+    Ok(out.into_inner())
+}
+
+/// A figure drawn both ways: `(PNG bytes, SVG text)`.
+pub struct Figure {
+    pub png: Vec<u8>,
+    pub svg: String,
+}
+
+/// Draws `f` into a white PNG (text only when a font was found) and `g`
+/// (the same drawing, for the SVG backend) into an SVG of the same size.
+pub fn render_both(
+    size: (u32, u32),
+    f: &dyn Fn(&DrawingArea<BitMapBackend, Shift>, bool) -> Result<()>,
+    g: &dyn Fn(&DrawingArea<SVGBackend, Shift>, bool) -> Result<()>,
+) -> Result<Figure> {
+    let mut rgb = vec![255u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        f(&root, png_text_available())?;
+        root.present().map_err(err)?;
+    }
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        g(&root, true)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Figure { png: png_bytes(rgb, size)?, svg })
+}
