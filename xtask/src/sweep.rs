@@ -9,7 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use multiad_sweep::run::{collect_outputs, local_runner, preflight, run_one, stage, Stage};
 use multiad_sweep::slurm::{submit, SlurmOptions};
 use multiad_sweep::status::{render, sweep_status, State};
-use multiad_sweep::{run_sweep, Plan, SweepArgs, SweepKind};
+use multiad_sweep::{run_sweep, Plan, SweepArgs, SweepKind, SweepTracking};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Executor {
@@ -58,6 +58,16 @@ pub struct SweepCli {
     /// Run nothing: make the tables and charts from the cells finished so far.
     #[arg(long)]
     collect: bool,
+    /// Log every cell's run, and the tables, to this MLflow tracking server
+    /// (default: $MLFLOW_TRACKING_URI; docs/tracking.md).
+    #[arg(long, value_name = "URI")]
+    mlflow: Option<String>,
+    /// The MLflow experiment (default: multiad-<kind>-<suite>-<preset>).
+    #[arg(long, value_name = "NAME")]
+    mlflow_experiment: Option<String>,
+    /// When the server cannot be reached: warn, or fail the cell.
+    #[arg(long, default_value = "warn", value_parser = ["warn", "fail"])]
+    mlflow_on_error: String,
     #[command(flatten)]
     slurm: SlurmCli,
 }
@@ -174,8 +184,13 @@ pub fn run(kind: SweepKind, a: SweepCli) -> Result<()> {
         epochs: a.epochs,
         seed: a.seed,
         experiments: root.join("experiments"),
+        mlflow: None,
     };
-    let plan = Plan::new(&args)?;
+    let mut plan = Plan::new(&args)?;
+    if let Some(uri) = a.mlflow.or_else(|| std::env::var("MLFLOW_TRACKING_URI").ok()).filter(|u| !u.is_empty()) {
+        let experiment = a.mlflow_experiment.unwrap_or_else(|| format!("multiad-{}-{}-{}", kind.name(), plan.suite.name, plan.preset));
+        plan.args.mlflow = Some(SweepTracking { uri, experiment, on_error: a.mlflow_on_error });
+    }
     if a.collect {
         return collect_and_report(&plan);
     }

@@ -41,6 +41,31 @@ enum Command {
     FetchWeights,
 }
 
+/// Logging to an MLflow tracking server (docs/tracking.md).
+#[derive(Args)]
+struct MlflowArgs {
+    /// Log the run to this MLflow tracking server (default: $MLFLOW_TRACKING_URI).
+    #[arg(long, value_name = "URI")]
+    mlflow: Option<String>,
+    /// The MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else `multiad`).
+    #[arg(long, value_name = "NAME")]
+    mlflow_experiment: Option<String>,
+    /// The MLflow run's name (default: the run directory's name).
+    #[arg(long, value_name = "NAME")]
+    mlflow_run_name: Option<String>,
+    /// When the server cannot be reached: `warn` and succeed, or `fail`
+    /// (the local run is complete either way).
+    #[arg(long, default_value = "warn", value_parser = ["warn", "fail"])]
+    mlflow_on_error: String,
+}
+
+impl MlflowArgs {
+    fn tracking(&self) -> Option<multiad_mlflow::Tracking> {
+        let on_error = self.mlflow_on_error.parse().unwrap_or_default();
+        multiad_mlflow::Tracking::from_args(self.mlflow.clone(), self.mlflow_experiment.clone(), self.mlflow_run_name.clone(), on_error)
+    }
+}
+
 #[derive(Args)]
 struct TrainArgs {
     /// Experiment YAML: its `method:` picks the detector (experiments/<preset>.yaml
@@ -66,6 +91,8 @@ struct TrainArgs {
     /// Override the experiment's seed.
     #[arg(long)]
     seed: Option<u64>,
+    #[command(flatten)]
+    mlflow: MlflowArgs,
 }
 
 #[derive(Args)]
@@ -85,6 +112,8 @@ struct TestArgs {
     /// panels (default: the pixel-level F1-optimal threshold of this test).
     #[arg(long)]
     threshold: Option<f32>,
+    #[command(flatten)]
+    mlflow: MlflowArgs,
 }
 
 #[derive(Args)]
@@ -122,6 +151,9 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     multiad_methods::train(&run, FitOptions { resume: a.resume, stop_after_epochs: None }, &mut err)?;
     println!("run written to {}", run.dir.display());
+    if let Some(t) = a.mlflow.tracking() {
+        t.settle(&run.dir, multiad_mlflow::log_training(&t, &run))?;
+    }
     Ok(())
 }
 
@@ -160,6 +192,9 @@ fn test(a: TestArgs) -> Result<()> {
     let m = multiad_detector::test(det.as_ref(), &run, &opts, &mut std::io::stderr())?;
     print_metrics(&m);
     println!("wrote {}", run.path("metrics.json").display());
+    if let Some(t) = a.mlflow.tracking() {
+        t.settle(&run.dir, multiad_mlflow::log_test(&t, &run))?;
+    }
     Ok(())
 }
 

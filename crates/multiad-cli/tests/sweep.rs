@@ -38,6 +38,7 @@ fn args(data_root: &Path, out: &Path, datasets: Option<Vec<String>>, configs: Op
         epochs: Some(epochs),
         seed: Some(0),
         experiments: repo().join("experiments"),
+        mlflow: None,
     }
 }
 

@@ -28,5 +28,5 @@ pub mod slurm;
 pub mod status;
 pub mod tables;
 
-pub use plan::{Cell, Plan, SweepArgs, SweepKind};
+pub use plan::{Cell, Plan, SweepArgs, SweepKind, SweepTracking};
 pub use run::run_sweep;

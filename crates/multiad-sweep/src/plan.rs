@@ -49,6 +49,39 @@ pub struct SweepArgs {
     pub seed: Option<u64>,
     /// The repository's `experiments/` directory (names resolve there).
     pub experiments: PathBuf,
+    /// Log every cell (and the tables) to MLflow.
+    #[serde(default)]
+    pub mlflow: Option<SweepTracking>,
+}
+
+/// `--mlflow` of a sweep: each cell's `multiad train|test` logs its run
+/// (named by the cell's label) into one experiment; the tables and charts
+/// go to a run of their own.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepTracking {
+    pub uri: String,
+    /// Default: `multiad-<kind>-<suite>-<preset>`.
+    pub experiment: String,
+    /// `warn` or `fail`.
+    pub on_error: String,
+}
+
+impl SweepTracking {
+    /// The flags a cell's `multiad train|test` gets.
+    pub fn child_args(&self, run_name: &str) -> Vec<String> {
+        ["--mlflow", &self.uri, "--mlflow-experiment", &self.experiment, "--mlflow-run-name", run_name, "--mlflow-on-error", &self.on_error]
+            .map(String::from)
+            .to_vec()
+    }
+
+    pub fn tracking(&self) -> multiad_mlflow::Tracking {
+        multiad_mlflow::Tracking {
+            uri: self.uri.clone(),
+            experiment: self.experiment.clone(),
+            run_name: None,
+            on_error: self.on_error.parse().unwrap_or_default(),
+        }
+    }
 }
 
 /// One (data set, study or method) of a sweep.

@@ -122,6 +122,11 @@ pub fn heatmap_images(cell: &Cell, data_root: &Path) -> Result<Vec<multiad_data:
     Ok(multiad_detector::results::example_images(&ds.test).into_iter().map(|i| ds.test[i].clone()).collect())
 }
 
+/// `--mlflow ...` for a cell's children when the sweep logs to MLflow.
+fn mlflow_args(plan: &Plan, cell: &Cell) -> Vec<String> {
+    plan.args.mlflow.as_ref().map(|t| t.child_args(&cell.label())).unwrap_or_default()
+}
+
 /// Checks that a cell directory holds no other plan's inputs and, when
 /// `write`, writes the cell's `config.yaml` and `dataset.yaml`. A cell's
 /// inputs are written once; a different plan for the same cell is refused
@@ -178,6 +183,7 @@ fn run_cell(plan: &Plan, cell: &Cell, bin: &Path, threads: usize, prov: &Provena
         } else {
             ["train", "--resume", "--out", &s(&run)].map(String::from).to_vec()
         };
+        let args: Vec<String> = args.into_iter().chain(mlflow_args(plan, cell)).collect();
         state.train_invocations += 1;
         write_state(cell, &state)?; // a killed invocation still counts
         let secs = child(bin, &args, threads, &cell.dir.join("train.log"))?;
@@ -185,7 +191,8 @@ fn run_cell(plan: &Plan, cell: &Cell, bin: &Path, threads: usize, prov: &Provena
         write_state(cell, &state)?;
     }
     if stage(cell) == Stage::Trained {
-        state.test_seconds = child(bin, &["test".into(), "--run".into(), s(&run)], threads, &cell.dir.join("test.log"))?;
+        let args: Vec<String> = ["test".into(), "--run".into(), s(&run)].into_iter().chain(mlflow_args(plan, cell)).collect();
+        state.test_seconds = child(bin, &args, threads, &cell.dir.join("test.log"))?;
     }
     let heat = cell.dir.join("heatmaps");
     if !heat.join("scores.csv").is_file() {
@@ -253,10 +260,17 @@ pub fn preflight(plan: &Plan, bin: &Path) -> Result<()> {
     check_cells(plan)
 }
 
-/// Tables and charts from the finished cells (what `--collect` makes).
+/// Tables and charts from the finished cells (what `--collect` makes),
+/// logged to MLflow when the sweep logs there.
 pub fn collect_outputs(plan: &Plan) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let records = crate::records::collect(plan)?;
-    Ok((crate::tables::write_all(plan, &records)?, crate::charts::write_all(plan, &records)?))
+    let out = (crate::tables::write_all(plan, &records)?, crate::charts::write_all(plan, &records)?);
+    if let Some(t) = &plan.args.mlflow {
+        let t = t.tracking();
+        let name = format!("{} tables", plan.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        t.settle(&plan.dir, multiad_mlflow::log_sweep_outputs(&t, &plan.dir, &name))?;
+    }
+    Ok(out)
 }
 
 /// The local executor: runs every cell of `plan` with the `multiad` binary

@@ -285,6 +285,7 @@ mod tests {
                 f1_max: 0.5,
                 f1_threshold: 1.0,
                 pixel_f1_max: None,
+                pixel_f1_threshold: None,
                 test_images: 10,
                 seconds: 1.0,
                 peak_rss_mib: None,
