@@ -26,7 +26,7 @@ fn events(run: &Path) -> Vec<Record> {
     event_files(run).unwrap().iter().flat_map(|f| read_events(f).unwrap()).collect()
 }
 
-fn scalars<'a>(ev: &'a [Record], tag: &str) -> Vec<(i64, f32)> {
+fn scalars(ev: &[Record], tag: &str) -> Vec<(i64, f32)> {
     ev.iter()
         .filter(|r| r.tag == tag)
         .filter_map(|r| match r.entry {

@@ -18,7 +18,7 @@ pub struct Curve {
 
 /// At most `max` points of a curve, always keeping both ends (pixel-level
 /// curves have a point per distinct map value: millions).
-fn thin(c: &Curve, max: usize) -> Vec<(f64, f64)> {
+pub fn thin(c: &Curve, max: usize) -> Vec<(f64, f64)> {
     let n = c.x.len().min(c.y.len());
     if n <= max {
         return c.x.iter().zip(&c.y).map(|(&x, &y)| (x, y)).collect();
@@ -29,7 +29,9 @@ fn thin(c: &Curve, max: usize) -> Vec<(f64, f64)> {
     v
 }
 
-fn line_chart<DB: DrawingBackend>(
+/// Curves in [0, x_max] x [0, 1] with a legend (lower right), optionally the
+/// chance diagonal: the ROC and PRO charts here and the sweeps' ROC charts.
+pub fn line_chart<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     text: bool,
     title: &str,

@@ -51,6 +51,11 @@ pub fn png_bytes(rgb: Vec<u8>, (w, h): (u32, u32)) -> Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
+/// A drawing for the PNG backend; `bool`: text can be drawn.
+pub type PngDraw<'a> = &'a dyn Fn(&DrawingArea<BitMapBackend, Shift>, bool) -> Result<()>;
+/// The same drawing for the SVG backend.
+pub type SvgDraw<'a> = &'a dyn Fn(&DrawingArea<SVGBackend, Shift>, bool) -> Result<()>;
+
 /// A figure drawn both ways: `(PNG bytes, SVG text)`.
 pub struct Figure {
     pub png: Vec<u8>,
@@ -59,11 +64,7 @@ pub struct Figure {
 
 /// Draws `f` into a white PNG (text only when a font was found) and `g`
 /// (the same drawing, for the SVG backend) into an SVG of the same size.
-pub fn render_both(
-    size: (u32, u32),
-    f: &dyn Fn(&DrawingArea<BitMapBackend, Shift>, bool) -> Result<()>,
-    g: &dyn Fn(&DrawingArea<SVGBackend, Shift>, bool) -> Result<()>,
-) -> Result<Figure> {
+pub fn render_both(size: (u32, u32), f: PngDraw, g: SvgDraw) -> Result<Figure> {
     let mut rgb = vec![255u8; size.0 as usize * size.1 as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
 use multiad::run_dir::write_atomic;
-use multiad_report::draw::{err, render_both};
+use multiad_report::curves::{line_chart, thin, Curve};
+use multiad_report::draw::{err, render_both, PngDraw, SvgDraw};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -23,8 +24,8 @@ fn both(
     stem: &str,
     size: (u32, u32),
     out: &mut Vec<PathBuf>,
-    f: &dyn Fn(&DrawingArea<BitMapBackend, Shift>, bool) -> Result<()>,
-    g: &dyn Fn(&DrawingArea<SVGBackend, Shift>, bool) -> Result<()>,
+    f: PngDraw,
+    g: SvgDraw,
 ) -> Result<()> {
     let fig = render_both(size, f, g)?;
     let (png, svg) = (dir.join(format!("{stem}.png")), dir.join(format!("{stem}.svg")));
@@ -144,45 +145,18 @@ fn losses<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool, r: &Cel
 }
 
 fn rocs<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool, kind: SweepKind, dataset: &str, rs: &[&CellRecord]) -> Result<()> {
-    let mut b = ChartBuilder::on(root);
-    b.margin(10).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text { 50 } else { 5 });
-    if text {
-        b.caption(format!("{dataset}: image-level ROC"), ("sans-serif", 18));
-    }
-    let mut chart = b.build_cartesian_2d(0f64..1f64, 0f64..1f64).map_err(err)?;
-    let mut mesh = chart.configure_mesh();
-    if text {
-        mesh.x_desc("false positive rate").y_desc("true positive rate");
-    } else {
-        mesh.x_labels(0).y_labels(0);
-    }
-    mesh.draw().map_err(err)?;
-    chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3))).map_err(err)?;
-    for (k, r) in rs.iter().enumerate() {
+    let mut series = Vec::new();
+    for r in rs {
         let mut acc = multiad_metrics::BinaryScores::new();
         for &(label, score) in &r.scores {
             acc.push(score, label)?;
         }
-        let Ok(curve) = acc.into_sorted().roc_curve() else { continue }; // one class only: no curve
-        let color = Palette99::pick(k).to_rgba();
-        let s = chart
-            .draw_series(LineSeries::new(curve.fpr.iter().zip(&curve.tpr).map(|(&x, &y)| (x, y)), color.stroke_width(2)))
-            .map_err(err)?;
-        if text {
-            let name = format!("{} ({:.3})", group_of(kind, r), r.metrics.image_auroc);
-            s.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
-        }
+        let Ok(roc) = acc.into_sorted().roc_curve() else { continue }; // one class only: no curve
+        let curve = Curve { x: roc.fpr, y: roc.tpr, area: r.metrics.image_auroc };
+        series.push((format!("{} ({:.3})", group_of(kind, r), curve.area), thin(&curve, 2000)));
     }
-    if text {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-    }
-    Ok(())
+    let title = format!("{dataset}: image-level ROC");
+    line_chart(root, text, &title, ("false positive rate", "true positive rate"), 1.0, &series, true)
 }
 
 const TILE: u32 = 128;
