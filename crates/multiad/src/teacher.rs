@@ -10,7 +10,8 @@ use crate::student::Student;
 
 enum Net {
     Backbone(Backbone),
-    Random(Student),
+    /// The random network and the store that holds its weights.
+    Random(Student, ParamStore),
 }
 
 pub struct Teacher {
@@ -53,7 +54,7 @@ impl Teacher {
                 // how many parameters the student draws.
                 let store = ParamStore::new(cfg.seed ^ 0x7eac_4e2d_0000_0001);
                 let ch = [t.random_channels[0], t.random_channels[1], t.random_channels[2], t.random_channels[3]];
-                (Net::Random(Student::new(&scfg, ch, store.var_builder(device))?), vec![0, 1, 2, 3])
+                (Net::Random(Student::new(&scfg, ch, store.var_builder(device))?, store), vec![0, 1, 2, 3])
             }
             kind => {
                 let bk = backbone_kind(kind).expect("pretrained kinds map to backbones");
@@ -65,7 +66,7 @@ impl Teacher {
         let layers = t.layers.clone().unwrap_or(default_layers);
         let levels: Vec<(usize, usize)> = match &net {
             Net::Backbone(b) => b.levels(),
-            Net::Random(_) => t.random_channels.iter().zip([4, 8, 16, 32]).map(|(&c, s)| (c, s)).collect(),
+            Net::Random(..) => t.random_channels.iter().zip([4, 8, 16, 32]).map(|(&c, s)| (c, s)).collect(),
         };
         let mut channels = [0; 4];
         for (i, &l) in layers.iter().enumerate() {
@@ -84,6 +85,15 @@ impl Teacher {
         self.channels
     }
 
+    /// The random teacher's weights (`teacher.kind: random`; `None` for a
+    /// pretrained backbone): what the differential test hands PyTorch.
+    pub fn random_params(&self) -> Option<&ParamStore> {
+        match &self.net {
+            Net::Random(_, p) => Some(p),
+            Net::Backbone(_) => None,
+        }
+    }
+
     /// The four critical-layer features of a batch of ImageNet-normalised
     /// images, detached from any graph.
     pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
@@ -92,7 +102,7 @@ impl Teacher {
                 let deepest = self.layers.iter().max().map_or(0, |l| l + 1);
                 b.features_upto(x, deepest)?
             }
-            Net::Random(s) => s.forward(x, false)?,
+            Net::Random(s, _) => s.forward(x, false)?,
         };
         Ok(self.layers.iter().map(|&l| all[l].detach()).collect())
     }

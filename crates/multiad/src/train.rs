@@ -165,7 +165,6 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
         // (which restarts at an epoch boundary) draws the same ones.
         let mut flip_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ streams::FLIPS ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
         let (mut sg, mut sa, mut sd, mut ss) = (0.0, 0.0, 0.0, 0.0);
-        let (mut last_d, mut last_adv) = (0.0, 0.0);
         for (k, batch) in loader.iter().enumerate() {
             let batch = batch?;
             let axes: Vec<usize> = tc.flips.axes().iter().copied().filter(|_| flip_rng.random_bool(0.5)).collect();
@@ -181,47 +180,21 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
                 let t = model.teacher.forward(&x)?;
                 (x, t)
             };
-            let s_feats = model.student.forward(&images, true)?;
-            let lg = distillation_loss(&t_feats, &s_feats)?;
-            let ls = match (&model.disc, opt_d.as_mut()) {
-                (Some(d), Some(od)) => {
-                    // Update D: T real, S fake (detached: S is not updated here).
-                    let s_det: Vec<Tensor> = s_feats.iter().map(|f| f.detach()).collect();
-                    let real = d.forward(&d.prepare(&t_feats)?, true, &mut rng)?;
-                    let fake = d.forward(&d.prepare(&s_det)?, true, &mut rng)?;
-                    let ld = discriminator_loss(&real, &fake)?;
-                    let ldv = scalar(&ld)?;
-                    if !ldv.is_finite() {
-                        bail!(nan_message(run, "discriminator", epoch, k, start));
-                    }
-                    if let Err(e) = od.step(&ld.backward()?) {
-                        bail!("{e}: {}", nan_message(run, "discriminator", epoch, k, start));
-                    }
-                    sd += ldv;
-                    last_d = ldv;
-                    // Update S against the updated D (D's step is not taken here).
-                    let fake = d.forward(&d.prepare(&s_feats)?, true, &mut rng)?;
-                    let ladv = adversarial_loss(&fake)?;
-                    last_adv = scalar(&ladv)?;
-                    sa += last_adv;
-                    (lg.clone() + (ladv * cfg.discriminator.lambda)?)?
-                }
-                _ => lg.clone(),
+            let l = match train_step(&model, &mut opt_s, opt_d.as_mut(), &images, &t_feats, &mut rng, &mut |_, _| {}) {
+                Ok(l) => l,
+                Err(e) => match e.downcast_ref::<NonFinite>() {
+                    Some(nf) => bail!("{}{}", nf.detail.as_deref().map(|d| format!("{d}: ")).unwrap_or_default(), nan_message(run, nf.which, epoch, k, start)),
+                    None => return Err(e),
+                },
             };
-            let lsv = scalar(&ls)?;
-            if !lsv.is_finite() {
-                bail!(nan_message(run, "student", epoch, k, start));
-            }
-            if let Err(e) = opt_s.step(&ls.backward()?) {
-                bail!("{e}: {}", nan_message(run, "student", epoch, k, start));
-            }
-            let lgv = scalar(&lg)?;
-            sg += lgv;
-            ss += lsv;
+            sg += l.g;
+            ss += l.s;
+            sd += l.d.unwrap_or(0.0);
+            sa += l.adv.unwrap_or(0.0);
             let global = (epoch * nb + k + 1) as i64;
-            match model.disc {
-                Some(_) => events.step(global, &[("loss_g", lgv), ("loss_s", lsv), ("loss_d", last_d), ("loss_adv", last_adv)]),
-                None => events.step(global, &[("loss_g", lgv), ("loss_s", lsv)]),
+            match (l.d, l.adv) {
+                (Some(d), Some(adv)) => events.step(global, &[("loss_g", l.g), ("loss_s", l.s), ("loss_d", d), ("loss_adv", adv)]),
+                _ => events.step(global, &[("loss_g", l.g), ("loss_s", l.s)]),
             }
             let elapsed = done_seconds + t_epoch.elapsed().as_secs_f64();
             let steps_done = (epoch - start) * nb + k + 1;
@@ -274,6 +247,90 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
     write_atomic(&run.path("training.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     writeln!(log, "trained in {}", fmt_secs(summary.seconds))?;
     Ok(Some(model))
+}
+
+/// The losses of one optimisation step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepLosses {
+    /// L_G (Eq 8).
+    pub g: f64,
+    /// L_D (Eq 10) and L_adv (Eq 11), when D is on.
+    pub d: Option<f64>,
+    pub adv: Option<f64>,
+    /// The student's objective L_G + λ·L_adv (Eq 12).
+    pub s: f64,
+}
+
+/// Which network's gradients [`train_step`] shows its inspector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Discriminator,
+    Student,
+}
+
+/// A loss or gradient that became NaN or infinite in [`train_step`].
+#[derive(Debug)]
+pub struct NonFinite {
+    pub which: &'static str,
+    /// The optimiser's own message, when it found the gradient non-finite.
+    pub detail: Option<String>,
+}
+
+impl std::fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the {} loss or its gradient became non-finite", self.which)
+    }
+}
+
+impl std::error::Error for NonFinite {}
+
+/// Algorithm 1's inner step on one batch (`t_feats`: the teacher's features
+/// of `images`): with D on, D is updated first (T real, S fake and
+/// detached), then S against the updated D on L_G + λ·L_adv; with D off,
+/// S on L_G. `inspect` sees each gradient store just before its optimiser
+/// step (the differential test reads them; training passes a no-op).
+pub fn train_step(
+    model: &MultiAd,
+    opt_s: &mut Adam,
+    opt_d: Option<&mut Adam>,
+    images: &Tensor,
+    t_feats: &[Tensor],
+    rng: &mut ChaCha8Rng,
+    inspect: &mut dyn FnMut(Network, &candle_core::backprop::GradStore),
+) -> Result<StepLosses> {
+    let non_finite = |which: &'static str, detail: Option<String>| anyhow::Error::new(NonFinite { which, detail });
+    let s_feats = model.student.forward(images, true)?;
+    let lg = distillation_loss(t_feats, &s_feats)?;
+    let (ls, d, adv) = match (&model.disc, opt_d) {
+        (Some(disc), Some(od)) => {
+            // Update D: T real, S fake (detached: S is not updated here).
+            let s_det: Vec<Tensor> = s_feats.iter().map(|f| f.detach()).collect();
+            let real = disc.forward(&disc.prepare(t_feats)?, true, rng)?;
+            let fake = disc.forward(&disc.prepare(&s_det)?, true, rng)?;
+            let ld = discriminator_loss(&real, &fake)?;
+            let ldv = scalar(&ld)?;
+            if !ldv.is_finite() {
+                return Err(non_finite("discriminator", None));
+            }
+            let grads = ld.backward()?;
+            inspect(Network::Discriminator, &grads);
+            od.step(&grads).map_err(|e| non_finite("discriminator", Some(e.to_string())))?;
+            // Update S against the updated D (D's step is not taken here).
+            let fake = disc.forward(&disc.prepare(&s_feats)?, true, rng)?;
+            let ladv = adversarial_loss(&fake)?;
+            let advv = scalar(&ladv)?;
+            ((lg.clone() + (ladv * model.cfg.discriminator.lambda)?)?, Some(ldv), Some(advv))
+        }
+        _ => (lg.clone(), None, None),
+    };
+    let lsv = scalar(&ls)?;
+    if !lsv.is_finite() {
+        return Err(non_finite("student", None));
+    }
+    let grads = ls.backward()?;
+    inspect(Network::Student, &grads);
+    opt_s.step(&grads).map_err(|e| non_finite("student", Some(e.to_string())))?;
+    Ok(StepLosses { g: scalar(&lg)?, d, adv, s: lsv })
 }
 
 fn nan_message(run: &RunDir, which: &str, epoch: usize, step: usize, start: usize) -> String {

@@ -1,0 +1,234 @@
+"""Golden fixture for the differential test of Multi-AD (issue 18): an
+independent PyTorch implementation of the networks, losses, one training
+step and the anomaly map, run on the weights and batch that multiad wrote.
+
+    cargo run -p multiad --example golden_inputs -- experiments/smoke.yaml /tmp/in.safetensors
+    python3 scripts/golden_fixture.py --config experiments/smoke.yaml \
+        --inputs /tmp/in.safetensors --out crates/multiad/tests/fixtures/smoke_golden.safetensors
+
+The output holds the inputs and, computed here in float64 from the same
+float32 weights:
+  loss.g, loss.d, loss.adv          L_G (Eq 8), L_D (Eq 10), L_adv (Eq 11)
+  grad.disc.<name>                  dL_D/dθ_D, before D's Adam step
+  grad.student.<name>               d(L_G + λ L_adv)/dθ_S, against the updated D
+  after.disc.<name>, after.student.<name>
+                                    every tensor after one Adam step of each
+                                    network (BN running statistics included)
+  psi.mean, psi.std                 Ψ's statistics of the batch's layer maps
+                                    after the step (eval mode)
+  map, score                        the fused, smoothed map (Eqs 13-15) and
+                                    the image scores, with those statistics
+
+Written from the paper's equations and docs/multiad.md, not from the Rust
+code: convolutions, batch norm, bilinear resizing and Adam are PyTorch's
+own. The discriminator's dropout is off (its mask comes from multiad's
+generator). Needs torch, numpy and PyYAML; not run in CI (the Rust test
+`crates/multiad/tests/golden.rs` reads the committed fixture).
+"""
+import argparse, json, struct
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+DT = {"F32": np.float32, "F64": np.float64, "U8": np.uint8, "I64": np.int64}
+
+
+def read_safetensors(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    out = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        arr = np.frombuffer(raw[8 + n + a : 8 + n + b], dtype=DT[v["dtype"]]).reshape(v["shape"])
+        out[k] = torch.from_numpy(arr.copy())
+    return out
+
+
+def write_safetensors(path, tensors):
+    header, blobs, off = {}, [], 0
+    for k in sorted(tensors):
+        a = tensors[k].detach().to(torch.float32).contiguous().numpy()
+        b = a.tobytes()
+        header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+p = argparse.ArgumentParser()
+p.add_argument("--config", required=True)
+p.add_argument("--inputs", required=True)
+p.add_argument("--out", required=True)
+a = p.parse_args()
+cfg = yaml.safe_load(open(a.config))
+sc, dc, tc, ic = cfg["student"], cfg["discriminator"], cfg.get("train", {}), cfg.get("inference", {})
+assert cfg["teacher"]["kind"] == "random", "the fixture is for the random teacher of the smoke preset"
+assert sc.get("padding", "auto") in ("auto", "symmetric") and not sc.get("linear_outputs", False)
+
+torch.set_default_dtype(torch.float64)
+inputs = read_safetensors(a.inputs)
+T = {k: v.to(torch.float64) for k, v in inputs.items()}
+images = T["input.images"]
+BUFFERS = ("running_mean", "running_var")
+
+
+def split(prefix):
+    """(trainable params with grad, buffers) of one network."""
+    params, bufs = {}, {}
+    for k, v in T.items():
+        if k.startswith(prefix):
+            name = k[len(prefix) :]
+            if name.endswith(BUFFERS):
+                bufs[name] = v.clone()
+            else:
+                params[name] = v.clone().requires_grad_(True)
+    return params, bufs
+
+
+def bn(x, P, B, pre, train, relu):
+    y = F.batch_norm(x, B[pre + ".running_mean"], B[pre + ".running_var"], P[pre + ".weight"], P[pre + ".bias"], training=train, momentum=0.1, eps=1e-5)
+    return F.relu(y) if relu else y
+
+
+def resnet(x, P, B, train, blocks, dilation, se, fusion):
+    """Stem (7x7/2, BN, ReLU, 3x3/2 max pool), four stages of bottlenecks
+    (first of stages 2-4 strided; dilation 1, 2, 4, 8 with padding = rate),
+    SE on the residual branch (Eqs 2-4), fusion of each stage with the
+    upsampled one above (Eq 5)."""
+    h = bn(F.conv2d(x, P["conv1.weight"], stride=2, padding=3), P, B, "bn1", train, True)
+    h = F.max_pool2d(h, 3, 2, 1)
+    outs = []
+    for s in range(4):
+        rate = 2**s if dilation else 1
+        for b in range(blocks[s]):
+            stride = 2 if b == 0 and s > 0 else 1
+            pre = f"layer{s + 1}.{b}."
+            y = bn(F.conv2d(h, P[pre + "conv1.weight"]), P, B, pre + "bn1", train, True)
+            y = bn(F.conv2d(y, P[pre + "conv2.weight"], stride=stride, padding=rate, dilation=rate), P, B, pre + "bn2", train, True)
+            y = bn(F.conv2d(y, P[pre + "conv3.weight"]), P, B, pre + "bn3", train, False)
+            if pre + "downsample.0.weight" in P:
+                short = bn(F.conv2d(h, P[pre + "downsample.0.weight"], stride=stride), P, B, pre + "downsample.1", train, False)
+            else:
+                short = h
+            if se:
+                z = y.mean((2, 3))  # Eq 2
+                s_ = torch.sigmoid(F.linear(F.relu(F.linear(z, P[pre + "se.fc1.weight"], P[pre + "se.fc1.bias"])), P[pre + "se.fc2.weight"], P[pre + "se.fc2.bias"]))  # Eq 3
+                y = y * s_[:, :, None, None]  # Eq 4
+            h = F.relu(y + short)
+        outs.append(h)
+    if not fusion:
+        return outs
+    fused = []
+    for s in range(3):
+        up = F.interpolate(outs[s + 1], size=outs[s].shape[2:], mode="bilinear", align_corners=False)
+        y = F.conv2d(torch.cat([outs[s], up], 1), P[f"fuse{s + 1}.conv.weight"])
+        fused.append(bn(y, P, B, f"fuse{s + 1}.bn", train, True))
+    return fused + [outs[3]]
+
+
+def unit(f):
+    # Eq 6, the squared norm clamped at 1e-16 before the square root.
+    return f / (f * f).sum(1, keepdim=True).clamp_min(1e-16).sqrt()
+
+
+def cos_map(t, s):
+    return 1 - (unit(t) * unit(s)).sum(1, keepdim=True)  # Eq 13
+
+
+tP, tB = split("teacher.")
+sP, sB = split("student.")
+dP, dB = split("disc.")
+for v in tP.values():
+    v.requires_grad_(False)
+teacher = lambda x: resnet(x, tP, tB, False, [1, 1, 1, 1], False, False, False)
+student = lambda x, train: resnet(x, sP, sB, train, sc["blocks"], sc.get("dilation", True), sc.get("se", True), sc.get("fusion", True))
+grid = min(dc.get("grid", 8), cfg["image_size"] // 32)
+slope = dc.get("leaky_slope", 0.2)
+
+
+def prepare(feats):
+    parts = []
+    for f in feats:
+        if dc.get("input", "normalized") == "normalized":
+            f = unit(f)
+        k = (f.shape[2] // grid, f.shape[3] // grid)
+        parts.append(F.avg_pool2d(f, k) if max(k) > 1 else f)
+    return torch.cat(parts, 1)
+
+
+def disc(x):
+    h = x
+    for i in range(len(dc["channels"])):
+        y = bn(F.conv2d(h, dP[f"conv{i + 1}.weight"], dP.get(f"conv{i + 1}.bias"), padding=1), dP, dB, f"bn{i + 1}", True, False)
+        h = F.leaky_relu(y, slope)
+    return F.linear(h.flatten(1), dP["fc.weight"], dP["fc.bias"]).squeeze(1)
+
+
+def adam(params, lr):
+    return torch.optim.Adam(list(params.values()), lr=lr, betas=(tc.get("beta1", 0.9), tc.get("beta2", 0.999)), eps=1e-8)
+
+
+out = dict(inputs)
+opt_d, opt_s = adam(dP, tc.get("disc_lr", 1e-3)), adam(sP, tc.get("lr", 1e-3))
+with torch.no_grad():
+    t_feats = teacher(images)
+s_feats = student(images, True)
+lg = sum(cos_map(t, s).mean() for t, s in zip(t_feats, s_feats)) / len(t_feats)  # Eq 8
+# D first: T real, S fake and detached (Eq 10).
+real, fake = disc(prepare(t_feats)), disc(prepare([f.detach() for f in s_feats]))
+ld = F.softplus(-real).mean() + F.softplus(fake).mean()
+names_d = list(dP)
+gd = torch.autograd.grad(ld, [dP[n] for n in names_d])
+for n, g in zip(names_d, gd):
+    out["grad.disc." + n] = g
+    dP[n].grad = g
+opt_d.step()
+# Then S against the updated D: L_G + λ L_adv (Eqs 11-12).
+fake2 = disc(prepare(s_feats))
+ladv = F.softplus(-fake2).mean()
+ls = lg + dc.get("lambda", 0.01) * ladv
+names_s = list(sP)
+gs = torch.autograd.grad(ls, [sP[n] for n in names_s])
+for n, g in zip(names_s, gs):
+    out["grad.student." + n] = g
+    sP[n].grad = g
+opt_s.step()
+out["loss.g"], out["loss.d"], out["loss.adv"] = lg.reshape(1), ld.reshape(1), ladv.reshape(1)
+for pre, P, B in (("after.student.", sP, sB), ("after.disc.", dP, dB)):
+    for n, v in list(P.items()) + list(B.items()):
+        out[pre + n] = v
+
+# The anomaly map after the step (eval mode): Ψ's statistics from this
+# batch's layer maps, then Eq 14 (ReLU of the standardised map), bilinear
+# upsampling, the sum, a Gaussian (reflect borders) and the maximum (Eq 15).
+with torch.no_grad():
+    maps = [cos_map(t, s) for t, s in zip(teacher(images), student(images, False))]
+    mean = torch.stack([m.mean() for m in maps])
+    std = torch.stack([m.std(unbiased=False) for m in maps])
+    size = images.shape[2:]
+    total = 0
+    for n, m in enumerate(maps):
+        m = F.relu((m - mean[n]) / torch.sqrt(std[n] ** 2 + 1e-5))
+        total = total + F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+    sigma = ic.get("sigma", 4.0)
+    r = int(4 * sigma + 0.5)
+    x = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    k = k / k.sum()
+    y = F.pad(total, (r, r, r, r), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, 1, -1))
+    y = F.conv2d(y, k.view(1, 1, -1, 1))
+out["psi.mean"], out["psi.std"] = mean, std
+out["map"] = y.squeeze(1)
+out["score"] = y.flatten(1).max(1).values
+write_safetensors(a.out, out)
+print(f"L_G {lg.item():.6f}  L_D {ld.item():.6f}  L_adv {ladv.item():.6f}  scores {out['score'].tolist()}")
+print(f"wrote {len(out)} tensors to {a.out}")
