@@ -2,12 +2,17 @@
 independent PyTorch implementation of the networks, losses, one training
 step and the anomaly map, run on the weights and batch that multiad wrote.
 
-    cargo run -p multiad --example golden_inputs -- experiments/smoke.yaml /tmp/in.safetensors
-    python3 scripts/golden_fixture.py --config experiments/smoke.yaml \
-        --inputs /tmp/in.safetensors --out crates/multiad/tests/fixtures/smoke_golden.safetensors
+    cargo run -p multiad --example golden_inputs -- experiments/smoke.yaml /tmp/g
+    python3 scripts/golden_fixture.py --config /tmp/g/config.yaml \
+        --inputs /tmp/g/inputs.safetensors --out crates/multiad/tests/fixtures/smoke_golden.safetensors
 
-The output holds the inputs and, computed here in float64 from the same
-float32 weights:
+(`scripts/differential.sh smoke cpu paper` does this and runs the Rust side.)
+Teachers: the smoke preset's random network, EfficientNet-Lite0 (TF "SAME"
+padding, ReLU6, BN eps 1e-3, input (pixel - 127) / 128) and torchvision's
+WideResNet-50-2, from the weights in the inputs.
+
+The output holds the inputs and, computed here in float32 (PyTorch's
+default, as multiad; `--float64` for a reference of higher precision):
   loss.g, loss.d, loss.adv          L_G (Eq 8), L_D (Eq 10), L_adv (Eq 11)
   grad.disc.<name>                  dL_D/dθ_D, before D's Adam step
   grad.student.<name>               d(L_G + λ L_adv)/dθ_S, against the updated D
@@ -67,15 +72,20 @@ p = argparse.ArgumentParser()
 p.add_argument("--config", required=True)
 p.add_argument("--inputs", required=True)
 p.add_argument("--out", required=True)
+p.add_argument("--frozen-d", action="store_true", help="D's Adam step with lr 0 (scripts/differential.sh beyond smoke)")
+p.add_argument("--float64", action="store_true", help="compute in float64 (how far float32 itself is from exact)")
 a = p.parse_args()
 cfg = yaml.safe_load(open(a.config))
 sc, dc, tc, ic = cfg["student"], cfg["discriminator"], cfg.get("train", {}), cfg.get("inference", {})
-assert cfg["teacher"]["kind"] == "random", "the fixture is for the random teacher of the smoke preset"
-assert sc.get("padding", "auto") in ("auto", "symmetric") and not sc.get("linear_outputs", False)
+tkind = cfg["teacher"]["kind"]
+# student.padding auto: "same" against Lite0's one-sided padding, else symmetric.
+same = sc.get("padding", "auto") == "same" or (sc.get("padding", "auto") == "auto" and tkind == "efficientnet_lite0")
+linear = sc.get("linear_outputs", False)
 
-torch.set_default_dtype(torch.float64)
+DTYPE = torch.float64 if a.float64 else torch.float32
+torch.set_default_dtype(DTYPE)
 inputs = read_safetensors(a.inputs)
-T = {k: v.to(torch.float64) for k, v in inputs.items()}
+T = {k: v.to(DTYPE) for k, v in inputs.items()}
 images = T["input.images"]
 BUFFERS = ("running_mean", "running_var")
 
@@ -98,13 +108,26 @@ def bn(x, P, B, pre, train, relu):
     return F.relu(y) if relu else y
 
 
-def resnet(x, P, B, train, blocks, dilation, se, fusion):
+def pad_stride2(x, extent):
+    """TF "SAME" for a stride-2 layer spanning `extent` pixels on an even
+    input: extent - 2 zeros, the odd one after (bottom/right)."""
+    total = extent - 2
+    return F.pad(x, (total // 2, total - total // 2, total // 2, total - total // 2))
+
+
+def resnet(x, P, B, train, blocks, dilation, se, fusion, same=False, linear=False):
     """Stem (7x7/2, BN, ReLU, 3x3/2 max pool), four stages of bottlenecks
     (first of stages 2-4 strided; dilation 1, 2, 4, 8 with padding = rate),
     SE on the residual branch (Eqs 2-4), fusion of each stage with the
-    upsampled one above (Eq 5)."""
-    h = bn(F.conv2d(x, P["conv1.weight"], stride=2, padding=3), P, B, "bn1", train, True)
-    h = F.max_pool2d(h, 3, 2, 1)
+    upsampled one above (Eq 5). `same`: stride-2 layers padded as TF "SAME"
+    and strided shortcuts sampling the odd pixels (student.padding: same);
+    `linear`: no ReLU on the compared outputs (student.linear_outputs)."""
+    if same:
+        h = bn(F.conv2d(pad_stride2(x, 7), P["conv1.weight"], stride=2), P, B, "bn1", train, True)
+        h = F.max_pool2d(pad_stride2(h, 3), 3, 2)  # zeros act as -inf after a ReLU
+    else:
+        h = bn(F.conv2d(x, P["conv1.weight"], stride=2, padding=3), P, B, "bn1", train, True)
+        h = F.max_pool2d(h, 3, 2, 1)
     outs = []
     for s in range(4):
         rate = 2**s if dilation else 1
@@ -112,17 +135,23 @@ def resnet(x, P, B, train, blocks, dilation, se, fusion):
             stride = 2 if b == 0 and s > 0 else 1
             pre = f"layer{s + 1}.{b}."
             y = bn(F.conv2d(h, P[pre + "conv1.weight"]), P, B, pre + "bn1", train, True)
-            y = bn(F.conv2d(y, P[pre + "conv2.weight"], stride=stride, padding=rate, dilation=rate), P, B, pre + "bn2", train, True)
+            if same and stride == 2:
+                y = F.conv2d(pad_stride2(y, 2 * rate + 1), P[pre + "conv2.weight"], stride=2, dilation=rate)
+            else:
+                y = F.conv2d(y, P[pre + "conv2.weight"], stride=stride, padding=rate, dilation=rate)
+            y = bn(y, P, B, pre + "bn2", train, True)
             y = bn(F.conv2d(y, P[pre + "conv3.weight"]), P, B, pre + "bn3", train, False)
             if pre + "downsample.0.weight" in P:
-                short = bn(F.conv2d(h, P[pre + "downsample.0.weight"], stride=stride), P, B, pre + "downsample.1", train, False)
+                src = h[:, :, 1:, 1:] if same and stride == 2 else h
+                short = bn(F.conv2d(src, P[pre + "downsample.0.weight"], stride=stride), P, B, pre + "downsample.1", train, False)
             else:
                 short = h
             if se:
                 z = y.mean((2, 3))  # Eq 2
                 s_ = torch.sigmoid(F.linear(F.relu(F.linear(z, P[pre + "se.fc1.weight"], P[pre + "se.fc1.bias"])), P[pre + "se.fc2.weight"], P[pre + "se.fc2.bias"]))  # Eq 3
                 y = y * s_[:, :, None, None]  # Eq 4
-            h = F.relu(y + short)
+            compared = (not fusion or s == 3) and b + 1 == blocks[s]
+            h = y + short if linear and compared else F.relu(y + short)
         outs.append(h)
     if not fusion:
         return outs
@@ -130,8 +159,43 @@ def resnet(x, P, B, train, blocks, dilation, se, fusion):
     for s in range(3):
         up = F.interpolate(outs[s + 1], size=outs[s].shape[2:], mode="bilinear", align_corners=False)
         y = F.conv2d(torch.cat([outs[s], up], 1), P[f"fuse{s + 1}.conv.weight"])
-        fused.append(bn(y, P, B, f"fuse{s + 1}.bn", train, True))
+        fused.append(bn(y, P, B, f"fuse{s + 1}.bn", train, not linear))
     return fused + [outs[3]]
+
+
+# EfficientNet-Lite0: (repeats, kernel, stride, expand, in, out) per stage.
+LITE0 = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+         (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+
+
+def tf_same(x, k, s):
+    h, w = x.shape[-2:]
+    ph = max((-(-h // s) - 1) * s + k - h, 0)
+    pw = max((-(-w // s) - 1) * s + k - w, 0)
+    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+
+
+def lite0(x, P, B, layers):
+    """Stage outputs of EfficientNet-Lite0 (the package's tensor names), in
+    eval mode, for ImageNet-normalised input."""
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = ((x * std + mean) * 255 - 127) / 128
+    cbn = lambda h, conv, norm, **kw: F.batch_norm(F.conv2d(h, P[conv + ".weight"], **kw), B[norm + ".running_mean"], B[norm + ".running_var"], P[norm + ".weight"], P[norm + ".bias"], False, 0.1, 1e-3)
+    h = F.relu6(cbn(tf_same(x, 3, 2), "_conv_stem", "_bn0", stride=2))
+    outs, i = [], 0
+    for n, k, st, e, cin, cout in LITE0:
+        for r in range(n):
+            pre, s_, c_in = f"_blocks.{i}.", st if r == 0 else 1, cin if r == 0 else cout
+            y = F.relu6(cbn(h, pre + "_expand_conv", pre + "_bn0")) if e != 1 else h
+            y = F.relu6(cbn(tf_same(y, k, s_), pre + "_depthwise_conv", pre + "_bn1", stride=s_, groups=y.shape[1]))
+            y = cbn(y, pre + "_project_conv", pre + "_bn2")
+            h = y + h if s_ == 1 and c_in == cout else y
+            i += 1
+        outs.append(h)
+        if len(outs) > max(layers):
+            break
+    return [outs[l] for l in layers]
 
 
 def unit(f):
@@ -148,8 +212,28 @@ sP, sB = split("student.")
 dP, dB = split("disc.")
 for v in tP.values():
     v.requires_grad_(False)
-teacher = lambda x: resnet(x, tP, tB, False, [1, 1, 1, 1], False, False, False)
-student = lambda x, train: resnet(x, sP, sB, train, sc["blocks"], sc.get("dilation", True), sc.get("se", True), sc.get("fusion", True))
+if tkind == "random":
+    teacher = lambda x: resnet(x, tP, tB, False, [1, 1, 1, 1], False, False, False)
+elif tkind == "efficientnet_lite0":
+    teacher = lambda x: lite0(x, tP, tB, cfg["teacher"].get("layers") or [1, 2, 4, 6])
+elif tkind == "wide_resnet50_2":
+    import torchvision
+
+    wrn = torchvision.models.wide_resnet50_2().to(DTYPE).eval()
+    missing = wrn.load_state_dict({**tP, **tB}, strict=False).missing_keys
+    assert all(k.startswith("fc.") or k.endswith("num_batches_tracked") for k in missing), missing
+    layers = cfg["teacher"].get("layers") or [0, 1, 2, 3]
+
+    def teacher(x):
+        h = wrn.maxpool(wrn.relu(wrn.bn1(wrn.conv1(x))))
+        outs = []
+        for layer in (wrn.layer1, wrn.layer2, wrn.layer3, wrn.layer4):
+            h = layer(h)
+            outs.append(h)
+        return [outs[l] for l in layers]
+else:
+    raise SystemExit(f"teacher kind {tkind!r} is not mirrored here")
+student = lambda x, train: resnet(x, sP, sB, train, sc["blocks"], sc.get("dilation", True), sc.get("se", True), sc.get("fusion", True), same, linear)
 grid = min(dc.get("grid", 8), cfg["image_size"] // 32)
 slope = dc.get("leaky_slope", 0.2)
 
@@ -177,7 +261,7 @@ def adam(params, lr):
 
 
 out = dict(inputs)
-opt_d, opt_s = adam(dP, tc.get("disc_lr", 1e-3)), adam(sP, tc.get("lr", 1e-3))
+opt_d, opt_s = adam(dP, 0.0 if a.frozen_d else tc.get("disc_lr", 1e-3)), adam(sP, tc.get("lr", 1e-3))
 with torch.no_grad():
     t_feats = teacher(images)
 s_feats = student(images, True)
@@ -220,7 +304,7 @@ with torch.no_grad():
         total = total + F.interpolate(m, size=size, mode="bilinear", align_corners=False)
     sigma = ic.get("sigma", 4.0)
     r = int(4 * sigma + 0.5)
-    x = torch.arange(-r, r + 1, dtype=torch.float64)
+    x = torch.arange(-r, r + 1, dtype=torch.get_default_dtype())
     k = torch.exp(-(x**2) / (2 * sigma**2))
     k = k / k.sum()
     y = F.pad(total, (r, r, r, r), mode="reflect")

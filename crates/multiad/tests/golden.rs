@@ -1,17 +1,35 @@
 //! The differential test against an independent PyTorch implementation
-//! (`scripts/golden_fixture.py`, issue 18), at the smoke scale: from the
-//! same weights and batch, multiad must reproduce PyTorch's L_G, L_D and
-//! L_adv, every parameter's gradient, every tensor after one Adam step of
-//! each network (batch-norm statistics included), Ψ's statistics, the
-//! fused and smoothed map and the image scores, each within 1e-4 relative
-//! (the largest absolute difference over the largest absolute value of the
-//! reference tensor). PyTorch computed in float64; multiad in float32.
+//! (`scripts/golden_fixture.py`, issue 18): from the same weights and batch,
+//! multiad must reproduce PyTorch's L_G, L_D and L_adv, every parameter's
+//! gradient, every tensor after one Adam step of each network (batch-norm
+//! statistics included), Ψ's statistics, the fused and smoothed map and the
+//! image scores, within 1e-4 relative. Both compute in float32 (PyTorch's
+//! default; `golden_fixture.py --float64` measures how far float32 itself
+//! is from exact, docs/multiad.md). What "relative" means where rounding
+//! alone decides:
 //!
-//! The fixture is committed; when the smoke preset or the networks change on
-//! purpose, regenerate it:
-//!   cargo run -p multiad --example golden_inputs -- experiments/smoke.yaml /tmp/in.safetensors
-//!   python3 scripts/golden_fixture.py --config experiments/smoke.yaml --inputs /tmp/in.safetensors \
-//!       --out crates/multiad/tests/fixtures/smoke_golden.safetensors
+//! - a tensor: the largest absolute difference over the largest absolute
+//!   value of the reference tensor;
+//! - a network's gradients: over the largest reference gradient of that
+//!   network (normwise), as some entries (a bias whose branch cancels) are
+//!   rounding noise in both implementations;
+//! - after Adam's first step, which moves every parameter by lr·g/(|g| + ε),
+//!   about lr times the sign of its gradient: only elements whose step is
+//!   settled by their gradient (|g| at least 10x this tensor's gradient
+//!   error, and ε-sensitivity below a tenth of the tolerance); the others
+//!   are counted and printed.
+//!
+//! Beyond smoke (`scripts/differential.sh`), D's step is taken with lr 0 on
+//! both sides: everything downstream of a stepped D (L_adv, the student's
+//! adversarial gradient, D's statistics from its third pass) would inherit
+//! the unsettled entries' sign flips.
+//!
+//! The smoke fixture is committed; when the smoke preset or the networks
+//! change on purpose, regenerate it with `scripts/differential.sh --update`.
+//! `scripts/differential.sh cpu paper` makes fixtures at the other scales
+//! (random teacher weights of the real architectures) and runs this test on
+//! them through `MULTIAD_GOLDEN` (the fixture) and `MULTIAD_GOLDEN_CONFIG`
+//! (the config the inputs were made for).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,14 +44,17 @@ use rand::SeedableRng;
 
 const TOLERANCE: f64 = 1e-4;
 
+fn values(t: &Tensor) -> Vec<f64> {
+    t.flatten_all().unwrap().to_dtype(candle_core::DType::F64).unwrap().to_vec1().unwrap()
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// max |a - b| / max |b| over a tensor (b: the reference).
 fn relative(a: &Tensor, b: &Tensor) -> f64 {
-    let a: Vec<f64> = a.flatten_all().unwrap().to_dtype(candle_core::DType::F64).unwrap().to_vec1().unwrap();
-    let b: Vec<f64> = b.flatten_all().unwrap().to_dtype(candle_core::DType::F64).unwrap().to_vec1().unwrap();
+    let (a, b) = (values(a), values(b));
     assert_eq!(a.len(), b.len());
     let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
     let scale = b.iter().map(|y| y.abs()).fold(0.0, f64::max);
@@ -51,36 +72,66 @@ struct Worst {
 }
 
 impl Worst {
-    fn check(&mut self, what: &str, ours: &Tensor, reference: &Tensor) {
-        let e = relative(ours, reference);
+    fn check(&mut self, what: &str, ours: &Tensor, reference: &Tensor, tolerance: f64) {
+        self.record(what, relative(ours, reference), tolerance);
+    }
+
+    fn record(&mut self, what: &str, e: f64, tolerance: f64) {
+        if std::env::var_os("MULTIAD_GOLDEN_VERBOSE").is_some() {
+            println!("{e:.2e}  {what}");
+        }
         if e > self.err {
             self.err = e;
             self.what = what.to_string();
         }
-        if !(e <= TOLERANCE) {
+        if e.is_nan() || e > tolerance {
             self.failures.push(format!("{what}: relative error {e:.2e}"));
         }
     }
 }
 
 #[test]
-fn one_training_step_and_the_map_match_pytorch_at_the_smoke_scale() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smoke_golden.safetensors");
+fn one_training_step_and_the_map_match_pytorch() {
+    let path = std::env::var_os("MULTIAD_GOLDEN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smoke_golden.safetensors"));
+    let config = std::env::var_os("MULTIAD_GOLDEN_CONFIG").map(PathBuf::from).unwrap_or_else(|| repo().join("experiments/smoke.yaml"));
     let dev = Device::Cpu;
     let fx: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &dev).unwrap();
-    let mut cfg = ExperimentConfig::from_yaml_file(&repo().join("experiments/smoke.yaml")).unwrap();
+    let mut cfg = ExperimentConfig::from_yaml_file(&config).unwrap();
     cfg.discriminator.dropout = 0.0; // as the fixture was made (examples/golden_inputs.rs)
+    println!("{}: preset {}, fixture {}", config.display(), cfg.preset, path.display());
     let model = MultiAd::build(&cfg, &dev).unwrap();
-    model.teacher.random_params().unwrap().load_from(&fx, "teacher.", &path).unwrap();
+    // A random teacher takes the fixture's weights; a pretrained one was
+    // built from the file the config names.
+    if let Some(p) = model.teacher.random_params() {
+        p.load_from(&fx, "teacher.", &path).unwrap();
+    }
     model.load_weights(&fx, &path).unwrap();
     let images = &fx["input.images"];
     let mut worst = Worst { what: String::new(), err: 0.0, failures: Vec::new() };
+    // With a float64 reference as well (MULTIAD_GOLDEN_F64): where PyTorch's
+    // own float32 result is farther than 1e-4 from its float64 one, multiad
+    // may be as far as twice that (float32 itself is ill-conditioned there).
+    let fx64: Option<HashMap<String, Tensor>> = std::env::var_os("MULTIAD_GOLDEN_F64").map(|p| candle_core::safetensors::load(p, &dev).unwrap());
+    let tol = |key: &str| -> f64 {
+        match &fx64 {
+            Some(f) => TOLERANCE.max(2.0 * relative(&fx[key], &f[key])),
+            None => TOLERANCE,
+        }
+    };
+    // What multiad is compared with: the float64 result when there is one
+    // (then multiad must be within twice PyTorch float32's own distance from
+    // it), else PyTorch's float32 one.
+    let reference = |key: &str| -> Tensor { fx64.as_ref().map(|f| f[key].clone()).unwrap_or_else(|| fx[key].clone()) };
 
     // One step of Algorithm 1, through the training loop's own step.
     let tcfg = &cfg.train;
     let adam = |lr| AdamConfig { lr, beta1: tcfg.beta1, beta2: tcfg.beta2, eps: 1e-8, weight_decay: 0.0 };
     let mut opt_s = Adam::new(model.student_params.trainable(), adam(tcfg.lr)).unwrap();
-    let mut opt_d = Adam::new(model.disc_params.trainable(), adam(tcfg.disc_lr)).unwrap();
+    // `scripts/differential.sh` beyond smoke: D's step taken with lr 0 (see there).
+    let frozen_d = std::env::var("MULTIAD_GOLDEN_FROZEN_D").is_ok_and(|v| v == "1");
+    let mut opt_d = Adam::new(model.disc_params.trainable(), adam(if frozen_d { 0.0 } else { tcfg.disc_lr })).unwrap();
     let t_feats = model.teacher.forward(images).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let (student_vars, disc_vars) = (model.student_params.trainable(), model.disc_params.trainable());
@@ -97,19 +148,64 @@ fn one_training_step_and_the_map_match_pytorch_at_the_smoke_scale() {
     })
     .unwrap();
     let scalar = |v: f64| Tensor::new(&[v as f32], &dev).unwrap();
-    worst.check("L_G", &scalar(losses.g), &fx["loss.g"]);
-    worst.check("L_D", &scalar(losses.d.unwrap()), &fx["loss.d"]);
-    worst.check("L_adv", &scalar(losses.adv.unwrap()), &fx["loss.adv"]);
+    worst.check("L_G", &scalar(losses.g), &reference("loss.g"), tol("loss.g"));
+    worst.check("L_D", &scalar(losses.d.unwrap()), &reference("loss.d"), tol("loss.d"));
+    worst.check("L_adv", &scalar(losses.adv.unwrap()), &reference("loss.adv"), tol("loss.adv"));
     assert_eq!(grads.len(), student_vars.len() + disc_vars.len());
-    for (name, g) in &grads {
-        worst.check(&format!("grad {name}"), g, &fx[&format!("grad.{name}")]);
+    // Gradients, normwise per network.
+    let mut grad_error: HashMap<String, f64> = HashMap::new();
+    for net in ["student.", "disc."] {
+        let of_net: Vec<&(String, Tensor)> = grads.iter().filter(|(n, _)| n.starts_with(net)).collect();
+        let scale = of_net.iter().map(|(n, _)| values(&reference(&format!("grad.{n}"))).iter().fold(0.0f64, |m, v| m.max(v.abs()))).fold(0.0, f64::max);
+        let scale = scale.max(f64::MIN_POSITIVE);
+        let max_diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        for (name, g) in of_net {
+            let key = format!("grad.{name}");
+            let (a, b) = (values(g), values(&reference(&key)));
+            let diff = max_diff(&a, &b);
+            grad_error.insert(name.clone(), diff);
+            let tolerance = match &fx64 {
+                Some(f) => TOLERANCE.max(2.0 * max_diff(&values(&fx[&key]), &values(&f[&key])) / scale),
+                None => TOLERANCE,
+            };
+            worst.record(&format!("grad {name}"), diff / scale, tolerance);
+        }
     }
+    // After one step: parameters on the elements whose step is determined.
     let after = model.weights();
     let mut names: Vec<&String> = after.keys().collect();
     names.sort();
+    let mut undetermined = 0usize;
     for name in names {
-        worst.check(&format!("after one step: {name}"), &after[name], &fx[&format!("after.{name}")]);
+        let (ours, reference) = (values(&after[name]), values(&reference(&format!("after.{name}"))));
+        let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
+        let what = format!("after one step: {name}");
+        match grad_error.get(name) {
+            Some(&noise) => {
+                let g = values(&fx[&format!("grad.{name}")]); // the float32 step's gradient
+                let mut diff = 0.0f64;
+                for ((x, y), gv) in ours.iter().zip(&reference).zip(&g) {
+                    // Adam's first step is lr·g/(|g| + ε): its sign must be
+                    // settled (|g| ≥ 10x the noise) and its ε-sensitivity,
+                    // ε·noise/(|g| + ε)², small against the tolerance.
+                    let settled = gv.abs() >= 10.0 * noise && 1e-8 * noise / (gv.abs() + 1e-8).powi(2) <= 0.1 * TOLERANCE;
+                    if settled {
+                        diff = diff.max((x - y).abs());
+                    } else {
+                        undetermined += 1;
+                    }
+                }
+                worst.record(&what, diff / scale, tol(&format!("after.{name}")));
+            }
+            None => {
+                // Batch-norm statistics.
+                let diff = ours.iter().zip(&reference).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+                worst.record(&what, diff / scale, tol(&format!("after.{name}")));
+            }
+        }
     }
+    let total: usize = grads.iter().map(|(_, g)| g.elem_count()).sum();
+    println!("after one Adam step: {undetermined} of {total} parameters have a step not settled by their gradient (not compared)");
 
     // The map after the step: Ψ's statistics of this batch, Eqs 13-15.
     let maps = model.layer_maps(images).unwrap();
@@ -117,8 +213,8 @@ fn one_training_step_and_the_map_match_pytorch_at_the_smoke_scale() {
     acc.add(&maps).unwrap();
     let stats = acc.finish(0.0);
     let to_tensor = |v: &[f64]| Tensor::new(v.iter().map(|&x| x as f32).collect::<Vec<_>>().as_slice(), &dev).unwrap();
-    worst.check("Ψ mean", &to_tensor(&stats.mean), &fx["psi.mean"]);
-    worst.check("Ψ std", &to_tensor(&stats.std), &fx["psi.std"]);
+    worst.check("Ψ mean", &to_tensor(&stats.mean), &reference("psi.mean"), tol("psi.mean"));
+    worst.check("Ψ std", &to_tensor(&stats.std), &reference("psi.std"), tol("psi.std"));
     let reference_stats = FusionStats {
         mean: fx["psi.mean"].to_vec1::<f32>().unwrap().iter().map(|&x| x as f64).collect(),
         std: fx["psi.std"].to_vec1::<f32>().unwrap().iter().map(|&x| x as f64).collect(),
@@ -127,14 +223,14 @@ fn one_training_step_and_the_map_match_pytorch_at_the_smoke_scale() {
     };
     let s = cfg.image_size as usize;
     let fused = fuse(&maps, Some(&reference_stats), s, s, cfg.inference.sigma).unwrap();
-    worst.check("map", &fused.squeeze(1).unwrap(), &fx["map"]);
+    worst.check("map", &fused.squeeze(1).unwrap(), &reference("map"), tol("map"));
     let scores = image_scores(&fused).unwrap();
-    worst.check("score", &Tensor::new(scores.as_slice(), &dev).unwrap(), &fx["score"]);
+    worst.check("score", &Tensor::new(scores.as_slice(), &dev).unwrap(), &reference("score"), tol("score"));
 
     println!("worst relative error against PyTorch: {:.2e} ({})", worst.err, worst.what);
     assert!(
         worst.failures.is_empty(),
-        "{} tensors differ from PyTorch by more than {TOLERANCE:e} (relative):\n{}",
+        "{} tensors differ from PyTorch by more than their tolerance (relative):\n{}",
         worst.failures.len(),
         worst.failures.join("\n")
     );
