@@ -19,7 +19,8 @@ use crate::plan::{Cell, Plan};
 #[serde(default)]
 pub struct CellState {
     pub label: String,
-    /// `running`, `done` or `failed`.
+    /// `running`, `done`, `failed`, or `interrupted` (a step stopped by a
+    /// signal from outside: scancel, preemption, a time limit, Ctrl-C).
     pub status: String,
     /// Wall time of `multiad train` (summed over resumed invocations) and of
     /// `multiad test`, seconds.
@@ -79,6 +80,16 @@ fn write_state(cell: &Cell, s: &CellState) -> Result<()> {
 struct ChildFailed {
     log: PathBuf,
     message: String,
+    /// The signal that ended it, when one did.
+    signal: Option<i32>,
+}
+
+impl ChildFailed {
+    /// Stopped from outside (scancel, preemption, a time limit, Ctrl-C):
+    /// the cell is interrupted, not failed, and resumes on the next run.
+    fn interrupted(&self) -> bool {
+        matches!(self.signal, Some(1 | 2 | 9 | 15))
+    }
 }
 
 impl std::fmt::Display for ChildFailed {
@@ -105,7 +116,8 @@ fn child(bin: &Path, args: &[String], threads: usize, log: &Path) -> Result<f64>
         let tail: Vec<&str> = text.lines().rev().take(6).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         let message = format!("`multiad {}` failed ({status}); last lines of {}:\n{}", args.join(" "), log.display(), tail.join("\n"));
-        return Err(ChildFailed { log: log.to_path_buf(), message }.into());
+        let signal = std::os::unix::process::ExitStatusExt::signal(&status);
+        return Err(ChildFailed { log: log.to_path_buf(), message, signal }.into());
     }
     Ok(t.elapsed().as_secs_f64())
 }
@@ -207,16 +219,18 @@ fn run_cell(plan: &Plan, cell: &Cell, bin: &Path, threads: usize, prov: &Provena
 }
 
 /// Runs one cell through [`run_cell`] and records a failure in its
-/// `cell.json` (status `failed`, the error, the failing step's log). The one
+/// `cell.json` (status `failed`, or `interrupted` when a signal from outside
+/// stopped the step; the error, the failing step's log). The one
 /// cell runner of both executors: the local one calls it from its worker
 /// threads, a Slurm array task from `cargo xtask sweep run-cell`.
 pub fn run_one(plan: &Plan, cell: &Cell, bin: &Path, threads: usize, prov: &Provenance, runner: &str) -> Result<CellState> {
     run_cell(plan, cell, bin, threads, prov, runner).inspect_err(|e| {
         let mut st = read_state(cell).unwrap_or_default();
         st.label = cell.label();
-        st.status = "failed".into();
+        let child = e.downcast_ref::<ChildFailed>();
+        st.status = if child.is_some_and(|c| c.interrupted()) { "interrupted" } else { "failed" }.into();
         st.error = Some(format!("{e:#}"));
-        st.log = e.downcast_ref::<ChildFailed>().map(|c| c.log.clone());
+        st.log = child.map(|c| c.log.clone());
         st.runner = Some(runner.to_string());
         let _ = write_state(cell, &st);
     })

@@ -88,6 +88,12 @@ fn status_of(cell: &Cell, dir: &Path, tasks: &HashMap<String, String>, queue: &H
             return CellStatus { label, state: State::Running, detail: format!("{} ({})", s.runner.as_deref().unwrap_or(""), partial(st)), log: None };
         }
     }
+    if let (None, Some(s)) = (task, &state) {
+        if s.status == "interrupted" {
+            let first = s.error.as_deref().unwrap_or("").lines().next().unwrap_or("").to_string();
+            return CellStatus { label, state: State::Interrupted, detail: format!("{first}; {}", partial(st)), log: s.log.clone() };
+        }
+    }
     if let Some(t) = task {
         // The task left the queue without finishing its cell: accounting
         // says why (cancelled, timeout, preempted, node failure) where the
