@@ -169,6 +169,12 @@ pub struct DiscriminatorConfig {
     pub lambda: f64,
     /// LeakyReLU slope (Eq 9).
     pub leaky_slope: f64,
+    /// Biases on D's convolutions. Off: batch norm follows each one, so a
+    /// bias has gradient 0 and Adam only steps it on rounding noise
+    /// (docs/multiad.md, "Differential test"). On: D as built before
+    /// 2026-12-02, to reproduce runs from then (the biases also take draws
+    /// from D's initialisation stream, so every D weight differs).
+    pub conv_bias: bool,
 }
 
 impl Default for DiscriminatorConfig {
@@ -181,6 +187,7 @@ impl Default for DiscriminatorConfig {
             input: DiscInput::Normalized,
             lambda: 0.01,
             leaky_slope: 0.2,
+            conv_bias: false,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The discriminator D (Eqs 9-10): four 3x3 convolutions (stride 1, padding
-//! 1, no bias: BN follows) each with BN and LeakyReLU(0.2), dropout, flatten, one FC layer to a
+//! 1, no bias by default: BN follows) each with BN and LeakyReLU(0.2), dropout, flatten, one FC layer to a
 //! single logit; the sigmoid is folded into the loss for numerical stability.
 //!
 //! Its input (the paper does not say which layers D sees): every critical
@@ -31,11 +31,11 @@ impl Discriminator {
         let mut cin: usize = in_channels.iter().sum();
         let mut convs = Vec::new();
         for (i, &c) in cfg.channels.iter().enumerate() {
-            // No bias: batch norm removes any per-channel constant, so a
-            // bias here has gradient 0 in exact arithmetic, and Adam turns
-            // its float32 rounding noise (about 1e-9) into steps of lr's
-            // size (found by the differential test, tests/golden.rs).
-            let conv = Conv2d::new(cin, c, 3, 1, 1, 1, false, vb.pp(format!("conv{}", i + 1)))?;
+            // No bias by default: batch norm removes any per-channel
+            // constant, so a bias here has gradient 0 in exact arithmetic,
+            // and Adam turns its float32 rounding noise (about 1e-9) into
+            // steps of lr's size (found by the differential test).
+            let conv = Conv2d::new(cin, c, 3, 1, 1, 1, cfg.conv_bias, vb.pp(format!("conv{}", i + 1)))?;
             let bn = BatchNorm::new(c, 1e-5, 0.1, vb.pp(format!("bn{}", i + 1)))?;
             convs.push((conv, bn));
             cin = c;
