@@ -30,12 +30,15 @@ own. The discriminator's dropout is off (its mask comes from multiad's
 generator). Needs torch, numpy and PyYAML; not run in CI (the Rust test
 `crates/multiad/tests/golden.rs` reads the committed fixture).
 """
-import argparse, json, struct
+import argparse, json, os, struct, sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_lite0 import LITE0, pad_same as tf_same  # noqa: E402
 
 DT = {"F32": np.float32, "F64": np.float64, "U8": np.uint8, "I64": np.int64}
 
@@ -161,18 +164,6 @@ def resnet(x, P, B, train, blocks, dilation, se, fusion, same=False, linear=Fals
         y = F.conv2d(torch.cat([outs[s], up], 1), P[f"fuse{s + 1}.conv.weight"])
         fused.append(bn(y, P, B, f"fuse{s + 1}.bn", train, not linear))
     return fused + [outs[3]]
-
-
-# EfficientNet-Lite0: (repeats, kernel, stride, expand, in, out) per stage.
-LITE0 = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-         (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
-
-
-def tf_same(x, k, s):
-    h, w = x.shape[-2:]
-    ph = max((-(-h // s) - 1) * s + k - h, 0)
-    pw = max((-(-w // s) - 1) * s + k - w, 0)
-    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
 
 
 def lite0(x, P, B, layers):
