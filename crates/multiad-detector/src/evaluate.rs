@@ -278,11 +278,18 @@ pub fn test(model: &dyn Detector, run: &RunDir, opts: &TestOptions, log: &mut dy
         })
     };
     let names = output_names(&dataset.test.iter().map(|s| s.image.clone()).collect::<Vec<_>>());
+    // The examples' thumbnails for TensorBoard, taken from the full panels
+    // when those are drawn anyway.
+    let mut thumbs: BTreeMap<usize, image::RgbImage> = BTreeMap::new();
     if opts.save_images {
         let dir = run.path("images");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         for (i, name) in names.iter().enumerate() {
-            let png = crate::results::encode_png(&panel_of(i)?)?;
+            let panel = panel_of(i)?;
+            if examples.contains(&i) {
+                thumbs.insert(i, crate::results::thumbnail(&panel, 256));
+            }
+            let png = crate::results::encode_png(&panel)?;
             write_atomic(&dir.join(format!("{name}.png")), &png)?;
             write!(log, "\rpanels [{}/{}]", i + 1, names.len())?;
         }
@@ -305,7 +312,10 @@ pub fn test(model: &dyn Detector, run: &RunDir, opts: &TestOptions, log: &mut dy
         }
     }
     for &i in &examples {
-        let thumb = crate::results::thumbnail(&panel_of(i)?, 256);
+        let thumb = match thumbs.remove(&i) {
+            Some(t) => t,
+            None => crate::results::thumbnail(&panel_of(i)?, 256),
+        };
         let png = crate::results::encode_png(&thumb)?;
         ev.image_png(&format!("panels/{}", names[i]), step, &png, thumb.width(), thumb.height());
     }

@@ -14,6 +14,11 @@ pub struct Provenance {
     pub device: String,
 }
 
+/// This machine's host name (empty when it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
 fn git(args: &[&str], dir: &Path) -> Option<String> {
     let out = std::process::Command::new("git").args(args).current_dir(dir).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -34,7 +39,7 @@ impl Provenance {
             .unwrap_or(0.0);
         Provenance {
             git_commit: if dirty { format!("{commit}-dirty") } else { commit },
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
+            hostname: hostname(),
             cpu: proc_field("/proc/cpuinfo", "model name").unwrap_or_else(|| std::env::consts::ARCH.into()),
             cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             memory_gib: (mem_kib / (1024.0 * 1024.0) * 10.0).round() / 10.0,

@@ -362,6 +362,5 @@ pub fn run_sweep(plan: &Plan, bin: &Path) -> Result<Outcome> {
 /// `local:<host>:<pid>`: lets `sweep status` tell a cell a live local sweep
 /// is running from one whose sweep was killed.
 pub fn local_runner() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
-    format!("local:{host}:{}", std::process::id())
+    format!("local:{}:{}", crate::machine::hostname(), std::process::id())
 }

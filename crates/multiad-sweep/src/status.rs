@@ -50,8 +50,7 @@ pub struct CellStatus {
 fn local_alive(runner: &str) -> bool {
     let Some(rest) = runner.strip_prefix("local:") else { return false };
     let Some((host, pid)) = rest.rsplit_once(':') else { return false };
-    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
-    host == here && Path::new("/proc").join(pid).is_dir()
+    host == crate::machine::hostname() && Path::new("/proc").join(pid).is_dir()
 }
 
 fn partial(st: Stage) -> &'static str {
