@@ -450,6 +450,16 @@ impl Conv2d {
         &self.weight
     }
 
+    /// The convolution with another kernel of the same shape in place of
+    /// the layer's own (a reparametrised one, e.g. spectrally normalised).
+    pub fn forward_with_kernel(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let y = conv2d_opts(x, w, self.padding, self.stride, self.dilation, self.input_grad)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+
     /// For a network's first layer: no gradient is computed for its input.
     pub fn first_layer(mut self) -> Self {
         self.input_grad = false;
@@ -459,11 +469,7 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = conv2d_opts(x, &self.weight, self.padding, self.stride, self.dilation, self.input_grad)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-            None => Ok(y),
-        }
+        self.forward_with_kernel(x, &self.weight)
     }
 }
 

@@ -26,6 +26,8 @@
 //! * [`allocator`]: malloc settings that keep freed activations for reuse;
 //! * [`adam`]: Adam whose moment estimates can be checkpointed and restored;
 //! * [`sgd`]: SGD with momentum and weight decay (PyTorch's), checkpointable;
+//! * [`spectral_norm`]: a weight over its largest singular value, by power
+//!   iteration with checkpointed state (a discriminator's Lipschitz bound);
 //! * [`sgemm`]: the f32 matrix products under the convolutions, with our own
 //!   AVX-512 / AVX2 kernels where the CPU has them.
 
@@ -44,6 +46,7 @@ pub mod pool;
 pub mod resample;
 pub mod sgd;
 pub mod sgemm;
+pub mod spectral_norm;
 
 pub use adam::{Adam, AdamConfig};
 pub use affine::{channel_affine, Activation};
@@ -57,3 +60,4 @@ pub use params::ParamStore;
 pub use pool::max_pool2d;
 pub use resample::{gaussian_blur, gaussian_kernel_size, resize_bilinear};
 pub use sgd::{Sgd, SgdConfig};
+pub use spectral_norm::SpectralNorm;

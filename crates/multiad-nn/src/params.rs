@@ -24,9 +24,10 @@ struct Inner {
     rng: Mutex<ChaCha8Rng>,
 }
 
-/// Batch-norm running statistics are state, not trainable parameters.
+/// Batch-norm running statistics and spectral normalisation's power-iteration
+/// vectors are state, not trainable parameters.
 fn is_buffer(name: &str) -> bool {
-    name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("num_batches_tracked")
+    name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("num_batches_tracked") || name.ends_with("sn_u")
 }
 
 impl ParamStore {

@@ -175,6 +175,26 @@ pub struct DiscriminatorConfig {
     /// 2026-12-02, to reproduce runs from then (the biases also take draws
     /// from D's initialisation stream, so every D weight differs).
     pub conv_bias: bool,
+    /// D takes its Adam step on every k-th batch only (1: every batch, as
+    /// Algorithm 1). The student is updated on every batch against the D of
+    /// the moment. Steps count from the run's first batch, so a resumed run
+    /// keeps the schedule.
+    pub update_every: usize,
+    /// One-sided label smoothing (Salimans et al. 2016): D's target for the
+    /// teacher's features is 1 − ε instead of 1 in L_D (Eq 10); the student's
+    /// L_adv (Eq 11) is unchanged. 0: the paper's BCE.
+    pub label_smoothing: f64,
+    /// λ of Eq 12 ramps linearly from 0 to `lambda` over this many epochs
+    /// (per batch: step t of the run uses λ·min(1, t / (epochs·batches))),
+    /// so that D has learned something before the student follows it.
+    /// 0: the full λ from the first step, as in the paper.
+    pub lambda_warmup_epochs: usize,
+    /// Spectral normalisation of D's convolutions and FC layer (a Lipschitz
+    /// bound on D; see `discriminator.rs` for what batch norm leaves of it).
+    /// The paper has none. A gradient penalty is not offered: it needs
+    /// second-order gradients, and the backward passes of our fused
+    /// convolution and batch-norm ops are not themselves differentiable.
+    pub spectral_norm: bool,
 }
 
 impl Default for DiscriminatorConfig {
@@ -188,6 +208,10 @@ impl Default for DiscriminatorConfig {
             lambda: 0.01,
             leaky_slope: 0.2,
             conv_bias: false,
+            update_every: 1,
+            label_smoothing: 0.0,
+            lambda_warmup_epochs: 0,
+            spectral_norm: false,
         }
     }
 }
@@ -347,6 +371,12 @@ impl ExperimentConfig {
         }
         if !(d.lambda >= 0.0 && d.lambda.is_finite()) {
             return Err(format!("`discriminator.lambda` must be >= 0, got {}", d.lambda));
+        }
+        if d.update_every == 0 {
+            return Err("`discriminator.update_every` must be at least 1".into());
+        }
+        if !(0.0..0.5).contains(&d.label_smoothing) {
+            return Err(format!("`discriminator.label_smoothing` must be in [0, 0.5), got {}", d.label_smoothing));
         }
         if self.inference.sigma < 0.0 || self.inference.batch_size == 0 {
             return Err("`inference.sigma` must be >= 0 and `inference.batch_size` >= 1".into());

@@ -6,11 +6,18 @@
 //! layer average-pooled to a grid x grid map (grid capped at the deepest
 //! layer's size), optionally L2-normalised over channels, concatenated along
 //! channels.
+//!
+//! `discriminator.spectral_norm` divides every convolution's and the FC
+//! layer's weight by its largest singular value (Miyato et al. 2018). Eq 9's
+//! batch norm stays: it removes any scale of the convolution before it, so
+//! behind it only the FC layer's normalisation changes what D computes (its
+//! logit is bounded by the norm of its input); the convolutions' changes
+//! only how their gradients are scaled.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use multiad_nn::BatchNorm;
-use multiad_nn::Conv2d;
+use multiad_nn::{Conv2d, SpectralNorm};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -20,6 +27,8 @@ use crate::loss::l2_normalize_channels;
 pub struct Discriminator {
     convs: Vec<(Conv2d, BatchNorm)>,
     fc: Linear,
+    /// One per convolution, then the FC layer's, with `spectral_norm` on.
+    sn: Option<Vec<SpectralNorm>>,
     grid: usize,
     cfg: DiscriminatorConfig,
 }
@@ -30,18 +39,26 @@ impl Discriminator {
         let grid = cfg.grid.min(deepest).max(1);
         let mut cin: usize = in_channels.iter().sum();
         let mut convs = Vec::new();
+        let mut sn = Vec::new();
         for (i, &c) in cfg.channels.iter().enumerate() {
             // No bias by default: batch norm removes any per-channel
             // constant, so a bias here has gradient 0 in exact arithmetic,
             // and Adam turns its float32 rounding noise (about 1e-9) into
             // steps of lr's size (found by the differential test).
             let conv = Conv2d::new(cin, c, 3, 1, 1, 1, cfg.conv_bias, vb.pp(format!("conv{}", i + 1)))?;
+            if cfg.spectral_norm {
+                sn.push(SpectralNorm::new(c, vb.pp(format!("conv{}", i + 1)))?);
+            }
             let bn = BatchNorm::new(c, 1e-5, 0.1, vb.pp(format!("bn{}", i + 1)))?;
             convs.push((conv, bn));
             cin = c;
         }
         let fc = candle_nn::linear(cin * grid * grid, 1, vb.pp("fc"))?;
-        Ok(Self { convs, fc, grid, cfg: cfg.clone() })
+        if cfg.spectral_norm {
+            sn.push(SpectralNorm::new(1, vb.pp("fc"))?);
+        }
+        let sn = cfg.spectral_norm.then_some(sn);
+        Ok(Self { convs, fc, sn, grid, cfg: cfg.clone() })
     }
 
     /// D's input from the four critical-layer features.
@@ -61,13 +78,28 @@ impl Discriminator {
     /// when training, so that runs are reproducible by seed.
     pub fn forward(&self, x: &Tensor, train: bool, rng: &mut ChaCha8Rng) -> Result<Tensor> {
         let mut h = x.clone();
-        for (conv, bn) in &self.convs {
-            let y = bn.forward_t(&conv.forward(&h)?, train)?;
+        for (i, (conv, bn)) in self.convs.iter().enumerate() {
+            let y = match &self.sn {
+                Some(sn) => conv.forward_with_kernel(&h, &sn[i].normalize(conv.weight(), train)?)?,
+                None => conv.forward(&h)?,
+            };
+            let y = bn.forward_t(&y, train)?;
             h = candle_nn::ops::leaky_relu(&y, self.cfg.leaky_slope)?;
         }
         let h = h.flatten_from(1)?;
         let h = if train && self.cfg.dropout > 0.0 { dropout(&h, self.cfg.dropout, rng)? } else { h };
-        self.fc.forward(&h)?.squeeze(1)
+        let logits = match &self.sn {
+            Some(sn) => {
+                let w = sn[self.convs.len()].normalize(self.fc.weight(), train)?;
+                let y = h.matmul(&w.t()?)?;
+                match self.fc.bias() {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                }
+            }
+            None => self.fc.forward(&h)?,
+        };
+        logits.squeeze(1)
     }
 }
 

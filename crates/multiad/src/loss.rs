@@ -42,8 +42,17 @@ fn softplus(x: &Tensor) -> Result<Tensor> {
 
 /// Eq 10: L_D = -mean[log D(F_T) + log(1 - D(F_S))] with D = sigmoid(logit).
 pub fn discriminator_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Result<Tensor> {
+    discriminator_loss_smoothed(real_logits, fake_logits, 0.0)
+}
+
+/// Eq 10 with one-sided label smoothing: the real target is 1 − ε, so the
+/// real term is −[(1 − ε) log D(F_T) + ε log(1 − D(F_T))]. ε = 0 is Eq 10
+/// exactly (the same operations).
+pub fn discriminator_loss_smoothed(real_logits: &Tensor, fake_logits: &Tensor, eps: f64) -> Result<Tensor> {
     // -log σ(x) = softplus(-x); -log(1 - σ(x)) = softplus(x).
-    softplus(&real_logits.neg()?)?.mean(D::Minus1)? + softplus(fake_logits)?.mean(D::Minus1)?
+    let real = softplus(&real_logits.neg()?)?.mean(D::Minus1)?;
+    let real = if eps > 0.0 { ((real * (1.0 - eps))? + (softplus(real_logits)?.mean(D::Minus1)? * eps)?)? } else { real };
+    real + softplus(fake_logits)?.mean(D::Minus1)?
 }
 
 /// Eq 11: L_adv = -mean log D(F_S).
@@ -90,6 +99,11 @@ mod tests {
         let want_d = -((sig(0.5).ln() + sig(-1.0).ln()) / 2.0) - (((1.0 - sig(2.0)).ln() + (1.0 - sig(0.0)).ln()) / 2.0);
         let got = discriminator_loss(&real, &fake).unwrap().to_scalar::<f32>().unwrap();
         assert!((got - want_d).abs() < 1e-5, "{got} vs {want_d}");
+        let e = 0.1f32;
+        let want_s = -(((1.0 - e) * sig(0.5).ln() + e * (1.0 - sig(0.5)).ln() + (1.0 - e) * sig(-1.0).ln() + e * (1.0 - sig(-1.0)).ln()) / 2.0)
+            - (((1.0 - sig(2.0)).ln() + (1.0 - sig(0.0)).ln()) / 2.0);
+        let got = discriminator_loss_smoothed(&real, &fake, e as f64).unwrap().to_scalar::<f32>().unwrap();
+        assert!((got - want_s).abs() < 1e-5, "{got} vs {want_s}");
         let want_a = -((sig(2.0).ln() + sig(0.0).ln()) / 2.0);
         let got = adversarial_loss(&fake).unwrap().to_scalar::<f32>().unwrap();
         assert!((got - want_a).abs() < 1e-5);

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::anomaly_map::{fuse, image_scores, StatsAccumulator};
-use crate::loss::{adversarial_loss, discriminator_loss, distillation_loss};
+use crate::loss::{adversarial_loss, discriminator_loss_smoothed, distillation_loss};
 use crate::model::{streams, MultiAd};
 use crate::config::RunDirConfig;
 use multiad_detector::epochs::FeatureCache;
@@ -165,6 +165,7 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
         // (which restarts at an epoch boundary) draws the same ones.
         let mut flip_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ streams::FLIPS ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
         let (mut sg, mut sa, mut sd, mut ss) = (0.0, 0.0, 0.0, 0.0);
+        let mut d_steps = 0usize;
         for (k, batch) in loader.iter().enumerate() {
             let batch = batch?;
             let axes: Vec<usize> = tc.flips.axes().iter().copied().filter(|_| flip_rng.random_bool(0.5)).collect();
@@ -180,7 +181,8 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
                 let t = model.teacher.forward(&x)?;
                 (x, t)
             };
-            let l = match train_step(&model, &mut opt_s, opt_d.as_mut(), &images, &t_feats, &mut rng, &mut |_, _| {}) {
+            let plan = StepPlan::at(&cfg.discriminator, epoch * nb + k, nb);
+            let l = match train_step(&model, &mut opt_s, opt_d.as_mut(), plan, &images, &t_feats, &mut rng, &mut |_, _| {}) {
                 Ok(l) => l,
                 Err(e) => match e.downcast_ref::<NonFinite>() {
                     Some(nf) => bail!("{}{}", nf.detail.as_deref().map(|d| format!("{d}: ")).unwrap_or_default(), nan_message(run, nf.which, epoch, k, start)),
@@ -189,11 +191,15 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
             };
             sg += l.g;
             ss += l.s;
-            sd += l.d.unwrap_or(0.0);
+            if let Some(d) = l.d {
+                sd += d;
+                d_steps += 1;
+            }
             sa += l.adv.unwrap_or(0.0);
             let global = (epoch * nb + k + 1) as i64;
             match (l.d, l.adv) {
                 (Some(d), Some(adv)) => events.step(global, &[("loss_g", l.g), ("loss_s", l.s), ("loss_d", d), ("loss_adv", adv)]),
+                (None, Some(adv)) => events.step(global, &[("loss_g", l.g), ("loss_s", l.s), ("loss_adv", adv)]),
                 _ => events.step(global, &[("loss_g", l.g), ("loss_s", l.s)]),
             }
             let elapsed = done_seconds + t_epoch.elapsed().as_secs_f64();
@@ -206,7 +212,7 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
                 tc.epochs,
                 k + 1,
                 sg / (k + 1) as f64,
-                if model.disc.is_some() { format!(" L_D {:.4} L_adv {:.4}", sd / (k + 1) as f64, sa / (k + 1) as f64) } else { String::new() },
+                if model.disc.is_some() { format!(" L_D {:.4} L_adv {:.4}", sd / d_steps.max(1) as f64, sa / (k + 1) as f64) } else { String::new() },
                 fmt_secs(eta)
             )?;
             log.flush()?;
@@ -218,7 +224,8 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
             epoch: epoch + 1,
             loss_g: sg / nbf,
             loss_adv: model.disc.as_ref().map(|_| sa / nbf),
-            loss_d: model.disc.as_ref().map(|_| sd / nbf),
+            // L_D averages the batches on which D stepped (`update_every`).
+            loss_d: model.disc.as_ref().map(|_| sd / d_steps.max(1) as f64),
             loss_s: ss / nbf,
             seconds: secs,
         };
@@ -249,12 +256,35 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
     Ok(Some(model))
 }
 
+/// What one step of Algorithm 1 does, from the discriminator's schedule
+/// knobs (`update_every`, `lambda_warmup_epochs`); the defaults give the
+/// paper's step (D every batch, the full λ).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepPlan {
+    /// λ of Eq 12 for this step.
+    pub lambda: f64,
+    /// Whether D takes its Adam step.
+    pub update_d: bool,
+    /// One-sided label smoothing ε of L_D.
+    pub label_smoothing: f64,
+}
+
+impl StepPlan {
+    /// The plan of the run's step `step` (0-based, counted over the whole
+    /// run), with `batches` steps per epoch.
+    pub fn at(d: &crate::config::DiscriminatorConfig, step: usize, batches: usize) -> Self {
+        let ramp = d.lambda_warmup_epochs * batches;
+        let lambda = if ramp == 0 { d.lambda } else { d.lambda * ((step + 1) as f64 / ramp as f64).min(1.0) };
+        Self { lambda, update_d: step % d.update_every.max(1) == 0, label_smoothing: d.label_smoothing }
+    }
+}
+
 /// The losses of one optimisation step.
 #[derive(Debug, Clone, Copy)]
 pub struct StepLosses {
     /// L_G (Eq 8).
     pub g: f64,
-    /// L_D (Eq 10) and L_adv (Eq 11), when D is on.
+    /// L_D (Eq 10), when D is on and stepped, and L_adv (Eq 11), when D is on.
     pub d: Option<f64>,
     pub adv: Option<f64>,
     /// The student's objective L_G + λ·L_adv (Eq 12).
@@ -286,13 +316,14 @@ impl std::error::Error for NonFinite {}
 
 /// Algorithm 1's inner step on one batch (`t_feats`: the teacher's features
 /// of `images`): with D on, D is updated first (T real, S fake and
-/// detached), then S against the updated D on L_G + λ·L_adv; with D off,
-/// S on L_G. `inspect` sees each gradient store just before its optimiser
+/// detached; skipped when `plan.update_d` is false), then S against the
+/// updated D on L_G + λ·L_adv (λ from `plan`); with D off, S on L_G. `inspect` sees each gradient store just before its optimiser
 /// step (the differential test reads them; training passes a no-op).
 pub fn train_step(
     model: &MultiAd,
     opt_s: &mut Adam,
     opt_d: Option<&mut Adam>,
+    plan: StepPlan,
     images: &Tensor,
     t_feats: &[Tensor],
     rng: &mut ChaCha8Rng,
@@ -303,23 +334,28 @@ pub fn train_step(
     let lg = distillation_loss(t_feats, &s_feats)?;
     let (ls, d, adv) = match (&model.disc, opt_d) {
         (Some(disc), Some(od)) => {
-            // Update D: T real, S fake (detached: S is not updated here).
-            let s_det: Vec<Tensor> = s_feats.iter().map(|f| f.detach()).collect();
-            let real = disc.forward(&disc.prepare(t_feats)?, true, rng)?;
-            let fake = disc.forward(&disc.prepare(&s_det)?, true, rng)?;
-            let ld = discriminator_loss(&real, &fake)?;
-            let ldv = scalar(&ld)?;
-            if !ldv.is_finite() {
-                return Err(non_finite("discriminator", None));
-            }
-            let grads = ld.backward()?;
-            inspect(Network::Discriminator, &grads);
-            od.step(&grads).map_err(|e| non_finite("discriminator", Some(e.to_string())))?;
+            let ldv = if plan.update_d {
+                // Update D: T real, S fake (detached: S is not updated here).
+                let s_det: Vec<Tensor> = s_feats.iter().map(|f| f.detach()).collect();
+                let real = disc.forward(&disc.prepare(t_feats)?, true, rng)?;
+                let fake = disc.forward(&disc.prepare(&s_det)?, true, rng)?;
+                let ld = discriminator_loss_smoothed(&real, &fake, plan.label_smoothing)?;
+                let ldv = scalar(&ld)?;
+                if !ldv.is_finite() {
+                    return Err(non_finite("discriminator", None));
+                }
+                let grads = ld.backward()?;
+                inspect(Network::Discriminator, &grads);
+                od.step(&grads).map_err(|e| non_finite("discriminator", Some(e.to_string())))?;
+                Some(ldv)
+            } else {
+                None
+            };
             // Update S against the updated D (D's step is not taken here).
             let fake = disc.forward(&disc.prepare(&s_feats)?, true, rng)?;
             let ladv = adversarial_loss(&fake)?;
             let advv = scalar(&ladv)?;
-            ((lg.clone() + (ladv * model.cfg.discriminator.lambda)?)?, Some(ldv), Some(advv))
+            ((lg.clone() + (ladv * plan.lambda)?)?, ldv, Some(advv))
         }
         _ => (lg.clone(), None, None),
     };
@@ -377,6 +413,31 @@ pub fn fit_fusion(model: &mut MultiAd, train: &[multiad_data::Sample], log: &mut
     writeln!(log, "fitted Ψ on {} training images: layer means {:?}, stds {:?}", stats.images, round(&stats.mean), round(&stats.std))?;
     model.fusion = Some(stats);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StepPlan;
+    use crate::config::DiscriminatorConfig;
+
+    #[test]
+    fn the_default_plan_is_algorithm_1() {
+        let d = DiscriminatorConfig::default();
+        for step in [0, 1, 7, 1000] {
+            assert_eq!(StepPlan::at(&d, step, 10), StepPlan { lambda: d.lambda, update_d: true, label_smoothing: 0.0 });
+        }
+    }
+
+    #[test]
+    fn lambda_ramps_over_the_warm_up_and_d_skips_batches() {
+        let d = DiscriminatorConfig { lambda: 0.01, lambda_warmup_epochs: 2, update_every: 3, ..Default::default() };
+        let lam = |s| StepPlan::at(&d, s, 5).lambda;
+        assert!((lam(0) - 0.001).abs() < 1e-12 && (lam(4) - 0.005).abs() < 1e-12);
+        assert_eq!(lam(9), 0.01);
+        assert_eq!(lam(50), 0.01);
+        let upd: Vec<bool> = (0..7).map(|s| StepPlan::at(&d, s, 5).update_d).collect();
+        assert_eq!(upd, [true, false, false, true, false, false, true]);
+    }
 }
 
 fn round(v: &[f64]) -> Vec<f64> {

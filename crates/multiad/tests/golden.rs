@@ -38,7 +38,7 @@ use candle_core::{Device, Tensor};
 use multiad::anomaly_map::{fuse, image_scores, FusionStats, StatsAccumulator};
 use multiad::config::ExperimentConfig;
 use multiad::model::MultiAd;
-use multiad::train::{train_step, Network};
+use multiad::train::{train_step, Network, StepPlan};
 use multiad_nn::{Adam, AdamConfig};
 use rand::SeedableRng;
 
@@ -136,7 +136,7 @@ fn one_training_step_and_the_map_match_pytorch() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let (student_vars, disc_vars) = (model.student_params.trainable(), model.disc_params.trainable());
     let mut grads: Vec<(String, Tensor)> = Vec::new();
-    let losses = train_step(&model, &mut opt_s, Some(&mut opt_d), images, &t_feats, &mut rng, &mut |net, g| {
+    let losses = train_step(&model, &mut opt_s, Some(&mut opt_d), StepPlan::at(&model.cfg.discriminator, 0, 1), images, &t_feats, &mut rng, &mut |net, g| {
         let (prefix, vars) = match net {
             Network::Discriminator => ("disc.", &disc_vars),
             Network::Student => ("student.", &student_vars),
