@@ -39,7 +39,9 @@ impl Sgd {
         }
         let c = self.cfg;
         for (i, (_, var)) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            // Detached, so that the momentum buffer never keeps a
+            // gradient's graph alive from one step to the next (see Adam).
+            let Some(g) = grads.get(var.as_tensor()).map(Tensor::detach) else { continue };
             let mut d = if c.weight_decay != 0.0 { (g + (var.as_tensor() * c.weight_decay)?)? } else { g.clone() };
             if c.momentum != 0.0 {
                 let b = match &self.buf[i] {
@@ -101,5 +103,19 @@ mod tests {
         let mut again = Sgd::new(vec![("p".into(), q)], opt.cfg);
         again.load_state(&st, "o.").unwrap();
         assert_eq!(again.buf[0].as_ref().unwrap().to_vec1::<f32>().unwrap(), opt.buf[0].as_ref().unwrap().to_vec1::<f32>().unwrap());
+    }
+
+    /// As for Adam: the momentum buffer keeps no gradient's graph.
+    #[test]
+    fn momentum_holds_no_graph() {
+        let p = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
+        let mut opt = Sgd::new(vec![("p".into(), p.clone())], SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 0.0 });
+        for _ in 0..2 {
+            let loss = p.as_tensor().broadcast_mul(&p.as_tensor().sum_all().unwrap()).unwrap().sum_all().unwrap();
+            opt.step(&loss.backward().unwrap()).unwrap();
+        }
+        for (name, t) in opt.state("") {
+            assert!(!t.track_op(), "SGD state `{name}` keeps a graph");
+        }
     }
 }
