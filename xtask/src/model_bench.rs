@@ -155,7 +155,7 @@ pub fn model(preset: &str, batch: usize, rounds: usize) -> Result<()> {
                 }
                 "inference" => {
                     let maps = multiad::anomaly_map::layer_maps(&model.teacher.forward(&x)?, &model.student.forward(&x, false)?)?;
-                    multiad::anomaly_map::fuse(&maps, None, size, size, 0.0)?;
+                    multiad::anomaly_map::fuse(&maps, None, multiad::anomaly_map::CellGrid::HalfPixel, size, size, 0.0)?;
                 }
                 other => anyhow::bail!("MULTIAD_BENCH_ONLY={other}: expected teacher, step or inference"),
             }
@@ -199,7 +199,7 @@ pub fn model(preset: &str, batch: usize, rounds: usize) -> Result<()> {
             let t2 = Instant::now();
             let maps = multiad::anomaly_map::layer_maps(&t, &s)?;
             // No smoothing: the PyTorch side sums upsampled maps only.
-            multiad::anomaly_map::fuse(&maps, None, size, size, 0.0)?;
+            multiad::anomaly_map::fuse(&maps, None, multiad::anomaly_map::CellGrid::HalfPixel, size, size, 0.0)?;
             infer_parts = [(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), t2.elapsed().as_secs_f64()];
             Ok(())
         })?;

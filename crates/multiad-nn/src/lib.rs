@@ -58,6 +58,6 @@ pub use depthwise::{depthwise_conv2d, depthwise_conv2d_same};
 pub use guided::guided_relu;
 pub use params::ParamStore;
 pub use pool::max_pool2d;
-pub use resample::{gaussian_blur, gaussian_kernel_size, resize_bilinear};
+pub use resample::{gaussian_blur, gaussian_kernel_size, resize_bilinear, resize_bilinear_centred};
 pub use sgd::{Sgd, SgdConfig};
 pub use spectral_norm::SpectralNorm;

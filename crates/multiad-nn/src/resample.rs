@@ -25,6 +25,25 @@ pub fn bilinear_matrix(out: usize, inp: usize) -> Vec<f32> {
     m
 }
 
+/// Bilinear interpolation weights, (out x inp) row-major, for a grid of
+/// `inp` cells whose cell i is centred on output pixel `first + i · out/inp`
+/// (a network's receptive-field centres, not the half-pixel convention):
+/// output pixel p reads source position (p − first) · inp/out, clamped to
+/// the outermost cells. `first` = (out/inp − 1)/2 gives [`bilinear_matrix`].
+pub fn bilinear_matrix_centred(out: usize, inp: usize, first: f64) -> Vec<f32> {
+    let mut m = vec![0f32; out * inp];
+    let step = out as f64 / inp as f64;
+    for i in 0..out {
+        let src = ((i as f64 - first) / step).clamp(0.0, (inp - 1) as f64);
+        let i0 = (src.floor() as usize).min(inp - 1);
+        let i1 = (i0 + 1).min(inp - 1);
+        let l1 = (src - i0 as f64) as f32;
+        m[i * inp + i0] += 1.0 - l1;
+        m[i * inp + i1] += l1;
+    }
+    m
+}
+
 /// The kernel size anomalib and kornia use for a Gaussian of `sigma`:
 /// 2 * int(4 * sigma + 0.5) + 1 (33 for sigma = 4).
 pub fn gaussian_kernel_size(sigma: f64) -> usize {
@@ -210,6 +229,17 @@ pub fn resize_bilinear_separable(x: &Tensor, out_h: usize, out_w: usize) -> Resu
     separable(x, &bilinear_matrix(out_h, h), out_h, &bilinear_matrix(out_w, w), out_w)
 }
 
+/// Bilinear resize of a (N, C, H, W) tensor whose cells are centred at
+/// `first_h + i · out_h/H` (rows) and `first_w + j · out_w/W` (columns) of the
+/// output; see [`bilinear_matrix_centred`]. Differentiable, any device.
+pub fn resize_bilinear_centred(x: &Tensor, out_h: usize, out_w: usize, first_h: f64, first_w: f64) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if out_h == 0 || out_w == 0 || h == 0 || w == 0 {
+        candle_core::bail!("resize bilinear: cannot resize {h}x{w} to {out_h}x{out_w}");
+    }
+    separable(x, &bilinear_matrix_centred(out_h, h, first_h), out_h, &bilinear_matrix_centred(out_w, w, first_w), out_w)
+}
+
 /// Gaussian smoothing of a (N, C, H, W) tensor with standard deviation
 /// `sigma` (pixels), kernel size 2 * int(4 sigma + 0.5) + 1, reflect borders,
 /// as anomalib's `GaussianBlur2d`; differentiable.
@@ -237,6 +267,25 @@ mod tests {
         let m = bilinear_matrix(2, 4);
         let y: Vec<f32> = (0..2).map(|i| (0..4).map(|j| m[i * 4 + j] * x[j]).sum()).collect();
         assert_eq!(y, vec![0.5, 2.5]);
+    }
+
+    #[test]
+    fn centred_bilinear_puts_each_cell_on_its_centre() {
+        // The half-pixel origin is PyTorch's resize exactly.
+        for (out, inp) in [(8, 4), (256, 8), (256, 64), (7, 3)] {
+            let a = bilinear_matrix(out, inp);
+            let b = bilinear_matrix_centred(out, inp, (out as f64 / inp as f64 - 1.0) / 2.0);
+            assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6), "{out} {inp}");
+        }
+        // TF "SAME" stride 4: cell i is centred on pixel 4i + 3, so pixel
+        // 4i + 3 reads cell i alone, and the pixels before 3 read cell 0.
+        let m = bilinear_matrix_centred(16, 4, 3.0);
+        for i in 0..4 {
+            assert_eq!(m[(4 * i + 3) * 4 + i], 1.0);
+        }
+        assert_eq!(m[4], 1.0);
+        assert_eq!(m[(5) * 4], 0.5);
+        assert_eq!(m[(5) * 4 + 1], 0.5);
     }
 
     #[test]

@@ -287,11 +287,25 @@ pub struct InferenceConfig {
     /// Training images used to fit Ψ's statistics (0 = all).
     pub fit_images: usize,
     pub batch_size: usize,
+    /// Where Eq 14's bilinear upsampling puts each layer cell: on its
+    /// receptive-field centre in the teacher (`cell_centres`), or where
+    /// PyTorch's half-pixel resize assumes it (`half_pixel`, the field's
+    /// habit, off by (s − 1)/2 px at stride s for both teacher grids).
+    pub upsample: MapUpsample,
+}
+
+/// `inference.upsample`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapUpsample {
+    #[default]
+    HalfPixel,
+    CellCentres,
 }
 
 impl Default for InferenceConfig {
     fn default() -> Self {
-        Self { mff: true, sigma: 4.0, fit_images: 0, batch_size: 8 }
+        Self { mff: true, sigma: 4.0, fit_images: 0, batch_size: 8, upsample: MapUpsample::default() }
     }
 }
 
@@ -326,6 +340,18 @@ impl ExperimentConfig {
             (StudentPadding::Auto, TeacherKind::EfficientnetLite0) => StudentPadding::Same,
             (StudentPadding::Auto, _) => StudentPadding::Symmetric,
             (p, _) => p,
+        }
+    }
+
+    /// Where the layer maps' cells sit on the image (`inference.upsample`
+    /// against the teacher's padding: TF "SAME" for EfficientNet, symmetric
+    /// for the ResNets and the random teacher).
+    pub fn cell_grid(&self) -> crate::anomaly_map::CellGrid {
+        use crate::anomaly_map::CellGrid;
+        match (self.inference.upsample, self.teacher.kind) {
+            (MapUpsample::HalfPixel, _) => CellGrid::HalfPixel,
+            (MapUpsample::CellCentres, TeacherKind::EfficientnetLite0) => CellGrid::Same,
+            (MapUpsample::CellCentres, _) => CellGrid::Symmetric,
         }
     }
 

@@ -91,7 +91,7 @@ impl MultiAd {
         } else {
             None
         };
-        let fused = fuse(&maps, stats, h, w, self.cfg.inference.sigma)?;
+        let fused = fuse(&maps, stats, self.cfg.cell_grid(), h, w, self.cfg.inference.sigma)?;
         let scores = image_scores(&fused)?;
         Ok((fused.squeeze(1)?, scores))
     }

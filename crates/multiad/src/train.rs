@@ -404,7 +404,7 @@ pub fn fit_fusion(model: &mut MultiAd, train: &[multiad_data::Sample], log: &mut
     let mut max_score = 0f64;
     for maps in &per_batch_maps {
         let st = if cfg.inference.mff { Some(&stats) } else { None };
-        let fused = fuse(maps, st, s, s, cfg.inference.sigma)?;
+        let fused = fuse(maps, st, cfg.cell_grid(), s, s, cfg.inference.sigma)?;
         for v in image_scores(&fused)? {
             max_score = max_score.max(v as f64);
         }

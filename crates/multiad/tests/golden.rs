@@ -222,7 +222,7 @@ fn one_training_step_and_the_map_match_pytorch() {
         images: 0,
     };
     let s = cfg.image_size as usize;
-    let fused = fuse(&maps, Some(&reference_stats), s, s, cfg.inference.sigma).unwrap();
+    let fused = fuse(&maps, Some(&reference_stats), cfg.cell_grid(), s, s, cfg.inference.sigma).unwrap();
     worst.check("map", &fused.squeeze(1).unwrap(), &reference("map"), tol("map"));
     let scores = image_scores(&fused).unwrap();
     worst.check("score", &Tensor::new(scores.as_slice(), &dev).unwrap(), &reference("score"), tol("score"));
