@@ -127,22 +127,12 @@ fn metrics(pixels: usize) -> Result<()> {
     let auroc = sorted.auroc()?;
     let f1 = sorted.f1_max()?;
     let t_auroc = secs(t);
-    println!(
-        "pixel AUROC + F1-max   {:>8.3} s  {:>7.1} Mpixel/s   (AUROC {auroc:.4}, F1-max {:.4})",
-        t_auroc,
-        n / t_auroc / 1e6,
-        f1.f1
-    );
+    println!("pixel AUROC + F1-max   {:>8.3} s  {:>7.1} Mpixel/s   (AUROC {auroc:.4}, F1-max {:.4})", t_auroc, n / t_auroc / 1e6, f1.f1);
 
     sklearn_auroc(&scores, &masks, auroc, t_auroc)?;
 
     let maps: Vec<AnomalyMap> = (0..n_maps)
-        .map(|k| AnomalyMap {
-            scores: &scores[k * 65536..(k + 1) * 65536],
-            mask: &masks[k * 65536..(k + 1) * 65536],
-            width: 256,
-            height: 256,
-        })
+        .map(|k| AnomalyMap { scores: &scores[k * 65536..(k + 1) * 65536], mask: &masks[k * 65536..(k + 1) * 65536], width: 256, height: 256 })
         .collect();
     let t = Instant::now();
     let pro = aupro(&maps, 0.3)?;
@@ -162,13 +152,7 @@ fn metrics(pixels: usize) -> Result<()> {
     let t = Instant::now();
     let _ = b.into_sorted();
     let t_radix = secs(t);
-    println!(
-        "sort {} keys: radix {:.3} s, std sort_unstable {:.3} s -> radix is {:.2}x faster",
-        keys.len(),
-        t_radix,
-        t_std,
-        t_std / t_radix
-    );
+    println!("sort {} keys: radix {:.3} s, std sort_unstable {:.3} s -> radix is {:.2}x faster", keys.len(), t_radix, t_std, t_std / t_radix);
     Ok(())
 }
 
@@ -220,10 +204,7 @@ fn loading(count: usize) -> Result<()> {
         .collect::<Result<_, _>>()?;
     let bytes: u64 = paths.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
     println!("(files: {:.1} MB on disk)", bytes as f64 / 1e6);
-    let samples: Vec<Sample> = paths
-        .iter()
-        .map(|p| Sample { image: p.clone(), mask: None, label: Label::Normal, defect_type: "good".into() })
-        .collect();
+    let samples: Vec<Sample> = paths.iter().map(|p| Sample { image: p.clone(), mask: None, label: Label::Normal, defect_type: "good".into() }).collect();
     let cfg = ImageConfig::square(256);
     let time = |threads: usize| -> Result<f64> {
         let pool = std::sync::Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build()?);

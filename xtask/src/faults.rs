@@ -80,19 +80,25 @@ pub fn run(a: FaultArgs) -> Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let mut h = Harness {
-        bin,
-        repo,
-        work,
-        rng: ChaCha8Rng::seed_from_u64(a.seed),
-        kills: 0,
-        losses: vec![],
-        bad_tried: 0,
-        bad_refused: 0,
-        panics: vec![],
-    };
+    let mut h = Harness { bin, repo, work, rng: ChaCha8Rng::seed_from_u64(a.seed), kills: 0, losses: vec![], bad_tried: 0, bad_refused: 0, panics: vec![] };
     let data = h.work.join("data/faults");
-    h.ok(&["synth", "--out", &s(&h.work.join("data")), "--category", "faults", "--seed", "0", "--size", "64", "--train", "24", "--test-good", "8", "--test-per-defect", "4"])?;
+    h.ok(&[
+        "synth",
+        "--out",
+        &s(&h.work.join("data")),
+        "--category",
+        "faults",
+        "--seed",
+        "0",
+        "--size",
+        "64",
+        "--train",
+        "24",
+        "--test-good",
+        "8",
+        "--test-per-defect",
+        "4",
+    ])?;
 
     for (method, config) in [
         ("multiad", "experiments/smoke.yaml"),
@@ -288,10 +294,27 @@ impl Harness {
         let reference = self.work.join("prep/reference");
         let (raw_s, ref_s) = (s(&raw), s(&reference));
         let args = |out: &str| -> Vec<String> {
-            ["prep", "brats2021", "--raw", &raw_s, "--out", out, "--first-slice", "0", "--last-slice", "15", "--split", "random", "--valid-fraction", "0.0", "--test-fraction", "0.5"]
-                .iter()
-                .map(|x| x.to_string())
-                .collect()
+            [
+                "prep",
+                "brats2021",
+                "--raw",
+                &raw_s,
+                "--out",
+                out,
+                "--first-slice",
+                "0",
+                "--last-slice",
+                "15",
+                "--split",
+                "random",
+                "--valid-fraction",
+                "0.0",
+                "--test-fraction",
+                "0.5",
+            ]
+            .iter()
+            .map(|x| x.to_string())
+            .collect()
         };
         let ref_args = args(&ref_s);
         let ref_args: Vec<&str> = ref_args.iter().map(String::as_str).collect();
@@ -333,7 +356,23 @@ impl Harness {
     /// Kills of `cargo xtask ablation` (this binary) on a synthetic category.
     fn kill_sweep(&mut self, kills: usize) -> Result<()> {
         let root = self.work.join("sweep/data");
-        self.ok(&["synth", "--out", &s(&root.join("synthetic")), "--category", "tiles", "--seed", "1", "--size", "64", "--train", "24", "--test-good", "8", "--test-per-defect", "4"])?;
+        self.ok(&[
+            "synth",
+            "--out",
+            &s(&root.join("synthetic")),
+            "--category",
+            "tiles",
+            "--seed",
+            "1",
+            "--size",
+            "64",
+            "--train",
+            "24",
+            "--test-good",
+            "8",
+            "--test-per-defect",
+            "4",
+        ])?;
         let xtask = std::env::current_exe()?;
         let (bin, repo) = (self.bin.clone(), self.repo.clone());
         let sweep = |out: &Path| {
@@ -440,7 +479,11 @@ impl Harness {
             self.check_full("train", &o, &run, &["training.json", "model.safetensors"]);
             // A trained run copied onto a disk with room for it and little more.
             let _ = std::fs::remove_dir_all(&run);
-            copy_dir(&self.work.join("train/multiad/reference"), &run, &["metrics.json", "scores.csv", "maps.npy", "checkpoint.safetensors", "checkpoint.prev.safetensors", "history.jsonl"])?;
+            copy_dir(
+                &self.work.join("train/multiad/reference"),
+                &run,
+                &["metrics.json", "scores.csv", "maps.npy", "checkpoint.safetensors", "checkpoint.prev.safetensors", "history.jsonl"],
+            )?;
             fill(&mnt, 64 * 1024)?;
             let o = self.cmd(&["test", "--run", &run_s, "--save-maps"]).output()?;
             // metrics.json, written last, is what marks a run as tested.
@@ -513,11 +556,16 @@ impl Harness {
             }
         }
         // Checkpoints: a mutated latest (and no previous) checkpoint, `--resume`.
-        let ckpt = std::fs::read(self.work.join("train/multiad/killed-0/checkpoint.safetensors")).or_else(|_| std::fs::read(self.work.join("torn/checkpoint.prev.safetensors")))?;
+        let ckpt = std::fs::read(self.work.join("train/multiad/killed-0/checkpoint.safetensors"))
+            .or_else(|_| std::fs::read(self.work.join("torn/checkpoint.prev.safetensors")))?;
         let reference = self.work.join("train/multiad/reference");
         for k in 0..n {
             let run = base.join(format!("ckpt-{k}"));
-            copy_dir(&reference, &run, &["training.json", "model.safetensors", "fusion.json", "metrics.json", "scores.csv", "maps.npy", "checkpoint.prev.safetensors"])?;
+            copy_dir(
+                &reference,
+                &run,
+                &["training.json", "model.safetensors", "fusion.json", "metrics.json", "scores.csv", "maps.npy", "checkpoint.prev.safetensors"],
+            )?;
             std::fs::write(run.join("checkpoint.safetensors"), self.mutate(&ckpt))?;
             self.expect_error_or_success("checkpoint", &["train", "--out", &s(&run), "--resume"]);
         }
@@ -530,7 +578,10 @@ impl Harness {
             copy_dir(&raw, &r, &[])?;
             let bytes = if k % 2 == 0 { self.mutate(&plain) } else { self.mutate(&flair) };
             std::fs::write(r.join("pat0/pat0_flair.nii.gz"), bytes)?;
-            self.expect_error_or_success("nifti", &["prep", "brats2021", "--raw", &s(&r), "--out", &s(&base.join(format!("nifti-{k}/out"))), "--first-slice", "0", "--last-slice", "15"]);
+            self.expect_error_or_success(
+                "nifti",
+                &["prep", "brats2021", "--raw", &s(&r), "--out", &s(&base.join(format!("nifti-{k}/out"))), "--first-slice", "0", "--last-slice", "15"],
+            );
         }
         println!("bad inputs: {} tried, {} refused with an error, {} panics", self.bad_tried, self.bad_refused, self.panics.len());
         Ok(())

@@ -238,11 +238,7 @@ pub fn model(preset: &str, batch: usize, rounds: usize) -> Result<()> {
         }
     }
     let [t_teacher, t_step, t_infer] = best;
-    let rows = [
-        ("teacher forward", t_teacher),
-        ("student training step (no D)", t_step),
-        ("inference (T + S + maps)", t_infer),
-    ];
+    let rows = [("teacher forward", t_teacher), ("student training step (no D)", t_step), ("inference (T + S + maps)", t_infer)];
     let peak = gemm_peak(&dev)?;
     println!("{:<30} {:>10} {:>8} {:>9} {:>11} {:>9} {:>7}", "", "candle ms", "img/s", "GFLOP/s", "PyTorch ms", "GFLOP/s", "ratio");
     for (i, (name, t)) in rows.iter().enumerate() {
@@ -255,18 +251,8 @@ pub fn model(preset: &str, batch: usize, rounds: usize) -> Result<()> {
         };
         println!("{:<30} {:>10.1} {:>8.2} {:>9} {:>11} {:>9} {:>7}", name, t * 1e3, batch as f64 / t, g, tt, tg, ratio);
     }
-    println!(
-        "student step, best round: forward + loss {:.1} ms, backward {:.1} ms, Adam {:.1} ms",
-        split[0] * 1e3,
-        split[1] * 1e3,
-        split[2] * 1e3
-    );
-    println!(
-        "inference, best round: teacher {:.1} ms, student {:.1} ms, maps {:.1} ms",
-        infer_split[0] * 1e3,
-        infer_split[1] * 1e3,
-        infer_split[2] * 1e3
-    );
+    println!("student step, best round: forward + loss {:.1} ms, backward {:.1} ms, Adam {:.1} ms", split[0] * 1e3, split[1] * 1e3, split[2] * 1e3);
+    println!("inference, best round: teacher {:.1} ms, student {:.1} ms, maps {:.1} ms", infer_split[0] * 1e3, infer_split[1] * 1e3, infer_split[2] * 1e3);
     match &torch {
         Some(v) => println!(
             "attainable f32 rate (one 2048^3 matrix product): candle {:.1} GFLOP/s, PyTorch {:.1} GFLOP/s; operation counts by PyTorch's FlopCounterMode ({:.1} / {:.1} / {:.1} GFLOP)",

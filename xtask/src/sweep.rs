@@ -236,7 +236,15 @@ pub fn run(kind: SweepKind, a: SweepCli) -> Result<()> {
                 eprintln!("dry run: {} cells done, {} queued, {} would be submitted; nothing submitted", o.done, o.queued.len(), o.submitted.len());
                 return Ok(());
             }
-            eprintln!("{} {}: {} cells, {} done, {} still queued or running, {} submitted", kind.name(), plan.suite.name, plan.cells.len(), o.done, o.queued.len(), o.submitted.len());
+            eprintln!(
+                "{} {}: {} cells, {} done, {} still queued or running, {} submitted",
+                kind.name(),
+                plan.suite.name,
+                plan.cells.len(),
+                o.done,
+                o.queued.len(),
+                o.submitted.len()
+            );
             if let Some(id) = &o.job_id {
                 eprintln!("  array job {id}: {}", o.submitted.join(", "));
             }

@@ -110,8 +110,7 @@ impl Backbone {
             BackboneKind::RandomResnet18 | BackboneKind::RandomWideResnet50_2 => {
                 let store = multiad_nn::ParamStore::new(seed);
                 let rk = if kind == BackboneKind::RandomResnet18 { ResNetKind::ResNet18 } else { ResNetKind::WideResNet50_2 };
-                let net = ResNet::new(rk, store.var_builder(device))
-                    .map_err(|e| WeightsError::File { path: kind.name().into(), problem: e.to_string() })?;
+                let net = ResNet::new(rk, store.var_builder(device)).map_err(|e| WeightsError::File { path: kind.name().into(), problem: e.to_string() })?;
                 Box::new(net)
             }
             BackboneKind::RandomVgg16 => {

@@ -65,11 +65,7 @@ impl EfficientNetLite0 {
                 let b = vb.pp(format!("_blocks.{}", blocks.len()));
                 let (cin, stride) = if r == 0 { (cin, stride) } else { (cout, 1) };
                 let mid = cin * expand;
-                let expand_conv = if expand != 1 {
-                    Some(ConvBn::new(cin, mid, 1, cfg(1, 1), BN_EPS, b.pp("_expand_conv"), b.pp("_bn0"))?)
-                } else {
-                    None
-                };
+                let expand_conv = if expand != 1 { Some(ConvBn::new(cin, mid, 1, cfg(1, 1), BN_EPS, b.pp("_expand_conv"), b.pp("_bn0"))?) } else { None };
                 blocks.push(MbConv {
                     expand: expand_conv,
                     depthwise: ConvBn::new(mid, mid, k, cfg(stride, mid), BN_EPS, b.pp("_depthwise_conv"), b.pp("_bn1"))?,

@@ -61,9 +61,7 @@ impl Block {
         // the same pass.
         let (y, last, down) = match self {
             Block::Basic { c1, c2, down } => (c1.forward_act(x, None, Activation::Relu)?, c2, down),
-            Block::Bottleneck { c1, c2, c3, down } => {
-                (c2.forward_act(&c1.forward_act(x, None, Activation::Relu)?, None, Activation::Relu)?, c3, down)
-            }
+            Block::Bottleneck { c1, c2, c3, down } => (c2.forward_act(&c1.forward_act(x, None, Activation::Relu)?, None, Activation::Relu)?, c3, down),
         };
         let short = match down {
             Some(d) => d.forward(x)?,

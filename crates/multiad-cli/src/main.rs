@@ -9,9 +9,9 @@ mod prep;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use multiad_data::synth::{generate, SynthConfig};
+use multiad_data::{check_all, Dataset, DatasetSpec, ImageConfig};
 use multiad_detector::{DataRef, FitOptions, RunDir, TestMetrics};
 use multiad_methods::Overrides;
-use multiad_data::{check_all, Dataset, DatasetSpec, ImageConfig};
 
 #[derive(Parser)]
 #[command(name = "multiad", version, about = "Unsupervised anomaly detection in industrial and medical images (Multi-AD and baselines)")]
@@ -255,32 +255,16 @@ struct InspectArgs {
 }
 
 fn synth(a: SynthArgs) -> Result<()> {
-    let cfg = SynthConfig {
-        category: a.category,
-        seed: a.seed,
-        size: a.size,
-        train: a.train,
-        test_good: a.test_good,
-        test_per_defect: a.test_per_defect,
-    };
+    let cfg = SynthConfig { category: a.category, seed: a.seed, size: a.size, train: a.train, test_good: a.test_good, test_per_defect: a.test_per_defect };
     let r = generate(&a.out, &cfg)?;
-    println!(
-        "wrote {}: {} train, {} good test, {} defective test images (seed {})",
-        r.dir.display(),
-        r.train,
-        r.test_good,
-        r.test_defective,
-        cfg.seed
-    );
+    println!("wrote {}: {} train, {} good test, {} defective test images (seed {})", r.dir.display(), r.train, r.test_good, r.test_defective, cfg.seed);
     Ok(())
 }
 
 fn load_dataset(a: &InspectArgs) -> Result<Dataset> {
     Ok(match (&a.dir, &a.spec) {
         (Some(dir), _) => DatasetSpec::for_directory(dir).load(Path::new(""))?,
-        (None, Some(spec)) => DatasetSpec::from_yaml_file(spec)?
-            .load(&a.data_root)
-            .with_context(|| format!("loading the data set of {}", spec.display()))?,
+        (None, Some(spec)) => DatasetSpec::from_yaml_file(spec)?.load(&a.data_root).with_context(|| format!("loading the data set of {}", spec.display()))?,
         (None, None) => bail!("give --dir DIR or --spec FILE"),
     })
 }
@@ -312,9 +296,7 @@ fn main() -> ExitCode {
         Command::Test(a) => test(a),
         Command::Predict(a) => predict(a),
         Command::Prep(c) => prep::run(c),
-        Command::FetchWeights => multiad_backbones::weights::fetch_lite0(&mut std::io::stderr())
-            .map(|p| println!("{}", p.display()))
-            .map_err(Into::into),
+        Command::FetchWeights => multiad_backbones::weights::fetch_lite0(&mut std::io::stderr()).map(|p| println!("{}", p.display())).map_err(Into::into),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

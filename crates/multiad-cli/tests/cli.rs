@@ -29,8 +29,7 @@ fn every_subcommand_has_help() {
 fn synth_then_inspect() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().to_str().unwrap();
-    let (ok, stdout, stderr) =
-        multiad(&["synth", "--out", out, "--category", "demo", "--seed", "1", "--size", "64", "--train", "5"]);
+    let (ok, stdout, stderr) = multiad(&["synth", "--out", out, "--category", "demo", "--seed", "1", "--size", "64", "--train", "5"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("5 train"), "{stdout}");
     let cat = t.path().join("demo");
@@ -68,7 +67,11 @@ fn prep_brats_then_inspect() {
         let seg: Vec<f32> = (0..n)
             .map(|i| {
                 let (x, k) = (i % 16, i / 256);
-                if tumour.contains(&k) && (4..9).contains(&x) { 2.0 } else { 0.0 }
+                if tumour.contains(&k) && (4..9).contains(&x) {
+                    2.0
+                } else {
+                    0.0
+                }
             })
             .collect();
         multiad_nifti::write(&dir.join(format!("{id}_flair.nii.gz")), &spec, &flair).unwrap();
@@ -76,10 +79,8 @@ fn prep_brats_then_inspect() {
     }
     let raw = t.path().join("raw");
     let out = t.path().join("bmad");
-    let (ok, stdout, stderr) = multiad(&[
-        "prep", "brats2021", "--raw", raw.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--first-slice", "2", "--last-slice", "9",
-    ]);
+    let (ok, stdout, stderr) =
+        multiad(&["prep", "brats2021", "--raw", raw.to_str().unwrap(), "--out", out.to_str().unwrap(), "--first-slice", "2", "--last-slice", "9"]);
     assert!(ok, "{stderr}");
     // p1: slices 2-9 minus 5,6 -> 6 train; p2: 8; p3: 4-8 tumour -> 3 good / 5 Ungood; p4: 3-5 -> 5 / 3.
     assert!(stdout.contains("train    2 patients     14 good"), "{stdout}");
@@ -92,7 +93,8 @@ fn prep_brats_then_inspect() {
     // Never overwritten; a missing directory is a clear error.
     let (ok, _, stderr) = multiad(&["prep", "brats2021", "--raw", raw.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(!ok && stderr.contains("refusing to overwrite"), "{stderr}");
-    let (ok, _, stderr) = multiad(&["prep", "liver", "--btcv", "/nonexistent/btcv", "--lits", "/nonexistent/lits", "--out", t.path().join("l").to_str().unwrap()]);
+    let (ok, _, stderr) =
+        multiad(&["prep", "liver", "--btcv", "/nonexistent/btcv", "--lits", "/nonexistent/lits", "--out", t.path().join("l").to_str().unwrap()]);
     assert!(!ok && stderr.contains("/nonexistent/btcv: directory not found"), "{stderr}");
 }
 

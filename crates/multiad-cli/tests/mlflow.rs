@@ -95,7 +95,23 @@ fn server_or_skip() -> Option<Server> {
 }
 
 fn synth(dir: &Path) -> PathBuf {
-    ok(multiad(&["synth", "--out", s(dir), "--category", "tiles", "--seed", "1", "--size", "64", "--train", "12", "--test-good", "4", "--test-per-defect", "2"]));
+    ok(multiad(&[
+        "synth",
+        "--out",
+        s(dir),
+        "--category",
+        "tiles",
+        "--seed",
+        "1",
+        "--size",
+        "64",
+        "--train",
+        "12",
+        "--test-good",
+        "4",
+        "--test-per-defect",
+        "2",
+    ]));
     dir.join("tiles")
 }
 

@@ -7,11 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn multiad(threads: usize, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_multiad"))
-        .args(args)
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .output()
-        .expect("run multiad");
+    let out = Command::new(env!("CARGO_BIN_EXE_multiad")).args(args).env("RAYON_NUM_THREADS", threads.to_string()).output().expect("run multiad");
     assert!(out.status.success(), "multiad {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -33,7 +29,9 @@ fn one_thread_and_two_threads_give_bit_identical_weights_and_scores() {
     multiad(1, &["synth", "--out", d, "--category", "tiles", "--seed", "0", "--size", "64", "--train", "32", "--test-good", "8", "--test-per-defect", "4"]);
     let cat = data.join("tiles");
     // Multi-AD and one baseline that trains by gradient descent.
-    for (name, config, weights) in [("multiad", "experiments/smoke.yaml", "model.safetensors"), ("stfpm", "experiments/methods/stfpm/smoke.yaml", "model.safetensors")] {
+    for (name, config, weights) in
+        [("multiad", "experiments/smoke.yaml", "model.safetensors"), ("stfpm", "experiments/methods/stfpm/smoke.yaml", "model.safetensors")]
+    {
         let runs: Vec<_> = [1, 2]
             .iter()
             .map(|&n| {

@@ -75,7 +75,9 @@ fn smoke_ablation_on_the_synthetic_suite_writes_every_table_and_chart() {
 
     // Every chart exists in both formats, non-empty and decodable.
     let charts: Vec<PathBuf> = std::fs::read_dir(out.join("charts")).unwrap().map(|e| e.unwrap().path()).collect();
-    for stem in ["bars_image_auroc", "bars_pixel_auroc", "loss_tiles_study_1", "loss_plates_study_8", "roc_tiles", "roc_plates", "heatmaps_tiles", "heatmaps_plates"] {
+    for stem in
+        ["bars_image_auroc", "bars_pixel_auroc", "loss_tiles_study_1", "loss_plates_study_8", "roc_tiles", "roc_plates", "heatmaps_tiles", "heatmaps_plates"]
+    {
         for ext in ["png", "svg"] {
             assert!(charts.contains(&out.join("charts").join(format!("{stem}.{ext}"))), "{stem}.{ext}");
         }
@@ -206,8 +208,5 @@ fn a_killed_sweep_resumes_and_matches_an_uninterrupted_one() {
     let plan = Plan::new(&kill_args(t.path(), &clean)).unwrap();
     run_sweep(&plan, &bin()).unwrap();
     assert_eq!(metric_columns(&out), metric_columns(&clean));
-    assert_eq!(
-        std::fs::read_to_string(out.join("tables/table4.md")).unwrap(),
-        std::fs::read_to_string(clean.join("tables/table4.md")).unwrap()
-    );
+    assert_eq!(std::fs::read_to_string(out.join("tables/table4.md")).unwrap(), std::fs::read_to_string(clean.join("tables/table4.md")).unwrap());
 }

@@ -134,8 +134,7 @@ impl BatchLoader {
     }
 
     fn decode_batch(&self, indices: Vec<usize>) -> Result<Batch> {
-        let loaded: Vec<LoadedSample> =
-            indices.par_iter().map(|&i| load_sample(&self.samples[i], &self.cfg)).collect::<Result<_>>()?;
+        let loaded: Vec<LoadedSample> = indices.par_iter().map(|&i| load_sample(&self.samples[i], &self.cfg)).collect::<Result<_>>()?;
         let (h, w) = (self.cfg.height as usize, self.cfg.width as usize);
         let mut images = Vec::with_capacity(loaded.len() * 3 * h * w);
         let mut masks = Vec::with_capacity(loaded.len() * h * w);
@@ -143,8 +142,7 @@ impl BatchLoader {
             images.extend_from_slice(&l.image);
             masks.extend_from_slice(&l.mask);
         }
-        let images = Tensor::from_vec(images, (indices.len(), 3, h, w), &Device::Cpu)
-            .map_err(|e| DataError::Other(format!("building image tensor: {e}")))?;
+        let images = Tensor::from_vec(images, (indices.len(), 3, h, w), &Device::Cpu).map_err(|e| DataError::Other(format!("building image tensor: {e}")))?;
         let labels = indices.iter().map(|&i| self.samples[i].label).collect();
         Ok(Batch { images, masks, indices, labels })
     }
@@ -168,8 +166,7 @@ impl Iterator for BatchIter {
 /// the samples' order: a check to run before hours of training, so that a
 /// bad file is not found minutes in, one at a time.
 pub fn check_all(samples: &[Sample], cfg: &ImageConfig) -> Result<()> {
-    let failures: Vec<DataError> =
-        samples.par_iter().map(|s| load_sample(s, cfg).err()).collect::<Vec<_>>().into_iter().flatten().collect();
+    let failures: Vec<DataError> = samples.par_iter().map(|s| load_sample(s, cfg).err()).collect::<Vec<_>>().into_iter().flatten().collect();
     if failures.is_empty() {
         Ok(())
     } else {

@@ -71,17 +71,12 @@ pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
     if bytes.is_empty() {
         return Err(DataError::file(path, "file is empty (0 bytes)"));
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| DataError::file(path, format!("cannot read file: {e}")))?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| DataError::file(path, format!("cannot read file: {e}")))?;
     let Some(format) = reader.format() else {
         let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
         return Err(DataError::file(
             path,
-            format!(
-                "not an image format multiad can read (supported: PNG, JPEG, TIFF, BMP; file starts with bytes {})",
-                head.join(" ")
-            ),
+            format!("not an image format multiad can read (supported: PNG, JPEG, TIFF, BMP; file starts with bytes {})", head.join(" ")),
         ));
     };
     let mut limits = image::Limits::default();
@@ -90,10 +85,9 @@ pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
     limits.max_alloc = Some(MAX_IMAGE_BYTES);
     reader.limits(limits);
     reader.decode().map_err(|e| match e {
-        image::ImageError::Unsupported(_) => DataError::file(
-            path,
-            format!("not an image format multiad can read (it looks like {format:?}; supported: PNG, JPEG, TIFF, BMP)"),
-        ),
+        image::ImageError::Unsupported(_) => {
+            DataError::file(path, format!("not an image format multiad can read (it looks like {format:?}; supported: PNG, JPEG, TIFF, BMP)"))
+        }
         image::ImageError::Limits(l) => DataError::file(
             path,
             format!(
@@ -188,23 +182,13 @@ pub fn mask_values(img: &DynamicImage, path: &Path, image_size: (u32, u32), cfg:
     if (img.width(), img.height()) != image_size {
         return Err(DataError::file(
             path,
-            format!(
-                "mask is {}x{} but its image is {}x{}; a mask must have its image's size",
-                img.width(),
-                img.height(),
-                image_size.0,
-                image_size.1
-            ),
+            format!("mask is {}x{} but its image is {}x{}; a mask must have its image's size", img.width(), img.height(), image_size.0, image_size.1),
         ));
     }
     let mut grey = img.to_luma8();
     for p in grey.pixels_mut() {
         p.0[0] = u8::from(p.0[0] > cfg.mask_threshold);
     }
-    let grey = if grey.dimensions() == (cfg.width, cfg.height) {
-        grey
-    } else {
-        image::imageops::resize(&grey, cfg.width, cfg.height, FilterType::Nearest)
-    };
+    let grey = if grey.dimensions() == (cfg.width, cfg.height) { grey } else { image::imageops::resize(&grey, cfg.width, cfg.height, FilterType::Nearest) };
     Ok(grey.into_raw())
 }

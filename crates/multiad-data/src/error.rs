@@ -56,10 +56,7 @@ pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// True when the file's extension is one of `exts` (case-insensitive).
 pub(crate) fn has_extension(path: &Path, exts: &[&str]) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .map(|e| exts.iter().any(|x| x.eq_ignore_ascii_case(e)))
-        .unwrap_or(false)
+    path.extension().and_then(|e| e.to_str()).map(|e| exts.iter().any(|x| x.eq_ignore_ascii_case(e))).unwrap_or(false)
 }
 
 /// Image files that data sets may contain. Files with other extensions are

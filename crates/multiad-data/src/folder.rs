@@ -87,10 +87,7 @@ impl FolderSpec {
             path: path.into(),
             name: Some("magnetic_tile".into()),
             normal: vec!["MT_Free/Imgs".into()],
-            abnormal: defects
-                .iter()
-                .map(|d| AbnormalDir { dir: format!("{d}/Imgs").into(), defect_type: None, mask_dir: None })
-                .collect(),
+            abnormal: defects.iter().map(|d| AbnormalDir { dir: format!("{d}/Imgs").into(), defect_type: None, mask_dir: None }).collect(),
             masks: Some(MaskRule { suffix: String::new(), extension: "png".into(), required: true }),
             extensions: Some(vec!["jpg".into()]),
             test_fraction: 0.2,
@@ -112,11 +109,7 @@ impl FolderSpec {
             return Err(DataError::layout(&root, "folder data set root not found"));
         }
         if !(0.0..1.0).contains(&self.test_fraction) {
-            return Err(DataError::Other(format!(
-                "folder data set {}: test_fraction {} must be in [0, 1)",
-                root.display(),
-                self.test_fraction
-            )));
+            return Err(DataError::Other(format!("folder data set {}: test_fraction {} must be in [0, 1)", root.display(), self.test_fraction)));
         }
         let exts = self.extensions();
         let ext_refs: Vec<&str> = exts.iter().map(|s| s.as_str()).collect();
@@ -128,14 +121,17 @@ impl FolderSpec {
             // that is some other file's mask is not an image.
             if let (true, Some(rule)) = (masks_beside, &self.masks) {
                 if rule.suffix.is_empty() {
-                    return Err(DataError::layout(dir, "masks beside the images need a mask suffix or a different extension, or every image would be its own mask"));
+                    return Err(DataError::layout(
+                        dir,
+                        "masks beside the images need a mask suffix or a different extension, or every image would be its own mask",
+                    ));
                 }
                 imgs.retain(|p| {
                     let name = p.file_stem().unwrap().to_string_lossy();
                     !(has_extension(p, &[rule.extension.as_str()])
-                        && name.strip_suffix(rule.suffix.as_str()).is_some_and(|stem| {
-                            all.iter().any(|q| q != p && q.file_stem().unwrap().to_string_lossy() == stem)
-                        }))
+                        && name
+                            .strip_suffix(rule.suffix.as_str())
+                            .is_some_and(|stem| all.iter().any(|q| q != p && q.file_stem().unwrap().to_string_lossy() == stem)))
                 });
             }
             Ok(imgs)
@@ -164,9 +160,8 @@ impl FolderSpec {
 
         for a in &self.abnormal {
             let dir = root.join(&a.dir);
-            let defect = a.defect_type.clone().unwrap_or_else(|| {
-                a.dir.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default()
-            });
+            let defect =
+                a.defect_type.clone().unwrap_or_else(|| a.dir.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default());
             let mask_dir = a.mask_dir.as_ref().map(|m| root.join(m)).unwrap_or_else(|| dir.clone());
             let images = list(&dir)?;
             if images.is_empty() {
@@ -202,9 +197,7 @@ impl FolderSpec {
                 }
             }
         }
-        let name = self.name.clone().unwrap_or_else(|| {
-            root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        });
+        let name = self.name.clone().unwrap_or_else(|| root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         Ok(Dataset { name, root, train, test })
     }
 }
@@ -261,9 +254,7 @@ impl DatasetSpec {
             DatasetSpec::Folder(f) => &f.name,
             DatasetSpec::Bmad(b) => &b.name,
         };
-        given.clone().unwrap_or_else(|| {
-            self.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        })
+        given.clone().unwrap_or_else(|| self.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
     }
 
     /// The spec for a data set directory given on the command line: BMAD's

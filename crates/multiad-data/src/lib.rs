@@ -17,11 +17,14 @@ mod suite;
 pub mod synth;
 pub mod testing;
 
-pub use bmad::{load_bmad, BmadSpec, BmadSplit};
 pub use batch::{check_all, load_sample, Batch, BatchIter, BatchLoader, LoadedSample};
-pub use decode::{decode, decode_bytes, image_to_chw, load_image, load_mask, mask_values, MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, ImageConfig, Normalization, IMAGENET_MEAN, IMAGENET_STD};
+pub use bmad::{load_bmad, BmadSpec, BmadSplit};
+pub use decode::{
+    decode, decode_bytes, image_to_chw, load_image, load_mask, mask_values, ImageConfig, Normalization, IMAGENET_MEAN, IMAGENET_STD, MAX_IMAGE_BYTES,
+    MAX_IMAGE_SIDE,
+};
 pub use error::{DataError, Result, IMAGE_EXTENSIONS};
 pub use folder::{AbnormalDir, DatasetSpec, FolderSpec, MaskRule, MvtecSpec};
 pub use mvtec::load_mvtec;
-pub use suite::{MissingDataset, Suite, SuiteEntry};
 pub use sample::{Dataset, DatasetSummary, DefectCount, Label, Sample};
+pub use suite::{MissingDataset, Suite, SuiteEntry};

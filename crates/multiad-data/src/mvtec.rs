@@ -22,16 +22,12 @@ pub fn load_mvtec(category_dir: &Path) -> Result<Dataset> {
         return Err(DataError::layout(category_dir, "MVTec AD category directory not found"));
     }
     let train_dir = category_dir.join("train").join("good");
-    let train_images = list_images(&train_dir).map_err(|_| {
-        DataError::layout(&train_dir, "missing train/good: an MVTec AD category needs normal training images there")
-    })?;
+    let train_images =
+        list_images(&train_dir).map_err(|_| DataError::layout(&train_dir, "missing train/good: an MVTec AD category needs normal training images there"))?;
     if train_images.is_empty() {
         return Err(DataError::layout(&train_dir, "train/good contains no images (png, jpg, tif, bmp)"));
     }
-    let train = train_images
-        .into_iter()
-        .map(|image| Sample { image, mask: None, label: Label::Normal, defect_type: "good".into() })
-        .collect();
+    let train = train_images.into_iter().map(|image| Sample { image, mask: None, label: Label::Normal, defect_type: "good".into() }).collect();
 
     let test_dir = category_dir.join("test");
     if !test_dir.is_dir() {
@@ -43,12 +39,7 @@ pub fn load_mvtec(category_dir: &Path) -> Result<Dataset> {
         let defect = defect_dir.file_name().unwrap().to_string_lossy().into_owned();
         let images = list_images(&defect_dir)?;
         if defect == "good" {
-            test.extend(images.into_iter().map(|image| Sample {
-                image,
-                mask: None,
-                label: Label::Normal,
-                defect_type: defect.clone(),
-            }));
+            test.extend(images.into_iter().map(|image| Sample { image, mask: None, label: Label::Normal, defect_type: defect.clone() }));
             continue;
         }
         let mask_dir = gt_dir.join(&defect);
@@ -56,10 +47,7 @@ pub fn load_mvtec(category_dir: &Path) -> Result<Dataset> {
             let stem = image.file_stem().unwrap().to_string_lossy();
             let mask = mask_dir.join(format!("{stem}_mask.png"));
             if !mask.is_file() {
-                return Err(DataError::file(
-                    &image,
-                    format!("anomalous test image has no mask; expected {}", mask.display()),
-                ));
+                return Err(DataError::file(&image, format!("anomalous test image has no mask; expected {}", mask.display())));
             }
             test.push(Sample { image, mask: Some(mask), label: Label::Anomalous, defect_type: defect.clone() });
         }
@@ -69,10 +57,7 @@ pub fn load_mvtec(category_dir: &Path) -> Result<Dataset> {
                 let name = mask.file_stem().unwrap().to_string_lossy();
                 let stem = name.strip_suffix("_mask").unwrap_or(&name);
                 if !test.iter().any(|s| s.mask.as_deref() == Some(mask.as_path())) {
-                    return Err(DataError::file(
-                        &mask,
-                        format!("mask has no test image; expected {}", defect_dir.join(format!("{stem}.png")).display()),
-                    ));
+                    return Err(DataError::file(&mask, format!("mask has no test image; expected {}", defect_dir.join(format!("{stem}.png")).display())));
                 }
             }
         }

@@ -77,8 +77,7 @@ pub struct MissingDataset {
 impl Suite {
     pub fn from_yaml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
-        let raw: SuiteFile =
-            serde_yaml_ng::from_str(&text).map_err(|e| DataError::file(path, format!("invalid suite: {e}")))?;
+        let raw: SuiteFile = serde_yaml_ng::from_str(&text).map_err(|e| DataError::file(path, format!("invalid suite: {e}")))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut datasets = Vec::new();
         for (i, v) in raw.datasets.into_iter().enumerate() {

@@ -255,8 +255,7 @@ pub fn generate(out_dir: &Path, cfg: &SynthConfig) -> Result<SynthReport> {
             let mut rng = stream(cfg, 1, i as u64);
             save(&to_rgb(&texture(&st, &mut rng, size), cfg.size), &tmp.join(format!("test/good/{i:03}.png")))
         })?;
-        let jobs: Vec<(usize, usize)> =
-            (0..DEFECTS.len()).flat_map(|d| (0..cfg.test_per_defect).map(move |i| (d, i))).collect();
+        let jobs: Vec<(usize, usize)> = (0..DEFECTS.len()).flat_map(|d| (0..cfg.test_per_defect).map(move |i| (d, i))).collect();
         jobs.into_par_iter().try_for_each(|(d, i)| {
             let mut rng = stream(cfg, 2 + d as u64, i as u64);
             let mut img = texture(&st, &mut rng, size);
@@ -272,10 +271,5 @@ pub fn generate(out_dir: &Path, cfg: &SynthConfig) -> Result<SynthReport> {
         return Err(e);
     }
     std::fs::rename(&tmp, &final_dir).map_err(|e| DataError::layout(&final_dir, format!("cannot move into place: {e}")))?;
-    Ok(SynthReport {
-        dir: final_dir,
-        train: cfg.train,
-        test_good: cfg.test_good,
-        test_defective: cfg.test_per_defect * DEFECTS.len(),
-    })
+    Ok(SynthReport { dir: final_dir, train: cfg.train, test_good: cfg.test_good, test_defective: cfg.test_per_defect * DEFECTS.len() })
 }

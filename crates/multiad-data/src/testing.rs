@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 /// below the checkout). Tests that need real data call this and skip,
 /// saying so, when it is absent.
 pub fn shared_dir(manifest_dir: &str) -> Option<PathBuf> {
-    let p = std::env::var_os("MULTIAD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(manifest_dir).join("../../../shared"));
+    let p = std::env::var_os("MULTIAD_SHARED").map(PathBuf::from).unwrap_or_else(|| Path::new(manifest_dir).join("../../../shared"));
     if p.is_dir() {
         Some(p)
     } else {

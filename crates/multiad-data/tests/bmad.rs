@@ -10,10 +10,7 @@ use multiad_data::{load_bmad, load_sample, BmadSplit, DatasetSpec, ImageConfig, 
 #[test]
 fn brain_lgg_bmad_has_its_documented_counts() {
     let Some(shared) = common::shared_dir() else { return };
-    let spec = DatasetSpec::from_yaml_file(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/datasets/brain_lgg_bmad.yaml"),
-    )
-    .unwrap();
+    let spec = DatasetSpec::from_yaml_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/datasets/brain_lgg_bmad.yaml")).unwrap();
     let data = shared.join("data");
     let test = spec.load(&data).unwrap();
     let root = data.join("brain_lgg_bmad");

@@ -6,9 +6,7 @@ mod common;
 use std::path::Path;
 
 use multiad_data::synth::{generate, SynthConfig};
-use multiad_data::{
-    check_all, load_mvtec, load_sample, BatchLoader, DatasetSpec, FolderSpec, ImageConfig, Label,
-};
+use multiad_data::{check_all, load_mvtec, load_sample, BatchLoader, DatasetSpec, FolderSpec, ImageConfig, Label};
 
 fn small(category: &str, seed: u64) -> SynthConfig {
     SynthConfig { category: category.into(), seed, size: 64, train: 6, test_good: 3, test_per_defect: 2 }
@@ -81,9 +79,7 @@ fn batches_have_the_configured_shape_and_order() {
     assert!(v.iter().all(|x| (-2.2..=2.7).contains(x)));
 
     // A shuffled epoch visits every sample once, in an order fixed by the seed.
-    let order = |seed| -> Vec<usize> {
-        BatchLoader::new(ds.test.clone(), cfg, 4).shuffled(seed).iter().flat_map(|b| b.unwrap().indices).collect()
-    };
+    let order = |seed| -> Vec<usize> { BatchLoader::new(ds.test.clone(), cfg, 4).shuffled(seed).iter().flat_map(|b| b.unwrap().indices).collect() };
     let (o1, o2, o3) = (order(7), order(7), order(8));
     assert_eq!(o1, o2);
     assert_ne!(o1, o3);
@@ -113,11 +109,11 @@ fn folder_layout_with_separate_mask_dir_and_suffix() {
     for (i, d) in ["hole", "scratch"].iter().enumerate() {
         for j in 0..2 {
             std::fs::copy(src.join(format!("test/{d}/{j:03}.png")), root.join(format!("ng/a{i}{j}.png"))).unwrap();
-            std::fs::copy(src.join(format!("ground_truth/{d}/{j:03}_mask.png")), root.join(format!("masks/a{i}{j}_gt.png")))
-                .unwrap();
+            std::fs::copy(src.join(format!("ground_truth/{d}/{j:03}_mask.png")), root.join(format!("masks/a{i}{j}_gt.png"))).unwrap();
         }
     }
-    let yaml = "loader: folder\npath: mine\nnormal: [ok]\nabnormal:\n  - dir: ng\n    mask_dir: masks\nmasks:\n  suffix: _gt\ntest_fraction: 0.5\nsplit_seed: 4\n";
+    let yaml =
+        "loader: folder\npath: mine\nnormal: [ok]\nabnormal:\n  - dir: ng\n    mask_dir: masks\nmasks:\n  suffix: _gt\ntest_fraction: 0.5\nsplit_seed: 4\n";
     std::fs::write(tmp.path().join("spec.yaml"), yaml).unwrap();
     let spec = DatasetSpec::from_yaml_file(&tmp.path().join("spec.yaml")).unwrap();
     let ds = spec.load(tmp.path()).unwrap();
@@ -143,10 +139,7 @@ fn folder_layout_with_separate_mask_dir_and_suffix() {
 #[test]
 fn magnetic_tile_loads_as_it_is() {
     let Some(shared) = common::shared_dir() else { return };
-    let spec = DatasetSpec::from_yaml_file(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/datasets/magnetic_tile.yaml"),
-    )
-    .unwrap();
+    let spec = DatasetSpec::from_yaml_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/datasets/magnetic_tile.yaml")).unwrap();
     assert_eq!(spec, DatasetSpec::Folder(FolderSpec::magnetic_tile("magnetic_tile")));
     let ds = spec.load(&shared.join("data")).unwrap();
     let s = ds.summary();
@@ -155,14 +148,7 @@ fn magnetic_tile_loads_as_it_is() {
     let counts: Vec<_> = s.test_by_defect.iter().map(|d| (d.defect_type.as_str(), d.images, d.masks)).collect();
     assert_eq!(
         counts,
-        vec![
-            ("MT_Blowhole", 115, 115),
-            ("MT_Break", 85, 85),
-            ("MT_Crack", 57, 57),
-            ("MT_Fray", 32, 32),
-            ("MT_Uneven", 103, 103),
-            ("good", 190, 0)
-        ]
+        vec![("MT_Blowhole", 115, 115), ("MT_Break", 85, 85), ("MT_Crack", 57, 57), ("MT_Fray", 32, 32), ("MT_Uneven", 103, 103), ("good", 190, 0)]
     );
     // Images are grayscale JPEGs of varying size; masks threshold at > 127.
     let cfg = ImageConfig::square(64);

@@ -42,9 +42,7 @@ pub fn metrics_by_defect_type(images: &[ScoredImage], width: usize, height: usiz
     for s in images.iter().filter(|s| s.anomalous) {
         types.entry(s.defect_type).or_default().push(s);
     }
-    let defect_pixels = |group: &[&ScoredImage]| -> usize {
-        group.iter().filter(|s| has_map(s)).map(|s| s.mask.iter().filter(|&&m| m != 0).count()).sum()
-    };
+    let defect_pixels = |group: &[&ScoredImage]| -> usize { group.iter().filter(|s| has_map(s)).map(|s| s.mask.iter().filter(|&&m| m != 0).count()).sum() };
     let all_defect_pixels: usize = types.values().map(|g| defect_pixels(g)).sum();
     // The normal images' pixels are the negatives of every type: collected once.
     let mut normal_pixels = BinaryScores::new();

@@ -88,9 +88,5 @@ pub fn load_with<T>(
     if failures.is_empty() {
         return Ok(None);
     }
-    bail!(
-        "no usable checkpoint in {}: {}. Start the run afresh in another --out",
-        run.dir.display(),
-        failures.join("; ")
-    )
+    bail!("no usable checkpoint in {}: {}. Start the run afresh in another --out", run.dir.display(), failures.join("; "))
 }

@@ -38,14 +38,7 @@ pub struct EpochPlan<'a> {
     pub lr_key: &'a str,
 }
 
-pub fn train_epochs(
-    model: &mut dyn EpochModel,
-    plan: &EpochPlan,
-    run: &RunDir,
-    train: &[Sample],
-    opts: FitOptions,
-    log: &mut dyn Write,
-) -> Result<FitOutcome> {
+pub fn train_epochs(model: &mut dyn EpochModel, plan: &EpochPlan, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
     let mut start = 0;
     if opts.resume {
         if let Some(((), done)) = checkpoint::load_with(run, &Device::Cpu, log, |t, path| model.restore(t, path))? {
@@ -66,9 +59,7 @@ pub fn train_epochs(
         let t0 = Instant::now();
         // The order depends on seed and epoch only: a resumed run sees the
         // batches an uninterrupted one would.
-        let loader = BatchLoader::new(train.to_vec(), plan.image, bs)
-            .shuffled(plan.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64))
-            .drop_last(true);
+        let loader = BatchLoader::new(train.to_vec(), plan.image, bs).shuffled(plan.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)).drop_last(true);
         let nb = loader.num_batches();
         let mut sum = 0.0;
         for (k, b) in loader.iter().enumerate() {

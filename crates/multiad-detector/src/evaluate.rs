@@ -163,8 +163,7 @@ pub fn test(model: &dyn Detector, run: &RunDir, opts: &TestOptions, log: &mut dy
     if img_cfg.width != img_cfg.height {
         bail!("{}: test needs square inputs, the method asks for {}x{}", run.dir.display(), img_cfg.width, img_cfg.height);
     }
-    check_all(&dataset.test, &img_cfg)
-        .with_context(|| format!("{}: the test images do not all load; fix or remove them", dataset.root.display()))?;
+    check_all(&dataset.test, &img_cfg).with_context(|| format!("{}: the test images do not all load; fix or remove them", dataset.root.display()))?;
     let loader = BatchLoader::new(dataset.test.clone(), img_cfg, model.batch_size());
     let mut image_scores = BinaryScores::new();
     let mut pixel = BinaryScores::new();
@@ -213,8 +212,7 @@ pub fn test(model: &dyn Detector, run: &RunDir, opts: &TestOptions, log: &mut dy
     let pixel_sorted = has_masks.then(|| pixel.into_sorted());
     let (pixel_auroc, pixel_f1, pro) = match &pixel_sorted {
         Some(p) => {
-            let views: Vec<AnomalyMap> =
-                pro_maps.iter().map(|(s, m)| AnomalyMap { scores: s, mask: m, width: size, height: size }).collect();
+            let views: Vec<AnomalyMap> = pro_maps.iter().map(|(s, m)| AnomalyMap { scores: s, mask: m, width: size, height: size }).collect();
             (Some(p.auroc()?), Some(p.f1_max()?), Some(aupro(&views, DEFAULT_FPR_LIMIT)?))
         }
         None => (None, None, None),
@@ -356,7 +354,11 @@ fn write_curves(
     }
     let (mut normal, mut anomalous) = (Vec::new(), Vec::new());
     for (s, &v) in test.iter().zip(scores) {
-        if s.label == Label::Anomalous { anomalous.push(v) } else { normal.push(v) }
+        if s.label == Label::Anomalous {
+            anomalous.push(v)
+        } else {
+            normal.push(v)
+        }
     }
     // Image scores: the line is the image-level F1-optimal threshold.
     crate::results::write_figure(&dir, "score_histogram", &score_histogram(&normal, &anomalous, m.f1_threshold)?)
@@ -370,11 +372,7 @@ pub fn output_names(images: &[PathBuf]) -> Vec<String> {
     let parent = |p: &PathBuf| p.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let count = |names: &[String], n: &String| names.iter().filter(|m| *m == n).count();
     let stems: Vec<String> = images.iter().map(stem).collect();
-    let mut names: Vec<String> = images
-        .iter()
-        .zip(&stems)
-        .map(|(p, s)| if count(&stems, s) > 1 { format!("{}_{s}", parent(p)) } else { s.clone() })
-        .collect();
+    let mut names: Vec<String> = images.iter().zip(&stems).map(|(p, s)| if count(&stems, s) > 1 { format!("{}_{s}", parent(p)) } else { s.clone() }).collect();
     let snapshot = names.clone();
     for (i, n) in names.iter_mut().enumerate() {
         if count(&snapshot, n) > 1 {

@@ -35,9 +35,5 @@ pub fn read_history(run: &RunDir) -> Result<Vec<EpochLog>> {
         return Ok(Vec::new());
     }
     let text = std::fs::read_to_string(&path)?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).with_context(|| format!("{}: bad line {l:?}", path.display())))
-        .collect()
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).with_context(|| format!("{}: bad line {l:?}", path.display()))).collect()
 }
-

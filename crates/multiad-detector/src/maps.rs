@@ -21,11 +21,7 @@ pub fn upsample_smooth_max(patch: &Tensor, size: usize, sigma: f64) -> Result<(T
 
 /// Reads a method's YAML config into `T` and validates it, naming the file
 /// and the key in errors.
-pub fn parse_config<T: serde::de::DeserializeOwned>(
-    text: &str,
-    path: &Path,
-    validate: impl Fn(&T) -> std::result::Result<(), String>,
-) -> anyhow::Result<T> {
+pub fn parse_config<T: serde::de::DeserializeOwned>(text: &str, path: &Path, validate: impl Fn(&T) -> std::result::Result<(), String>) -> anyhow::Result<T> {
     let c: T = serde_yaml_ng::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     validate(&c).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
     Ok(c)

@@ -84,9 +84,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// bytes: temporary file, flushed, renamed; removed again when writing fails.
 pub fn save_tensors_atomic(tensors: &std::collections::HashMap<String, candle_core::Tensor>, path: &Path) -> Result<()> {
     let tmp = tmp_path(path);
-    let written = candle_core::safetensors::save(tensors, &tmp)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| Ok(std::fs::File::open(&tmp)?.sync_all()?));
+    let written = candle_core::safetensors::save(tensors, &tmp).map_err(anyhow::Error::from).and_then(|()| Ok(std::fs::File::open(&tmp)?.sync_all()?));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(e.context(format!("writing {}", path.display())));
@@ -124,10 +122,7 @@ impl RunDir {
             let nonempty = std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true);
             if nonempty {
                 if dir.join("config.yaml").exists() {
-                    bail!(
-                        "{} already holds a run; pass --resume to continue it, or choose another --out",
-                        dir.display()
-                    );
+                    bail!("{} already holds a run; pass --resume to continue it, or choose another --out", dir.display());
                 }
                 bail!("{} exists and is not empty; choose another --out", dir.display());
             }

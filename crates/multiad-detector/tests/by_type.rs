@@ -8,7 +8,13 @@ fn pairwise_auroc(neg: &[f32], pos: &[f32]) -> f64 {
     let mut wins = 0.0;
     for &p in pos {
         for &n in neg {
-            wins += if p > n { 1.0 } else if p == n { 0.5 } else { 0.0 };
+            wins += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
         }
     }
     wins / (pos.len() * neg.len()) as f64

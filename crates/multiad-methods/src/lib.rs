@@ -23,13 +23,48 @@ pub struct MethodInfo {
 }
 
 pub const METHODS: &[MethodInfo] = &[
-    MethodInfo { name: multiad::METHOD, label: "Multi-AD", about: "teacher-student distillation with SE, discriminator and MFF (this project's paper)", trains: true },
-    MethodInfo { name: multiad_padim::METHOD, label: "PaDiM", about: "per-position Gaussians of pretrained features, Mahalanobis distance (Defard et al. 2020)", trains: false },
-    MethodInfo { name: multiad_stfpm::METHOD, label: "STFPM", about: "student-teacher feature pyramid matching, ResNet-18 student from scratch (Wang et al. 2021)", trains: true },
-    MethodInfo { name: multiad_rd4ad::METHOD, label: "RD4AD", about: "reverse distillation from a one-class bottleneck embedding (Deng & Li 2022)", trains: true },
-    MethodInfo { name: multiad_simplenet::METHOD, label: "SimpleNet", about: "feature adaptor and a discriminator against noise-made anomalous features (Liu et al. 2023)", trains: true },
-    MethodInfo { name: multiad_mkd::METHOD, label: "MKD", about: "multiresolution knowledge distillation from VGG-16 into a cloner, gradient saliency maps (Salehi et al. 2021)", trains: true },
-    MethodInfo { name: multiad_patchcore::METHOD, label: "PatchCore", about: "coreset memory bank of locally aware patch features, nearest-neighbour distance (Roth et al. 2022)", trains: false },
+    MethodInfo {
+        name: multiad::METHOD,
+        label: "Multi-AD",
+        about: "teacher-student distillation with SE, discriminator and MFF (this project's paper)",
+        trains: true,
+    },
+    MethodInfo {
+        name: multiad_padim::METHOD,
+        label: "PaDiM",
+        about: "per-position Gaussians of pretrained features, Mahalanobis distance (Defard et al. 2020)",
+        trains: false,
+    },
+    MethodInfo {
+        name: multiad_stfpm::METHOD,
+        label: "STFPM",
+        about: "student-teacher feature pyramid matching, ResNet-18 student from scratch (Wang et al. 2021)",
+        trains: true,
+    },
+    MethodInfo {
+        name: multiad_rd4ad::METHOD,
+        label: "RD4AD",
+        about: "reverse distillation from a one-class bottleneck embedding (Deng & Li 2022)",
+        trains: true,
+    },
+    MethodInfo {
+        name: multiad_simplenet::METHOD,
+        label: "SimpleNet",
+        about: "feature adaptor and a discriminator against noise-made anomalous features (Liu et al. 2023)",
+        trains: true,
+    },
+    MethodInfo {
+        name: multiad_mkd::METHOD,
+        label: "MKD",
+        about: "multiresolution knowledge distillation from VGG-16 into a cloner, gradient saliency maps (Salehi et al. 2021)",
+        trains: true,
+    },
+    MethodInfo {
+        name: multiad_patchcore::METHOD,
+        label: "PatchCore",
+        about: "coreset memory bank of locally aware patch features, nearest-neighbour distance (Roth et al. 2022)",
+        trains: false,
+    },
 ];
 
 pub fn info(name: &str) -> Result<&'static MethodInfo> {

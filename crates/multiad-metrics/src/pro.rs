@@ -50,13 +50,7 @@ fn prepare(maps: &[AnomalyMap]) -> Result<Prepared, MetricError> {
         let len = m.width * m.height;
         if m.scores.len() != len || m.mask.len() != len {
             return Err(MetricError::Shape {
-                what: format!(
-                    "map {n}: {}x{} needs {len} values, got {} scores and {} mask pixels",
-                    m.width,
-                    m.height,
-                    m.scores.len(),
-                    m.mask.len()
-                ),
+                what: format!("map {n}: {}x{} needs {len} values, got {} scores and {} mask pixels", m.width, m.height, m.scores.len(), m.mask.len()),
             });
         }
         if let Some(i) = m.scores.iter().position(|s| s.is_nan()) {

@@ -39,9 +39,7 @@ impl BinaryScores {
     /// Adds a whole map: `mask[i] != 0` marks pixel `i` anomalous.
     pub fn push_map(&mut self, scores: &[f32], mask: &[u8]) -> Result<(), MetricError> {
         if scores.len() != mask.len() {
-            return Err(MetricError::Shape {
-                what: format!("{} scores but {} mask pixels", scores.len(), mask.len()),
-            });
+            return Err(MetricError::Shape { what: format!("{} scores but {} mask pixels", scores.len(), mask.len()) });
         }
         if let Some(i) = scores.iter().position(|s| s.is_nan()) {
             return Err(MetricError::NaN { index: self.seen + i });

@@ -74,11 +74,7 @@ pub fn radix_sort<T: RadixItem>(items: &mut Vec<T>) {
             sum += c;
         }
         let shift = pass as u32 * DIGIT_BITS;
-        let (src, dst) = if src_is_items {
-            (&items[..], &mut scratch[..])
-        } else {
-            (&scratch[..], &mut items[..])
-        };
+        let (src, dst) = if src_is_items { (&items[..], &mut scratch[..]) } else { (&scratch[..], &mut items[..]) };
         for it in src {
             let d = ((it.key() >> shift) as usize) & (BUCKETS - 1);
             dst[offsets[d]] = *it;
@@ -97,18 +93,7 @@ mod tests {
 
     #[test]
     fn keys_preserve_order() {
-        let xs = [
-            f32::NEG_INFINITY,
-            -1e30,
-            -1.5,
-            -f32::MIN_POSITIVE,
-            0.0,
-            f32::MIN_POSITIVE,
-            0.25,
-            1.0,
-            3e38,
-            f32::INFINITY,
-        ];
+        let xs = [f32::NEG_INFINITY, -1e30, -1.5, -f32::MIN_POSITIVE, 0.0, f32::MIN_POSITIVE, 0.25, 1.0, 3e38, f32::INFINITY];
         for w in xs.windows(2) {
             assert!(key_of(w[0]) < key_of(w[1]), "{} vs {}", w[0], w[1]);
         }

@@ -36,10 +36,7 @@ fn auroc_equals_pairwise_count_with_ties() {
         let n = 50 + trial * 37;
         // Quantised scores force many ties; positives shifted up a little.
         let y: Vec<bool> = (0..n).map(|_| rng.random_bool(0.3)).collect();
-        let s: Vec<f32> = y
-            .iter()
-            .map(|&p| ((rng.random::<f32>() + if p { 0.3 } else { 0.0 }) * 10.0).round() / 10.0)
-            .collect();
+        let s: Vec<f32> = y.iter().map(|&p| ((rng.random::<f32>() + if p { 0.3 } else { 0.0 }) * 10.0).round() / 10.0).collect();
         if !y.iter().any(|&v| v) || y.iter().all(|&v| v) {
             continue;
         }
@@ -80,11 +77,7 @@ fn brute_aupro(maps: &[(Vec<f32>, Vec<u8>, usize, usize)], limit: f64) -> f64 {
     let mut ys = vec![0.0];
     for &t in &ts {
         let fpr = normal.iter().filter(|&&i| all[i] >= t).count() as f64 / normal.len() as f64;
-        let pro = regions
-            .iter()
-            .map(|r| r.iter().filter(|&&i| all[i] >= t).count() as f64 / r.len() as f64)
-            .sum::<f64>()
-            / regions.len() as f64;
+        let pro = regions.iter().map(|r| r.iter().filter(|&&i| all[i] >= t).count() as f64 / r.len() as f64).sum::<f64>() / regions.len() as f64;
         xs.push(fpr);
         ys.push(pro);
     }
@@ -119,10 +112,7 @@ fn random_maps(rng: &mut ChaCha8Rng, n: usize, w: usize, h: usize) -> Vec<(Vec<f
                     }
                 }
             }
-            let s = m
-                .iter()
-                .map(|&v| ((rng.random::<f32>() + 0.4 * v as f32) * 20.0).round() / 20.0)
-                .collect();
+            let s = m.iter().map(|&v| ((rng.random::<f32>() + 0.4 * v as f32) * 20.0).round() / 20.0).collect();
             (s, m, w, h)
         })
         .collect()
@@ -133,10 +123,7 @@ fn aupro_equals_direct_thresholding() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     for trial in 0..8 {
         let maps = random_maps(&mut rng, 3 + trial, 12, 9);
-        let views: Vec<AnomalyMap> = maps
-            .iter()
-            .map(|(s, m, w, h)| AnomalyMap { scores: s, mask: m, width: *w, height: *h })
-            .collect();
+        let views: Vec<AnomalyMap> = maps.iter().map(|(s, m, w, h)| AnomalyMap { scores: s, mask: m, width: *w, height: *h }).collect();
         for limit in [0.3, 0.05, 1.0] {
             let fast = aupro(&views, limit).unwrap();
             let slow = brute_aupro(&maps, limit);

@@ -87,7 +87,9 @@ fn the_score_gradient_matches_finite_differences() {
 fn bad_configs_name_the_key() {
     let p = Path::new("mkd.yaml");
     let base = "method: mkd\nbackbone: {kind: random_vgg16}\n";
-    for (extra, key) in [("score_layers: [7]\n", "score_layers"), ("lambda: -1\n", "lambda"), ("localization: lime\n", "lime"), ("cloner_convs: [2, 0]\n", "cloner_convs")] {
+    for (extra, key) in
+        [("score_layers: [7]\n", "score_layers"), ("lambda: -1\n", "lambda"), ("localization: lime\n", "lime"), ("cloner_convs: [2, 0]\n", "cloner_convs")]
+    {
         let e = MkdConfig::from_yaml_str(&format!("{base}{extra}"), p).err().unwrap().to_string();
         assert!(e.contains("mkd.yaml") && e.contains(key), "{extra:?}: {e}");
     }

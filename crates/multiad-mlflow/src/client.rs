@@ -96,10 +96,7 @@ impl Client {
         let tags: Vec<Value> = tags.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect();
         let v = self.post("runs/create", &json!({ "experiment_id": experiment_id, "run_name": name, "start_time": now_ms(), "tags": tags }))?;
         let info = &v["run"]["info"];
-        Ok((
-            info["run_id"].as_str().context("runs/create: no run_id")?.to_string(),
-            info["artifact_uri"].as_str().unwrap_or_default().to_string(),
-        ))
+        Ok((info["run_id"].as_str().context("runs/create: no run_id")?.to_string(), info["artifact_uri"].as_str().unwrap_or_default().to_string()))
     }
 
     /// Params and metrics, in as many `log-batch` requests as MLflow's limits need.

@@ -24,8 +24,8 @@ use multiad_detector::history::read_history;
 use multiad_detector::{write_atomic, RunDir};
 use serde::{Deserialize, Serialize};
 
-pub use client::{Client, Metric};
 use client::{now_ms, MAX_PARAM_VALUE};
+pub use client::{Client, Metric};
 
 /// What to do when the server cannot be reached or refuses a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

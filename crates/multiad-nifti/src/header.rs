@@ -159,30 +159,20 @@ impl Fields<'_> {
 impl Header {
     pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Header> {
         if bytes.len() < HEADER_SIZE {
-            return Err(NiftiError::new(
-                path,
-                format!("{} bytes: too short for a NIfTI-1 header (348 bytes); truncated or not NIfTI", bytes.len()),
-            ));
+            return Err(NiftiError::new(path, format!("{} bytes: too short for a NIfTI-1 header (348 bytes); truncated or not NIfTI", bytes.len())));
         }
         let le = i32::from_le_bytes(bytes[0..4].try_into().unwrap());
         let be = i32::from_be_bytes(bytes[0..4].try_into().unwrap());
         let big = match (le, be) {
             (348, _) => false,
             (_, 348) => true,
-            (540, _) | (_, 540) => {
-                return Err(NiftiError::new(path, "a NIfTI-2 file: only NIfTI-1 is supported (convert with nibabel or fslchfiletype)"))
-            }
+            (540, _) | (_, 540) => return Err(NiftiError::new(path, "a NIfTI-2 file: only NIfTI-1 is supported (convert with nibabel or fslchfiletype)")),
             _ => return Err(NiftiError::new(path, format!("not a NIfTI-1 file: sizeof_hdr is {le}, expected 348"))),
         };
         let magic = &bytes[344..348];
         match magic {
             b"n+1\0" => {}
-            b"ni1\0" => {
-                return Err(NiftiError::new(
-                    path,
-                    "header of a .hdr/.img pair (magic ni1): only single-file .nii/.nii.gz is supported",
-                ))
-            }
+            b"ni1\0" => return Err(NiftiError::new(path, "header of a .hdr/.img pair (magic ni1): only single-file .nii/.nii.gz is supported")),
             _ => {
                 return Err(NiftiError::new(
                     path,
@@ -202,9 +192,8 @@ impl Header {
             return Err(NiftiError::new(path, format!("dim[{bad}] = {} in dimensions {:?}", dim[bad], &dim[1..=dim[0] as usize])));
         }
         let code = f.i16(70);
-        let datatype = DataType::from_code(code).ok_or_else(|| {
-            NiftiError::new(path, format!("datatype {code} is not supported (complex, RGB and 128-bit types are not)"))
-        })?;
+        let datatype = DataType::from_code(code)
+            .ok_or_else(|| NiftiError::new(path, format!("datatype {code} is not supported (complex, RGB and 128-bit types are not)")))?;
         let mut pixdim = [0f32; 8];
         for (i, p) in pixdim.iter_mut().enumerate() {
             *p = f.f32(76 + 4 * i);

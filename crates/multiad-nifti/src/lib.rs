@@ -104,9 +104,7 @@ pub fn from_bytes(raw: &[u8], path: &Path) -> Result<Volume> {
     let gz = raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b;
     let gunzipped;
     let bytes: &[u8] = if gz {
-        let corrupt = |e: std::io::Error| {
-            NiftiError::new(path, format!("gzip stream is truncated or corrupt ({e}); re-download or re-compress the file"))
-        };
+        let corrupt = |e: std::io::Error| NiftiError::new(path, format!("gzip stream is truncated or corrupt ({e}); re-download or re-compress the file"));
         let mut stream = flate2::read::MultiGzDecoder::new(raw);
         let mut head = Vec::with_capacity(header::HEADER_SIZE);
         (&mut stream).take(header::HEADER_SIZE as u64).read_to_end(&mut head).map_err(corrupt)?;
@@ -179,13 +177,7 @@ pub struct WriteSpec {
 impl WriteSpec {
     /// A float32 volume with an identity affine.
     pub fn float(shape: [usize; 3]) -> Self {
-        WriteSpec {
-            shape,
-            datatype: DataType::Float32,
-            slope: 1.0,
-            inter: 0.0,
-            affine: [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]],
-        }
+        WriteSpec { shape, datatype: DataType::Float32, slope: 1.0, inter: 0.0, affine: [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]] }
     }
 }
 

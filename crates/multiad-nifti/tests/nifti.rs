@@ -16,14 +16,7 @@ fn every_datatype_round_trips_plain_and_gzipped() {
     let t = tempfile::tempdir().unwrap();
     let shape = [4, 3, 5];
     let values = ramp(60);
-    for dt in [
-        DataType::Int8,
-        DataType::Int16,
-        DataType::Int32,
-        DataType::Int64,
-        DataType::Float32,
-        DataType::Float64,
-    ] {
+    for dt in [DataType::Int8, DataType::Int16, DataType::Int32, DataType::Int64, DataType::Float32, DataType::Float64] {
         for name in ["v.nii", "v.nii.gz"] {
             let p = t.path().join(format!("{dt:?}-{name}"));
             write(&p, &WriteSpec { datatype: dt, ..WriteSpec::float(shape) }, &values).unwrap();
@@ -104,10 +97,7 @@ fn slices_follow_nibabel_indexing_and_the_affine_names_the_axial_axis() {
     let [nx, ny, nz] = [3usize, 4, 2];
     let vals: Vec<f32> = (0..nx * ny * nz).map(|i| i as f32).collect();
     // Axis 1 runs along world z (a coronal-stored volume).
-    let spec = WriteSpec {
-        affine: [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -2.0, 0.0, 0.0]],
-        ..WriteSpec::float([nx, ny, nz])
-    };
+    let spec = WriteSpec { affine: [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -2.0, 0.0, 0.0]], ..WriteSpec::float([nx, ny, nz]) };
     write(&p, &spec, &vals).unwrap();
     let v = read(&p).unwrap();
     assert_eq!(v.axial_axis(), 1);

@@ -96,9 +96,7 @@ impl Adam {
 
     /// Restores what [`Adam::state`] saved; a missing tensor is an error naming it.
     pub fn load_state(&mut self, t: &HashMap<String, Tensor>, prefix: &str) -> Result<()> {
-        let get = |k: String| -> Result<Tensor> {
-            t.get(&k).cloned().ok_or_else(|| candle_core::Error::Msg(format!("optimiser state `{k}` is missing")))
-        };
+        let get = |k: String| -> Result<Tensor> { t.get(&k).cloned().ok_or_else(|| candle_core::Error::Msg(format!("optimiser state `{k}` is missing"))) };
         for (i, (name, var)) in self.vars.iter().enumerate() {
             let m = get(format!("{prefix}m.{name}"))?;
             let v = get(format!("{prefix}v.{name}"))?;

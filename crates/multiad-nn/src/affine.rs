@@ -45,7 +45,6 @@ impl Activation {
             Activation::Relu6 => (0.0, 6.0),
         }
     }
-
 }
 
 /// Clamps to [lo, hi] with comparisons rather than `max`/`min`, so that a
@@ -312,7 +311,8 @@ impl CustomOp2 for PlaneDot {
         let a = crate::cpu::f32_values(a_s, al, "plane dot: lhs")?;
         let b = crate::cpu::f32_values(b_s, bl, "plane dot: rhs")?;
         // f64 sums: a plane holds up to 64x64 (or more) products.
-        let dots: Vec<f32> = a.par_chunks(len).zip(b.par_chunks(len)).map(|(a, b)| a.iter().zip(b).map(|(&u, &v)| (u * v) as f64).sum::<f64>() as f32).collect();
+        let dots: Vec<f32> =
+            a.par_chunks(len).zip(b.par_chunks(len)).map(|(a, b)| a.iter().zip(b).map(|(&u, &v)| (u * v) as f64).sum::<f64>() as f32).collect();
         Ok((CpuStorage::F32(dots), Shape::from(planes)))
     }
 }
@@ -332,11 +332,13 @@ pub fn plane_scale_residual(x: &Tensor, s: &Tensor, r: &Tensor, act: Activation)
 /// The same with candle's ops (other devices; the tests' reference).
 pub fn plane_scale_residual_composed(x: &Tensor, s: &Tensor, r: &Tensor, act: Activation) -> Result<Tensor> {
     let (n, c) = (x.dim(0)?, x.dim(1)?);
-    let shape: Vec<usize> = (0..x.rank()).map(|i| match i {
-        0 => n,
-        1 => c,
-        _ => 1,
-    }).collect();
+    let shape: Vec<usize> = (0..x.rank())
+        .map(|i| match i {
+            0 => n,
+            1 => c,
+            _ => 1,
+        })
+        .collect();
     let y = (x.broadcast_mul(&s.reshape(shape.as_slice())?)? + r)?;
     act.apply_composed(y)
 }

@@ -120,9 +120,7 @@ impl CustomOp3 for BnTrain {
         let (gs, gl) = grad.storage_and_layout();
         let (xs, xl) = x.storage_and_layout();
         let (ys, yl) = y.storage_and_layout();
-        let (Storage::Cpu(gs), Storage::Cpu(xs), Storage::Cpu(ys)) = (&*gs, &*xs, &*ys) else {
-            candle_core::bail!("batch norm: CPU tensors expected")
-        };
+        let (Storage::Cpu(gs), Storage::Cpu(xs), Storage::Cpu(ys)) = (&*gs, &*xs, &*ys) else { candle_core::bail!("batch norm: CPU tensors expected") };
         let (dy_in, xv, yv) = (slice(gs, gl, "gradient")?, slice(xs, xl, "input")?, slice(ys, yl, "output")?);
         // Through the fused ReLU: no gradient where the output was clamped.
         let masked: Vec<f32>;

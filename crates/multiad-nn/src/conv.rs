@@ -16,9 +16,9 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, T
 
 use crate::cpu::{f32_values, with_f32};
 use crate::sgemm;
+use candle_nn::VarBuilder;
 use gemm::Parallelism;
 use rayon::prelude::*;
-use candle_nn::VarBuilder;
 
 #[derive(Debug, Clone, Copy)]
 struct ConvParams {
@@ -157,9 +157,7 @@ fn tap_reaches_input(k: usize, p: usize, s: usize, n: usize, out: usize) -> bool
 impl Unfold {
     #[allow(clippy::too_many_arguments)]
     fn new(c: usize, h: usize, w: usize, kh: usize, kw: usize, oh: usize, ow: usize, p: usize, s: usize, d: usize) -> Self {
-        let taps = (0..kh * kw)
-            .filter(|&t| tap_reaches_input((t / kw) * d, p, s, h, oh) && tap_reaches_input((t % kw) * d, p, s, w, ow))
-            .collect();
+        let taps = (0..kh * kw).filter(|&t| tap_reaches_input((t / kw) * d, p, s, h, oh) && tap_reaches_input((t % kw) * d, p, s, w, ow)).collect();
         Self { c, h, w, kh, kw, oh, ow, p, s, d, taps }
     }
 
@@ -285,7 +283,17 @@ fn out_size(n: usize, k: usize, p: usize, s: usize, d: usize) -> Result<usize> {
 /// rows are `dst_rs` apart, lhs and rhs are given by their row and column
 /// strides. Through [`crate::sgemm`] (the `gemm` crate unless `MULTIAD_GEMM` says).
 #[allow(clippy::too_many_arguments)]
-fn gemm_into(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: (&[f32], usize, usize), rhs: (&[f32], usize, usize), accumulate: bool, par: Parallelism) {
+fn gemm_into(
+    dst: &mut [f32],
+    dst_rs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    accumulate: bool,
+    par: Parallelism,
+) {
     let a = sgemm::Mat { data: lhs.0, rs: lhs.1, cs: lhs.2 };
     let b = sgemm::Mat { data: rhs.0, rs: rhs.1, cs: rhs.2 };
     sgemm::gemm(sgemm::Backend::chosen(), dst, dst_rs, m, n, k, a, b, accumulate, par);
@@ -310,7 +318,15 @@ fn per_image(dst: &mut [f32], dst_chunk: usize, src: &[f32], src_chunk: usize, p
 /// y_b = W (Cout, C*K*K) · cols_b (C*K*K, OH*OW), written straight into the
 /// output buffer, band by band of output rows (1x1 stride-1 convolutions
 /// need no unfolding: x_b is its own patch matrix).
-fn conv_forward(x: &[f32], xd: (usize, usize, usize, usize), w: &[f32], wd: (usize, usize, usize, usize), p: usize, s: usize, d: usize) -> Result<(Vec<f32>, Shape)> {
+fn conv_forward(
+    x: &[f32],
+    xd: (usize, usize, usize, usize),
+    w: &[f32],
+    wd: (usize, usize, usize, usize),
+    p: usize,
+    s: usize,
+    d: usize,
+) -> Result<(Vec<f32>, Shape)> {
     let (b, c, h, wid) = xd;
     let (cout, cin, kh, kw) = wd;
     if cin != c {

@@ -32,9 +32,7 @@ fn is_buffer(name: &str) -> bool {
 
 impl ParamStore {
     pub fn new(seed: u64) -> Self {
-        Self {
-            inner: Arc::new(Inner { vars: Mutex::new(BTreeMap::new()), rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)) }),
-        }
+        Self { inner: Arc::new(Inner { vars: Mutex::new(BTreeMap::new()), rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)) }) }
     }
 
     /// A candle-nn `VarBuilder` whose variables live in this store.
@@ -78,12 +76,7 @@ impl ParamStore {
                 candle_core::bail!("{}: tensor `{key}` is missing", source.display());
             };
             if t.dims() != var.dims() {
-                candle_core::bail!(
-                    "{}: tensor `{key}` has shape {:?}, expected {:?}",
-                    source.display(),
-                    t.dims(),
-                    var.dims()
-                );
+                candle_core::bail!("{}: tensor `{key}` has shape {:?}, expected {:?}", source.display(), t.dims(), var.dims());
             }
             var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
         }

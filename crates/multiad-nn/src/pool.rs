@@ -100,21 +100,19 @@ impl CustomOp3 for MaxPoolBackward {
         let (oh, ow) = (g.out(h), g.out(w));
         let cols: Vec<std::ops::Range<usize>> = (0..ow).map(|ox| g.window(ox, w)).collect();
         let mut gx = vec![0f32; n * c * h * w];
-        gx.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).zip(y.par_chunks(oh * ow).zip(gy.par_chunks(oh * ow))).for_each(
-            |((gp, plane), (yp, go))| {
-                for oy in 0..oh {
-                    let rows = g.window(oy, h);
-                    for (ox, span) in cols.iter().enumerate() {
-                        let m = yp[oy * ow + ox];
-                        let hit = |v: f32| v == m || (m.is_nan() && v.is_nan());
-                        let at = rows.clone().find_map(|r| span.clone().find(|&i| hit(plane[r * w + i])).map(|i| r * w + i));
-                        if let Some(i) = at {
-                            gp[i] += go[oy * ow + ox];
-                        }
+        gx.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).zip(y.par_chunks(oh * ow).zip(gy.par_chunks(oh * ow))).for_each(|((gp, plane), (yp, go))| {
+            for oy in 0..oh {
+                let rows = g.window(oy, h);
+                for (ox, span) in cols.iter().enumerate() {
+                    let m = yp[oy * ow + ox];
+                    let hit = |v: f32| v == m || (m.is_nan() && v.is_nan());
+                    let at = rows.clone().find_map(|r| span.clone().find(|&i| hit(plane[r * w + i])).map(|i| r * w + i));
+                    if let Some(i) = at {
+                        gp[i] += go[oy * ow + ox];
                     }
                 }
-            },
-        );
+            }
+        });
         Ok((CpuStorage::F32(gx), l1.shape().clone()))
     }
 }

@@ -58,11 +58,7 @@ impl Sgd {
 
     /// Momentum buffers, named `{prefix}buf.{var}` (absent before the first step).
     pub fn state(&self, prefix: &str) -> HashMap<String, Tensor> {
-        self.vars
-            .iter()
-            .zip(&self.buf)
-            .filter_map(|((name, _), b)| b.as_ref().map(|b| (format!("{prefix}buf.{name}"), b.clone())))
-            .collect()
+        self.vars.iter().zip(&self.buf).filter_map(|((name, _), b)| b.as_ref().map(|b| (format!("{prefix}buf.{name}"), b.clone()))).collect()
     }
 
     /// Restores what [`Sgd::state`] saved; a mis-shaped buffer is an error naming it.

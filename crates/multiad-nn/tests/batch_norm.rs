@@ -84,7 +84,14 @@ fn fused_relu_matches_batch_norm_then_relu_with_gradients() {
         let b = store.trainable().into_iter().find(|(k, _)| k.ends_with("bias")).unwrap().1;
         let a = (a * w.as_tensor()).unwrap();
         let shift = (b.as_tensor() - (bn.running_mean() * &a).unwrap()).unwrap();
-        let reference = x.as_tensor().broadcast_mul(&a.reshape(sh.as_slice()).unwrap()).unwrap().broadcast_add(&shift.reshape(sh.as_slice()).unwrap()).unwrap().relu().unwrap();
+        let reference = x
+            .as_tensor()
+            .broadcast_mul(&a.reshape(sh.as_slice()).unwrap())
+            .unwrap()
+            .broadcast_add(&shift.reshape(sh.as_slice()).unwrap())
+            .unwrap()
+            .relu()
+            .unwrap();
         assert!(max_diff(&e, &reference) < 1e-5, "case {case}: eval forward");
         let ge = (e * &m).unwrap().sum_all().unwrap().backward().unwrap();
         let gr = (reference * &m).unwrap().sum_all().unwrap().backward().unwrap();

@@ -180,14 +180,7 @@ fn depthwise_conv2d_matches_candle_grouped_forward() {
     // (n, c, h, w, k, padding, stride): Lite0's shapes (3x3 / 5x5, stride 1 / 2,
     // no padding after "SAME" padding), paddings wider than the kernel reach,
     // non-square inputs, and outputs where the last stride step lands outside.
-    let cases = [
-        (2, 3, 11, 9, 3, 1, 1),
-        (2, 4, 12, 12, 5, 0, 2),
-        (1, 5, 13, 10, 3, 0, 2),
-        (2, 2, 8, 8, 5, 2, 1),
-        (1, 3, 7, 9, 3, 4, 3),
-        (3, 6, 6, 5, 1, 0, 1),
-    ];
+    let cases = [(2, 3, 11, 9, 3, 1, 1), (2, 4, 12, 12, 5, 0, 2), (1, 5, 13, 10, 3, 0, 2), (2, 2, 8, 8, 5, 2, 1), (1, 3, 7, 9, 3, 4, 3), (3, 6, 6, 5, 1, 0, 1)];
     for (case, &(n, c, h, w, k, p, s)) in cases.iter().enumerate() {
         let xv: Vec<f32> = (0..n * c * h * w).map(|_| r.random_range(-1.0..1.0)).collect();
         let wv: Vec<f32> = (0..c * k * k).map(|_| r.random_range(-1.0..1.0)).collect();

@@ -21,7 +21,17 @@ fn reference(m: usize, n: usize, k: usize, a: Mat, b: Mat, c0: &[f32], rs: usize
     c
 }
 
-fn check(backend: Backend, m: usize, n: usize, k: usize, transpose_a: bool, transpose_b: bool, accumulate: bool, par: Parallelism, rng: &mut rand_chacha::ChaCha8Rng) {
+fn check(
+    backend: Backend,
+    m: usize,
+    n: usize,
+    k: usize,
+    transpose_a: bool,
+    transpose_b: bool,
+    accumulate: bool,
+    par: Parallelism,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) {
     let av: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
     let bv: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
     let a = if transpose_a { Mat { data: &av, rs: 1, cs: m } } else { Mat { data: &av, rs: k, cs: 1 } };

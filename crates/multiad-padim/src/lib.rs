@@ -213,10 +213,7 @@ impl Detector for Padim {
         let (n, p) = (train.len(), grid.0 * grid.1);
         writeln!(log, "PaDiM: fitting {p} Gaussians of dimension {d} on {n} images")?;
         let (mean, inv) = gaussian::fit_positions(&feats, n, d, p, self.cfg.covariance_eps).map_err(anyhow::Error::msg)?;
-        self.fitted = Some(Fitted {
-            mean: Tensor::from_vec(mean, (p, d), &self.device)?,
-            precision: Tensor::from_vec(inv, (p, d, d), &self.device)?,
-        });
+        self.fitted = Some(Fitted { mean: Tensor::from_vec(mean, (p, d), &self.device)?, precision: Tensor::from_vec(inv, (p, d, d), &self.device)? });
         Ok(FitOutcome::Finished)
     }
 

@@ -105,9 +105,8 @@ pub fn split_patients(patients: &[Patient], rule: SplitRule) -> Result<Vec<Patie
             .iter()
             .map(|p| {
                 let parent = p.dir.parent().map(file_name).unwrap_or_default();
-                PatientSplit::from_dir_name(&parent).ok_or_else(|| {
-                    PrepError::at(&p.dir, "split by directories, but this patient is not inside a train/, validation/ or test/ directory")
-                })
+                PatientSplit::from_dir_name(&parent)
+                    .ok_or_else(|| PrepError::at(&p.dir, "split by directories, but this patient is not inside a train/, validation/ or test/ directory"))
             })
             .collect(),
         SplitRule::Random { valid, test, seed } => {
@@ -123,9 +122,7 @@ pub fn split_patients(patients: &[Patient], rule: SplitRule) -> Result<Vec<Patie
 /// The rule `opts` asks for, resolving "auto".
 pub fn resolve_rule(opts: &BratsOptions, patients: &[Patient]) -> SplitRule {
     opts.split.unwrap_or_else(|| {
-        let by_dirs = patients
-            .iter()
-            .all(|p| p.dir.parent().map(file_name).and_then(|n| PatientSplit::from_dir_name(&n)).is_some());
+        let by_dirs = patients.iter().all(|p| p.dir.parent().map(file_name).and_then(|n| PatientSplit::from_dir_name(&n)).is_some());
         if by_dirs {
             SplitRule::Dirs
         } else {
@@ -153,10 +150,7 @@ pub fn prepare(opts: &BratsOptions, log: &mut dyn FnMut(&str)) -> Result<PrepRep
         }
         let axis = flair.axial_axis();
         if opts.last_slice >= shape[axis] {
-            return Err(PrepError::at(
-                &p.flair,
-                format!("slice {} asked for, but the volume has {} axial slices", opts.last_slice, shape[axis]),
-            ));
+            return Err(PrepError::at(&p.flair, format!("slice {} asked for, but the volume has {} axial slices", opts.last_slice, shape[axis])));
         }
         report.patients.insert(p.id.clone(), split.name().into());
         report.counts(split).patients += 1;

@@ -78,9 +78,7 @@ fn pairs(dir: &std::path::Path, image_prefix: &str, label_prefix: &str) -> Resul
     }
     let mut out = Vec::new();
     for (id, img) in images {
-        let label = labels.remove(&id).ok_or_else(|| {
-            PrepError::at(&img, format!("no label volume {label_prefix}{id}.nii(.gz) for this image"))
-        })?;
+        let label = labels.remove(&id).ok_or_else(|| PrepError::at(&img, format!("no label volume {label_prefix}{id}.nii(.gz) for this image")))?;
         out.push((id, img, label));
     }
     if let Some((id, l)) = labels.into_iter().next() {

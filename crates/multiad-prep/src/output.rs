@@ -44,15 +44,7 @@ pub struct PrepReport {
 }
 
 /// The BMAD directories every prepared set has.
-const LAYOUT: &[&str] = &[
-    "train/good",
-    "valid/good/img",
-    "valid/Ungood/img",
-    "valid/Ungood/label",
-    "test/good/img",
-    "test/Ungood/img",
-    "test/Ungood/label",
-];
+const LAYOUT: &[&str] = &["train/good", "valid/good/img", "valid/Ungood/img", "valid/Ungood/label", "test/good/img", "test/Ungood/img", "test/Ungood/label"];
 
 pub(crate) struct Staging {
     out: PathBuf,
@@ -81,8 +73,8 @@ impl Staging {
     /// Writes an 8-bit greyscale PNG at `rel` inside the staging directory.
     pub fn png(&self, rel: &str, rows: usize, cols: usize, pixels: Vec<u8>) -> Result<()> {
         let path = self.tmp.join(rel);
-        let img = image::GrayImage::from_raw(cols as u32, rows as u32, pixels)
-            .ok_or_else(|| PrepError::at(&path, "pixel count does not match the slice size"))?;
+        let img =
+            image::GrayImage::from_raw(cols as u32, rows as u32, pixels).ok_or_else(|| PrepError::at(&path, "pixel count does not match the slice size"))?;
         img.save_with_format(&path, image::ImageFormat::Png).map_err(|e| PrepError::at(&path, format!("cannot write PNG: {e}")))
     }
 

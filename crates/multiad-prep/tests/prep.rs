@@ -25,11 +25,7 @@ fn counts(patients: usize, good: usize, ungood: usize) -> SplitCounts {
 }
 
 fn shared_opts(raw: &Path, out: &Path) -> BratsOptions {
-    BratsOptions {
-        flair_suffix: "Flair_subtrMeanDivStd.nii.gz".into(),
-        seg_suffix: "OTMultiClass.nii.gz".into(),
-        ..BratsOptions::new(raw, out)
-    }
+    BratsOptions { flair_suffix: "Flair_subtrMeanDivStd.nii.gz".into(), seg_suffix: "OTMultiClass.nii.gz".into(), ..BratsOptions::new(raw, out) }
 }
 
 #[test]

@@ -65,13 +65,7 @@ pub fn line_chart<DB: DrawingBackend>(
         }
     }
     if text && !series.is_empty() {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
     }
     Ok(())
 }
@@ -93,11 +87,9 @@ pub fn pro(curve: &Curve, fpr_limit: f64) -> Result<Figure> {
     let series = vec![(format!("PRO (AUPRO to {fpr_limit} = {:.3})", curve.area), pts)];
     let title = format!("PRO curve (FPR up to {fpr_limit})");
     let labels = ("pixel false positive rate", "per-region overlap");
-    render_both(
-        (600, 600),
-        &|a, t| line_chart(a, t, &title, labels, fpr_limit, &series, false),
-        &|a, t| line_chart(a, t, &title, labels, fpr_limit, &series, false),
-    )
+    render_both((600, 600), &|a, t| line_chart(a, t, &title, labels, fpr_limit, &series, false), &|a, t| {
+        line_chart(a, t, &title, labels, fpr_limit, &series, false)
+    })
 }
 
 fn histogram_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool, normal: &[f32], anomalous: &[f32], threshold: f32) -> Result<()> {
@@ -154,11 +146,7 @@ fn histogram_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool
 /// Histograms of the image scores of normal and anomalous test images, with
 /// the threshold as a vertical line.
 pub fn score_histogram(normal: &[f32], anomalous: &[f32], threshold: f32) -> Result<Figure> {
-    render_both(
-        (700, 450),
-        &|a, t| histogram_chart(a, t, normal, anomalous, threshold),
-        &|a, t| histogram_chart(a, t, normal, anomalous, threshold),
-    )
+    render_both((700, 450), &|a, t| histogram_chart(a, t, normal, anomalous, threshold), &|a, t| histogram_chart(a, t, normal, anomalous, threshold))
 }
 
 #[cfg(test)]

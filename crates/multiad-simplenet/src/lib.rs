@@ -19,12 +19,12 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use candle_core::{Device, ModuleT, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
-use multiad_nn::BatchNorm;
 use multiad_backbones::backbone::BackboneConfig;
 use multiad_data::{Batch, ImageConfig, Sample};
 use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache};
 use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
 use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use multiad_nn::BatchNorm;
 use multiad_nn::{Adam, AdamConfig, ParamStore};
 use multiad_patchcore::PatchFeatures;
 use rand::SeedableRng;
@@ -290,7 +290,13 @@ impl Detector for SimpleNet {
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let c = &self.cfg;
         let plan = EpochPlan { name: "SimpleNet", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lr_key: "disc_lr" };
-        writeln!(log, "SimpleNet: {} images, adaptor {} + discriminator {} parameters", train.len(), self.adaptor_params.num_parameters(), self.disc_params.num_parameters())?;
+        writeln!(
+            log,
+            "SimpleNet: {} images, adaptor {} + discriminator {} parameters",
+            train.len(),
+            self.adaptor_params.num_parameters(),
+            self.disc_params.num_parameters()
+        )?;
         // The reference: AdamW for the adaptor, Adam with L2 weight decay for
         // the discriminator; our Adam's decay is decoupled for both (see docs/methods.md).
         let opt_a = Adam::new(self.adaptor_params.trainable(), AdamConfig { lr: c.adaptor_lr, weight_decay: 0.01, ..Default::default() })?;

@@ -67,11 +67,7 @@ impl Student {
             }
             stages.push(s);
         }
-        Ok(Self {
-            stem: Conv2d::new(3, stem, 7, 3, 2, 1, false, vb.pp("conv1"))?.first_layer(),
-            stem_bn: bn(stem, vb.pp("bn1"))?,
-            stages,
-        })
+        Ok(Self { stem: Conv2d::new(3, stem, 7, 3, 2, 1, false, vb.pp("conv1"))?.first_layer(), stem_bn: bn(stem, vb.pp("bn1"))?, stages })
     }
 
     /// Features after each stage.

@@ -19,14 +19,7 @@ use crate::records::CellRecord;
 
 /// Draws `f` and `g` (the same drawing for each backend) into
 /// `<stem>.png` and `<stem>.svg`, each written atomically.
-fn both(
-    dir: &Path,
-    stem: &str,
-    size: (u32, u32),
-    out: &mut Vec<PathBuf>,
-    f: PngDraw,
-    g: SvgDraw,
-) -> Result<()> {
+fn both(dir: &Path, stem: &str, size: (u32, u32), out: &mut Vec<PathBuf>, f: PngDraw, g: SvgDraw) -> Result<()> {
     let fig = render_both(size, f, g)?;
     let (png, svg) = (dir.join(format!("{stem}.png")), dir.join(format!("{stem}.svg")));
     write_atomic(&png, &fig.png)?;
@@ -178,19 +171,11 @@ fn tile(path: &Path, mask: Option<&Path>) -> Result<Vec<u8>> {
     Ok(img.into_raw())
 }
 
-fn heat_grid<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    text: bool,
-    kind: SweepKind,
-    rs: &[&CellRecord],
-) -> Result<()> {
+fn heat_grid<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool, kind: SweepKind, rs: &[&CellRecord]) -> Result<()> {
     let label_w = if text { 110 } else { 0 };
     let Some(first) = rs.first() else { return Ok(()) };
     let mut rows: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
-    rows.push((
-        "input + mask".into(),
-        first.heatmaps.iter().map(|h| tile(&h.image, h.mask.as_deref())).collect::<Result<_>>()?,
-    ));
+    rows.push(("input + mask".into(), first.heatmaps.iter().map(|h| tile(&h.image, h.mask.as_deref())).collect::<Result<_>>()?));
     for r in rs {
         let tiles = r.heatmaps.iter().map(|h| tile(&h.overlay, None)).collect::<Result<_>>()?;
         rows.push((group_of(kind, r), tiles));
@@ -236,14 +221,7 @@ pub fn write_all(plan: &Plan, records: &[CellRecord]) -> Result<Vec<PathBuf>> {
             })
         };
         let stem = format!("bars_{metric}");
-        both(
-            &dir,
-            &stem,
-            (900, 500),
-            &mut out,
-            &|a, t| bars(a, t, title, &groups, &datasets, &value),
-            &|a, t| bars(a, t, title, &groups, &datasets, &value),
-        )?;
+        both(&dir, &stem, (900, 500), &mut out, &|a, t| bars(a, t, title, &groups, &datasets, &value), &|a, t| bars(a, t, title, &groups, &datasets, &value))?;
     }
     // Loss curves for methods that train in epochs (PaDiM and PatchCore have none).
     for r in records.iter().filter(|r| !r.history.is_empty()) {

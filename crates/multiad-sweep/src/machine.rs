@@ -34,9 +34,7 @@ impl Provenance {
     pub fn here(dir: &Path) -> Self {
         let commit = git(&["rev-parse", "HEAD"], dir).unwrap_or_else(|| "unknown".into());
         let dirty = git(&["status", "--porcelain", "--untracked-files=no"], dir).is_some_and(|s| !s.is_empty());
-        let mem_kib: f64 = proc_field("/proc/meminfo", "MemTotal")
-            .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-            .unwrap_or(0.0);
+        let mem_kib: f64 = proc_field("/proc/meminfo", "MemTotal").and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok())).unwrap_or(0.0);
         Provenance {
             git_commit: if dirty { format!("{commit}-dirty") } else { commit },
             hostname: hostname(),

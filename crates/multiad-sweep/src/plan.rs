@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use multiad::ExperimentConfig;
-use multiad_methods::{MethodConfig, Overrides};
 use multiad_data::{DatasetSpec, Suite};
+use multiad_methods::{MethodConfig, Overrides};
 
 use crate::paper::study_switches;
 

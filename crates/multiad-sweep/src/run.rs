@@ -148,10 +148,7 @@ pub fn prepare_cell(cell: &Cell, write: bool) -> Result<()> {
     if cfg_path.is_file() {
         let existing = multiad_methods::parse_file(&cfg_path, Default::default())?;
         if existing != cell.config {
-            bail!(
-                "{} was run with a different configuration (preset, epochs or seed changed?); choose another --out",
-                cell.dir.display()
-            );
+            bail!("{} was run with a different configuration (preset, epochs or seed changed?); choose another --out", cell.dir.display());
         }
     }
     if write {
@@ -189,9 +186,7 @@ fn run_cell(plan: &Plan, cell: &Cell, bin: &Path, threads: usize, prov: &Provena
             if run.exists() {
                 std::fs::remove_dir_all(&run).ok(); // an empty or config-less start of a run
             }
-            ["train", "--config", &s(&cfg_path), "--data", &s(&data_path), "--data-root", &s(&plan.data_root), "--out", &s(&run)]
-                .map(String::from)
-                .to_vec()
+            ["train", "--config", &s(&cfg_path), "--data", &s(&data_path), "--data-root", &s(&plan.data_root), "--out", &s(&run)].map(String::from).to_vec()
         } else {
             ["train", "--resume", "--out", &s(&run)].map(String::from).to_vec()
         };

@@ -135,10 +135,7 @@ pub fn accounting(job_ids: &[String]) -> Option<HashMap<String, String>> {
 
 /// `id|state` lines (what `squeue -o %i|%T` and `sacct -P -o JobID,State` print).
 fn parse_pairs(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.trim().split_once('|'))
-        .map(|(id, st)| (id.trim().to_string(), st.trim().to_string()))
-        .collect()
+    text.lines().filter_map(|l| l.trim().split_once('|')).map(|(id, st)| (id.trim().to_string(), st.trim().to_string())).collect()
 }
 
 /// Single-quoted for bash.

@@ -36,9 +36,7 @@ fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
 /// One row per finished cell, every metric, time and memory.
 pub fn long_table(plan: &Plan, records: &[CellRecord]) -> Result<DataFrame> {
     let col_s = |name: &str, f: &dyn Fn(&CellRecord) -> String| Column::new(name.into(), records.iter().map(f).collect::<Vec<_>>());
-    let col_f = |name: &str, f: &dyn Fn(&CellRecord) -> Option<f64>| {
-        Column::new(name.into(), records.iter().map(f).collect::<Vec<Option<f64>>>())
-    };
+    let col_f = |name: &str, f: &dyn Fn(&CellRecord) -> Option<f64>| Column::new(name.into(), records.iter().map(f).collect::<Vec<Option<f64>>>());
     let df = DataFrame::new_infer_height(vec![
         col_s("kind", &|_| plan.kind.name().into()),
         col_s("suite", &|_| plan.suite.name.clone()),
@@ -124,14 +122,7 @@ pub fn table4_view(records: &[CellRecord]) -> Result<(DataFrame, String)> {
             let i = mean(&rs.iter().map(|r| pct(r.metrics.image_auroc)).collect::<Vec<_>>());
             let p = mean(&rs.iter().filter_map(|r| r.metrics.pixel_auroc.map(pct)).collect::<Vec<_>>());
             let paper = table4(s, d);
-            let vals = [
-                i,
-                p,
-                paper.map(|x| x.0),
-                paper.map(|x| x.1),
-                i.zip(paper).map(|(a, b)| a - b.0),
-                p.zip(paper).map(|(a, b)| a - b.1),
-            ];
+            let vals = [i, p, paper.map(|x| x.0), paper.map(|x| x.1), i.zip(paper).map(|(a, b)| a - b.0), p.zip(paper).map(|(a, b)| a - b.1)];
             for (j, v) in vals.iter().enumerate() {
                 cols.get_mut(&(di * 6 + j)).unwrap().1.push(v.map(|x| (x * 10.0).round() / 10.0));
                 row.push(if j >= 4 { fmt_delta(*v) } else { fmt(*v) });
@@ -149,9 +140,8 @@ pub fn table4_view(records: &[CellRecord]) -> Result<(DataFrame, String)> {
         columns.push(Column::new(h.replace(' ', "_").replace("Δ", "delta").into(), v));
     }
     let df = DataFrame::new_infer_height(columns)?;
-    let mut md = String::from(
-        "AUROC (%) of the Table 4 studies, averaged over each domain's data sets; `paper` = Rahmaniar & Suzuki, Table 4; Δ = ours − paper.\n\n",
-    );
+    let mut md =
+        String::from("AUROC (%) of the Table 4 studies, averaged over each domain's data sets; `paper` = Rahmaniar & Suzuki, Table 4; Δ = ours − paper.\n\n");
     md.push_str(&markdown(&header, &md_rows));
     Ok((df, md))
 }
@@ -192,9 +182,7 @@ pub fn benchmark_view(records: &[CellRecord]) -> Result<(DataFrame, String)> {
         })
         .collect();
     let ncol = methods.len() * 2;
-    let avg: Vec<Option<f64>> = (0..ncol)
-        .map(|j| mean(&rows.iter().filter_map(|r| r.1[j]).collect::<Vec<_>>()).map(|x| (x * 10.0).round() / 10.0))
-        .collect();
+    let avg: Vec<Option<f64>> = (0..ncol).map(|j| mean(&rows.iter().filter_map(|r| r.1[j]).collect::<Vec<_>>()).map(|x| (x * 10.0).round() / 10.0)).collect();
     rows.push(("Average".into(), avg));
     let mut columns = vec![Column::new("dataset".into(), rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())];
     for (j, m) in methods.iter().enumerate() {
@@ -266,8 +254,8 @@ pub fn write_all(plan: &Plan, records: &[CellRecord]) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use multiad_detector::TrainingRecord;
     use multiad::TestMetrics;
+    use multiad_detector::TrainingRecord;
 
     fn rec(dataset: &str, method: &str, study: Option<u8>, domain: &str, i: f64, p: f64) -> CellRecord {
         CellRecord {

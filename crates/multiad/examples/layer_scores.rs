@@ -25,7 +25,8 @@ fn main() -> anyhow::Result<()> {
         let mut cols = Vec::new();
         for s in &subsets {
             let picked: Vec<_> = s.iter().map(|&l| maps[l].clone()).collect();
-            let st = stats.as_ref().map(|f| FusionStats { mean: s.iter().map(|&l| f.mean[l]).collect(), std: s.iter().map(|&l| f.std[l]).collect(), ..f.clone() });
+            let st =
+                stats.as_ref().map(|f| FusionStats { mean: s.iter().map(|&l| f.mean[l]).collect(), std: s.iter().map(|&l| f.std[l]).collect(), ..f.clone() });
             cols.push(image_scores(&fuse(&picked, st.as_ref(), model.cfg.cell_grid(), size, size, model.cfg.inference.sigma)?)?);
         }
         for (i, label) in batch.labels.iter().enumerate() {

@@ -15,7 +15,12 @@ fn main() -> anyhow::Result<()> {
         let s = model.student.forward(&b.images, train)?;
         for (l, (a, c)) in t.iter().zip(&s).enumerate() {
             let d = multiad::loss::cosine_distance_map(a, c)?.mean_all()?.to_scalar::<f32>()?;
-            println!("train={train} layer {l}: T mean {:.4} S mean {:.4} S max {:.4} dist {d:.4}", a.mean_all()?.to_scalar::<f32>()?, c.mean_all()?.to_scalar::<f32>()?, c.max_all()?.to_scalar::<f32>()?);
+            println!(
+                "train={train} layer {l}: T mean {:.4} S mean {:.4} S max {:.4} dist {d:.4}",
+                a.mean_all()?.to_scalar::<f32>()?,
+                c.mean_all()?.to_scalar::<f32>()?,
+                c.max_all()?.to_scalar::<f32>()?
+            );
         }
     }
     Ok(())

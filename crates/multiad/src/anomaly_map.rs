@@ -121,13 +121,7 @@ impl StatsAccumulator {
 
     pub fn finish(&self, train_max_score: f64) -> FusionStats {
         let mean: Vec<f64> = self.sum.iter().zip(&self.count).map(|(s, c)| s / c.max(1.0)).collect();
-        let std = self
-            .sum_sq
-            .iter()
-            .zip(&self.count)
-            .zip(&mean)
-            .map(|((q, c), m)| (q / c.max(1.0) - m * m).max(0.0).sqrt())
-            .collect();
+        let std = self.sum_sq.iter().zip(&self.count).zip(&mean).map(|((q, c), m)| (q / c.max(1.0) - m * m).max(0.0).sqrt()).collect();
         FusionStats { mean, std, train_max_score, images: self.images }
     }
 }

@@ -86,11 +86,7 @@ impl MultiAd {
     pub fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)> {
         let (_, _, h, w) = images.dims4()?;
         let maps = self.layer_maps(images)?;
-        let stats = if self.cfg.inference.mff {
-            Some(self.fusion.as_ref().context("MFF is on but Ψ has not been fitted (no fusion.json)")?)
-        } else {
-            None
-        };
+        let stats = if self.cfg.inference.mff { Some(self.fusion.as_ref().context("MFF is on but Ψ has not been fitted (no fusion.json)")?) } else { None };
         let fused = fuse(&maps, stats, self.cfg.cell_grid(), h, w, self.cfg.inference.sigma)?;
         let scores = image_scores(&fused)?;
         Ok((fused.squeeze(1)?, scores))

@@ -51,7 +51,8 @@ impl SqueezeExcite {
     /// is applied by the block, fused with its shortcut add.
     fn scales(&self, x: &Tensor) -> Result<Tensor> {
         let z = x.mean((2, 3))?; // Eq 2: global average pooling
-        candle_nn::ops::sigmoid(&self.fc2.forward(&self.fc1.forward(&z)?.relu()?)?) // Eq 3
+        candle_nn::ops::sigmoid(&self.fc2.forward(&self.fc1.forward(&z)?.relu()?)?)
+        // Eq 3
     }
 }
 
@@ -73,11 +74,8 @@ struct Bottleneck {
 impl Bottleneck {
     #[allow(clippy::too_many_arguments)]
     fn new(cin: usize, width: usize, cout: usize, stride: usize, dilation: usize, cfg: &StudentConfig, vb: VarBuilder) -> Result<Self> {
-        let down = if stride != 1 || cin != cout {
-            Some((conv(cin, cout, 1, stride, 0, 1, vb.pp("downsample.0"))?, bn(cout, vb.pp("downsample.1"))?))
-        } else {
-            None
-        };
+        let down =
+            if stride != 1 || cin != cout { Some((conv(cin, cout, 1, stride, 0, 1, vb.pp("downsample.0"))?, bn(cout, vb.pp("downsample.1"))?)) } else { None };
         let same_extent = (cfg.padding == StudentPadding::Same && stride == 2).then_some(2 * dilation + 1);
         let pad2 = if same_extent.is_some() { 0 } else { dilation };
         Ok(Self {
@@ -246,7 +244,11 @@ mod tests {
     fn fusion_split_equals_the_convolution_of_the_concatenation() {
         let dev = candle_core::Device::Cpu;
         let store = multiad_nn::ParamStore::new(3);
-        let fuse = Fuse { conv: conv(6 + 10, 6, 1, 1, 0, 1, store.var_builder(&dev).pp("conv")).unwrap(), bn: bn(6, store.var_builder(&dev).pp("bn")).unwrap(), relu: true };
+        let fuse = Fuse {
+            conv: conv(6 + 10, 6, 1, 1, 0, 1, store.var_builder(&dev).pp("conv")).unwrap(),
+            bn: bn(6, store.var_builder(&dev).pp("bn")).unwrap(),
+            relu: true,
+        };
         let low = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 6, 8, 10), &dev).unwrap()).unwrap();
         let up = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 10, 4, 5), &dev).unwrap()).unwrap();
         let ours = fuse.mix(low.as_tensor(), up.as_tensor()).unwrap();

@@ -16,9 +16,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::anomaly_map::{fuse, image_scores, StatsAccumulator};
+use crate::config::RunDirConfig;
 use crate::loss::{adversarial_loss, discriminator_loss_smoothed, distillation_loss};
 use crate::model::{streams, MultiAd};
-use crate::config::RunDirConfig;
 use multiad_detector::epochs::FeatureCache;
 use multiad_detector::history::append_history;
 pub use multiad_detector::history::{read_history, EpochLog};
@@ -157,9 +157,7 @@ pub fn train(run: &RunDir, opts: TrainOptions, log: &mut dyn Write) -> Result<Op
         let t_epoch = Instant::now();
         // The order depends on the seed and the epoch only, so a resumed run
         // sees the batches an uninterrupted one would.
-        let loader = BatchLoader::new(dataset.train.clone(), img_cfg, bs)
-            .shuffled(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64))
-            .drop_last(true);
+        let loader = BatchLoader::new(dataset.train.clone(), img_cfg, bs).shuffled(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)).drop_last(true);
         let nb = loader.num_batches();
         // Flips are drawn per epoch from their own stream: a resumed run
         // (which restarts at an epoch boundary) draws the same ones.

@@ -9,7 +9,8 @@ use multiad_nn::ParamStore;
 
 fn min_per_output(linear: bool, fusion: bool) -> Vec<f32> {
     let dev = Device::Cpu;
-    let cfg = StudentConfig { stem_channels: 8, blocks: vec![1, 2, 1, 1], widths: vec![4, 8, 8, 8], fusion, linear_outputs: linear, ..StudentConfig::default() };
+    let cfg =
+        StudentConfig { stem_channels: 8, blocks: vec![1, 2, 1, 1], widths: vec![4, 8, 8, 8], fusion, linear_outputs: linear, ..StudentConfig::default() };
     let store = ParamStore::new(3);
     let student = Student::new(&cfg, [6, 8, 10, 12], store.var_builder(&dev)).unwrap();
     let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &dev).unwrap();
