@@ -90,7 +90,7 @@ torch.set_default_dtype(DTYPE)
 inputs = read_safetensors(a.inputs)
 T = {k: v.to(DTYPE) for k, v in inputs.items()}
 images = T["input.images"]
-BUFFERS = ("running_mean", "running_var")
+BUFFERS = ("running_mean", "running_var", "sn_u")
 
 
 def split(prefix):
@@ -239,12 +239,28 @@ def prepare(feats):
     return torch.cat(parts, 1)
 
 
+def spectral(name):
+    """discriminator.spectral_norm (Miyato et al. 2018): W / σ(W), σ from one
+    power iteration that starts at the stored u and stores the new u (every
+    training forward pass), σ = uᵀ W v with u, v held constant."""
+    w = dP[name + ".weight"]
+    if not dc.get("spectral_norm", False):
+        return w
+    m = w.detach().reshape(w.shape[0], -1)
+    u = dB[name + ".sn_u"]
+    v = F.normalize(m.t() @ u, dim=0, eps=1e-12)
+    u = F.normalize(m @ v, dim=0, eps=1e-12)
+    dB[name + ".sn_u"] = u
+    return w / (u @ (w.reshape(w.shape[0], -1) @ v))
+
+
 def disc(x):
     h = x
     for i in range(len(dc["channels"])):
-        y = bn(F.conv2d(h, dP[f"conv{i + 1}.weight"], dP.get(f"conv{i + 1}.bias"), padding=1), dP, dB, f"bn{i + 1}", True, False)
+        w = spectral(f"conv{i + 1}")
+        y = bn(F.conv2d(h, w, dP.get(f"conv{i + 1}.bias"), padding=1), dP, dB, f"bn{i + 1}", True, False)
         h = F.leaky_relu(y, slope)
-    return F.linear(h.flatten(1), dP["fc.weight"], dP["fc.bias"]).squeeze(1)
+    return F.linear(h.flatten(1), spectral("fc"), dP["fc.bias"]).squeeze(1)
 
 
 def adam(params, lr):
@@ -259,7 +275,9 @@ s_feats = student(images, True)
 lg = sum(cos_map(t, s).mean() for t, s in zip(t_feats, s_feats)) / len(t_feats)  # Eq 8
 # D first: T real, S fake and detached (Eq 10).
 real, fake = disc(prepare(t_feats)), disc(prepare([f.detach() for f in s_feats]))
-ld = F.softplus(-real).mean() + F.softplus(fake).mean()
+# One-sided label smoothing ε: the teacher's target is 1 - ε.
+eps_ls = dc.get("label_smoothing", 0.0)
+ld = ((1 - eps_ls) * F.softplus(-real) + eps_ls * F.softplus(real)).mean() + F.softplus(fake).mean()
 names_d = list(dP)
 gd = torch.autograd.grad(ld, [dP[n] for n in names_d])
 for n, g in zip(names_d, gd):
@@ -269,7 +287,10 @@ opt_d.step()
 # Then S against the updated D: L_G + λ L_adv (Eqs 11-12).
 fake2 = disc(prepare(s_feats))
 ladv = F.softplus(-fake2).mean()
-ls = lg + dc.get("lambda", 0.01) * ladv
+# λ of the run's first step with one batch per epoch (what golden.rs runs):
+# the warm-up ramps it linearly over lambda_warmup_epochs epochs.
+warm = dc.get("lambda_warmup_epochs", 0)
+ls = lg + dc.get("lambda", 0.01) * (min(1.0, 1.0 / warm) if warm else 1.0) * ladv
 names_s = list(sP)
 gs = torch.autograd.grad(ls, [sP[n] for n in names_s])
 for n, g in zip(names_s, gs):
@@ -280,6 +301,24 @@ out["loss.g"], out["loss.d"], out["loss.adv"] = lg.reshape(1), ld.reshape(1), la
 for pre, P, B in (("after.student.", sP, sB), ("after.disc.", dP, dB)):
     for n, v in list(P.items()) + list(B.items()):
         out[pre + n] = v
+
+def upsample(m, size):
+    """Eq 14's bilinear upsampling. half_pixel: PyTorch's resize. cell_centres:
+    each cell on its receptive-field centre, s·i + s - 1 under TF "SAME"
+    (Lite0), s·i under symmetric padding; sampled with grid_sample, whose
+    align_corners=True grid runs from the first cell's centre to the last."""
+    if ic.get("upsample", "half_pixel") == "half_pixel":
+        return F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+    coords = []
+    for n_out, n_in in zip(size, m.shape[2:]):
+        s = n_out / n_in
+        first = s - 1 if tkind == "efficientnet_lite0" else 0.0
+        u = ((torch.arange(n_out, dtype=m.dtype) - first) / s).clamp(0, n_in - 1)
+        coords.append(2 * u / max(n_in - 1, 1) - 1)
+    gy, gx = torch.meshgrid(coords[0], coords[1], indexing="ij")
+    grid = torch.stack([gx, gy], -1).unsqueeze(0).expand(m.shape[0], -1, -1, -1)
+    return F.grid_sample(m, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
 
 # The anomaly map after the step (eval mode): Ψ's statistics from this
 # batch's layer maps, then Eq 14 (ReLU of the standardised map), bilinear
@@ -292,7 +331,7 @@ with torch.no_grad():
     total = 0
     for n, m in enumerate(maps):
         m = F.relu((m - mean[n]) / torch.sqrt(std[n] ** 2 + 1e-5))
-        total = total + F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+        total = total + upsample(m, size)
     sigma = ic.get("sigma", 4.0)
     r = int(4 * sigma + 0.5)
     x = torch.arange(-r, r + 1, dtype=torch.get_default_dtype())
