@@ -267,7 +267,52 @@ def adam(params, lr):
     return torch.optim.Adam(list(params.values()), lr=lr, betas=(tc.get("beta1", 0.9), tc.get("beta2", 0.999)), eps=1e-8)
 
 
+def upsample(m, size):
+    """Eq 14's bilinear upsampling. half_pixel: PyTorch's resize. cell_centres:
+    each cell on its receptive-field centre, s·i + s - 1 under TF "SAME"
+    (Lite0), s·i under symmetric padding; sampled with grid_sample, whose
+    align_corners=True grid runs from the first cell's centre to the last."""
+    if ic.get("upsample", "half_pixel") == "half_pixel":
+        return F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+    coords = []
+    for n_out, n_in in zip(size, m.shape[2:]):
+        s = n_out / n_in
+        first = s - 1 if tkind == "efficientnet_lite0" else 0.0
+        u = ((torch.arange(n_out, dtype=m.dtype) - first) / s).clamp(0, n_in - 1)
+        coords.append(2 * u / max(n_in - 1, 1) - 1)
+    gy, gx = torch.meshgrid(coords[0], coords[1], indexing="ij")
+    grid = torch.stack([gx, gy], -1).unsqueeze(0).expand(m.shape[0], -1, -1, -1)
+    return F.grid_sample(m, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+# The anomaly map on the weights before the step (eval mode; after Adam's
+# first step, about lr·sign(g), the student is not determined in float32
+# wherever g is rounding noise: at the paper scale that is 67 M of 84 M
+# parameters, and PyTorch's own float32 and float64 maps then differ by 13%,
+# against 4e-6 before the step). Ψ's statistics from this batch's layer
+# maps, then Eq 14 (ReLU of the standardised map), bilinear upsampling, the
+# sum, a Gaussian (reflect borders) and the maximum (Eq 15).
+with torch.no_grad():
+    maps = [cos_map(t, s) for t, s in zip(teacher(images), student(images, False))]
+    mean = torch.stack([m.mean() for m in maps])
+    std = torch.stack([m.std(unbiased=False) for m in maps])
+    size = images.shape[2:]
+    total = 0
+    for n, m in enumerate(maps):
+        m = F.relu((m - mean[n]) / torch.sqrt(std[n] ** 2 + 1e-5))
+        total = total + upsample(m, size)
+    sigma = ic.get("sigma", 4.0)
+    r = int(4 * sigma + 0.5)
+    x = torch.arange(-r, r + 1, dtype=torch.get_default_dtype())
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    k = k / k.sum()
+    y = F.pad(total, (r, r, r, r), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, 1, -1))
+    y = F.conv2d(y, k.view(1, 1, -1, 1))
 out = dict(inputs)
+out["psi.mean"], out["psi.std"] = mean, std
+out["map"] = y.squeeze(1)
+out["score"] = y.flatten(1).max(1).values
 opt_d, opt_s = adam(dP, 0.0 if a.frozen_d else tc.get("disc_lr", 1e-3)), adam(sP, tc.get("lr", 1e-3))
 with torch.no_grad():
     t_feats = teacher(images)
@@ -302,47 +347,6 @@ for pre, P, B in (("after.student.", sP, sB), ("after.disc.", dP, dB)):
     for n, v in list(P.items()) + list(B.items()):
         out[pre + n] = v
 
-def upsample(m, size):
-    """Eq 14's bilinear upsampling. half_pixel: PyTorch's resize. cell_centres:
-    each cell on its receptive-field centre, s·i + s - 1 under TF "SAME"
-    (Lite0), s·i under symmetric padding; sampled with grid_sample, whose
-    align_corners=True grid runs from the first cell's centre to the last."""
-    if ic.get("upsample", "half_pixel") == "half_pixel":
-        return F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-    coords = []
-    for n_out, n_in in zip(size, m.shape[2:]):
-        s = n_out / n_in
-        first = s - 1 if tkind == "efficientnet_lite0" else 0.0
-        u = ((torch.arange(n_out, dtype=m.dtype) - first) / s).clamp(0, n_in - 1)
-        coords.append(2 * u / max(n_in - 1, 1) - 1)
-    gy, gx = torch.meshgrid(coords[0], coords[1], indexing="ij")
-    grid = torch.stack([gx, gy], -1).unsqueeze(0).expand(m.shape[0], -1, -1, -1)
-    return F.grid_sample(m, grid, mode="bilinear", padding_mode="border", align_corners=True)
-
-
-# The anomaly map after the step (eval mode): Ψ's statistics from this
-# batch's layer maps, then Eq 14 (ReLU of the standardised map), bilinear
-# upsampling, the sum, a Gaussian (reflect borders) and the maximum (Eq 15).
-with torch.no_grad():
-    maps = [cos_map(t, s) for t, s in zip(teacher(images), student(images, False))]
-    mean = torch.stack([m.mean() for m in maps])
-    std = torch.stack([m.std(unbiased=False) for m in maps])
-    size = images.shape[2:]
-    total = 0
-    for n, m in enumerate(maps):
-        m = F.relu((m - mean[n]) / torch.sqrt(std[n] ** 2 + 1e-5))
-        total = total + upsample(m, size)
-    sigma = ic.get("sigma", 4.0)
-    r = int(4 * sigma + 0.5)
-    x = torch.arange(-r, r + 1, dtype=torch.get_default_dtype())
-    k = torch.exp(-(x**2) / (2 * sigma**2))
-    k = k / k.sum()
-    y = F.pad(total, (r, r, r, r), mode="reflect")
-    y = F.conv2d(y, k.view(1, 1, 1, -1))
-    y = F.conv2d(y, k.view(1, 1, -1, 1))
-out["psi.mean"], out["psi.std"] = mean, std
-out["map"] = y.squeeze(1)
-out["score"] = y.flatten(1).max(1).values
 write_safetensors(a.out, out)
 print(f"L_G {lg.item():.6f}  L_D {ld.item():.6f}  L_adv {ladv.item():.6f}  scores {out['score'].tolist()}")
 print(f"wrote {len(out)} tensors to {a.out}")
