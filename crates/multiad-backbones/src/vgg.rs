@@ -5,7 +5,7 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use multiad_nn::{max_pool2d, Conv2d};
+use multiad_nn::{max_pool2d, Conv2d, ConvSpec};
 
 use crate::FeatureExtractor;
 
@@ -26,7 +26,7 @@ impl Vgg16 {
             for &c in convs.iter() {
                 // Every layer passes gradients to its input: MKD's saliency
                 // maps are gradients with respect to the image.
-                layer.push(Conv2d::new(cin, c, 3, 1, 1, 1, true, vb.pp(format!("features.{idx}")))?);
+                layer.push(Conv2d::new(ConvSpec::new(cin, c, 3).bias(true), vb.pp(format!("features.{idx}")))?);
                 cin = c;
                 idx += 2; // conv, ReLU
             }

@@ -7,7 +7,7 @@
 use candle_core::{ModuleT, Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use multiad_nn::BatchNorm;
-use multiad_nn::{guided_relu, max_pool2d, Conv2d};
+use multiad_nn::{guided_relu, max_pool2d, Conv2d, ConvSpec};
 
 struct ConvUnit {
     conv: Conv2d,
@@ -31,7 +31,7 @@ impl Cloner {
                 let last = k + 1 == n;
                 let c = if last { out } else { width };
                 // No `first_layer()`: saliency maps need the input's gradient.
-                let conv = Conv2d::new(cin, c, 3, 1, 1, 1, false, vb.pp(format!("features.{idx}")))?;
+                let conv = Conv2d::new(ConvSpec::new(cin, c, 3), vb.pp(format!("features.{idx}")))?;
                 let bn = if last { None } else { Some(BatchNorm::new(c, 1e-5, 0.1, vb.pp(format!("features.{}", idx + 1)))?) };
                 idx += if last { 2 } else { 3 };
                 units.push(ConvUnit { conv, bn });

@@ -448,9 +448,45 @@ pub struct Conv2d {
     input_grad: bool,
 }
 
+/// What a [`Conv2d`] is: channels, a square kernel, and its geometry.
+/// `ConvSpec::new(cin, cout, k)` is stride 1, dilation 1, no bias and the
+/// padding that keeps the size (k / 2); the builder methods change one each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvSpec {
+    pub cin: usize,
+    pub cout: usize,
+    pub kernel: usize,
+    pub padding: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub bias: bool,
+}
+
+impl ConvSpec {
+    pub fn new(cin: usize, cout: usize, kernel: usize) -> Self {
+        Self { cin, cout, kernel, padding: kernel / 2, stride: 1, dilation: 1, bias: false }
+    }
+
+    pub fn padding(self, padding: usize) -> Self {
+        Self { padding, ..self }
+    }
+
+    pub fn stride(self, stride: usize) -> Self {
+        Self { stride, ..self }
+    }
+
+    pub fn dilation(self, dilation: usize) -> Self {
+        Self { dilation, ..self }
+    }
+
+    pub fn bias(self, bias: bool) -> Self {
+        Self { bias, ..self }
+    }
+}
+
 impl Conv2d {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(cin: usize, cout: usize, k: usize, padding: usize, stride: usize, dilation: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
+    pub fn new(spec: ConvSpec, vb: VarBuilder) -> Result<Self> {
+        let ConvSpec { cin, cout, kernel: k, padding, stride, dilation, bias } = spec;
         let weight = vb.get_with_hints((cout, cin, k, k), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
         let bias = if bias {
             let bound = 1.0 / ((cin * k * k) as f64).sqrt();

@@ -51,7 +51,7 @@ pub mod spectral_norm;
 pub use adam::{Adam, AdamConfig};
 pub use affine::{channel_affine, Activation};
 pub use batch_norm::BatchNorm;
-pub use conv::{conv2d, conv2d_opts, Conv2d};
+pub use conv::{conv2d, conv2d_opts, Conv2d, ConvSpec};
 pub use cosine::cosine_distance_map;
 pub use deconv::{conv_transpose2x2, ConvTranspose2x2};
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_same};

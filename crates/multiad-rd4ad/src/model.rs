@@ -8,7 +8,7 @@
 use candle_core::{ModuleT, Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use multiad_nn::BatchNorm;
-use multiad_nn::{Conv2d, ConvTranspose2x2};
+use multiad_nn::{Conv2d, ConvSpec, ConvTranspose2x2};
 
 fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
     BatchNorm::new(c, 1e-5, 0.1, vb)
@@ -28,16 +28,16 @@ struct Bottleneck {
 impl Bottleneck {
     fn new(cin: usize, width: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
         let down = if stride != 1 || cin != cout {
-            Some((Conv2d::new(cin, cout, 1, 0, stride, 1, false, vb.pp("downsample.0"))?, bn(cout, vb.pp("downsample.1"))?))
+            Some((Conv2d::new(ConvSpec::new(cin, cout, 1).stride(stride), vb.pp("downsample.0"))?, bn(cout, vb.pp("downsample.1"))?))
         } else {
             None
         };
         Ok(Self {
-            c1: Conv2d::new(cin, width, 1, 0, 1, 1, false, vb.pp("conv1"))?,
+            c1: Conv2d::new(ConvSpec::new(cin, width, 1), vb.pp("conv1"))?,
             b1: bn(width, vb.pp("bn1"))?,
-            c2: Conv2d::new(width, width, 3, 1, stride, 1, false, vb.pp("conv2"))?,
+            c2: Conv2d::new(ConvSpec::new(width, width, 3).stride(stride), vb.pp("conv2"))?,
             b2: bn(width, vb.pp("bn2"))?,
-            c3: Conv2d::new(width, cout, 1, 0, 1, 1, false, vb.pp("conv3"))?,
+            c3: Conv2d::new(ConvSpec::new(width, cout, 1), vb.pp("conv3"))?,
             b3: bn(cout, vb.pp("bn3"))?,
             down,
         })
@@ -82,21 +82,21 @@ impl DeBottleneck {
         let mid = if up {
             Mid::Up(ConvTranspose2x2::new(width, width, false, vb.pp("conv2"))?)
         } else {
-            Mid::Same(Conv2d::new(width, width, 3, 1, 1, 1, false, vb.pp("conv2"))?)
+            Mid::Same(Conv2d::new(ConvSpec::new(width, width, 3), vb.pp("conv2"))?)
         };
         let skip = if up {
             Some((Skip::Up(ConvTranspose2x2::new(cin, cout, false, vb.pp("upsample.0"))?), bn(cout, vb.pp("upsample.1"))?))
         } else if cin != cout {
-            Some((Skip::Proj(Conv2d::new(cin, cout, 1, 0, 1, 1, false, vb.pp("upsample.0"))?), bn(cout, vb.pp("upsample.1"))?))
+            Some((Skip::Proj(Conv2d::new(ConvSpec::new(cin, cout, 1), vb.pp("upsample.0"))?), bn(cout, vb.pp("upsample.1"))?))
         } else {
             None
         };
         Ok(Self {
-            c1: Conv2d::new(cin, width, 1, 0, 1, 1, false, vb.pp("conv1"))?,
+            c1: Conv2d::new(ConvSpec::new(cin, width, 1), vb.pp("conv1"))?,
             b1: bn(width, vb.pp("bn1"))?,
             mid,
             b2: bn(width, vb.pp("bn2"))?,
-            c3: Conv2d::new(width, cout, 1, 0, 1, 1, false, vb.pp("conv3"))?,
+            c3: Conv2d::new(ConvSpec::new(width, cout, 1), vb.pp("conv3"))?,
             b3: bn(cout, vb.pp("bn3"))?,
             skip,
         })
@@ -127,7 +127,7 @@ struct Down {
 
 impl Down {
     fn new(cin: usize, cout: usize, vb: VarBuilder, bvb: VarBuilder) -> Result<Self> {
-        Ok(Self { conv: Conv2d::new(cin, cout, 3, 1, 2, 1, false, vb)?, bn: bn(cout, bvb)? })
+        Ok(Self { conv: Conv2d::new(ConvSpec::new(cin, cout, 3).stride(2), vb)?, bn: bn(cout, bvb)? })
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {

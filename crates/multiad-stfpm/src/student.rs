@@ -5,7 +5,7 @@
 use candle_core::{ModuleT, Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use multiad_nn::BatchNorm;
-use multiad_nn::{max_pool2d, Conv2d};
+use multiad_nn::{max_pool2d, Conv2d, ConvSpec};
 
 fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
     BatchNorm::new(c, 1e-5, 0.1, vb)
@@ -22,14 +22,14 @@ struct BasicBlock {
 impl BasicBlock {
     fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
         let down = if stride != 1 || cin != cout {
-            Some((Conv2d::new(cin, cout, 1, 0, stride, 1, false, vb.pp("downsample.0"))?, bn(cout, vb.pp("downsample.1"))?))
+            Some((Conv2d::new(ConvSpec::new(cin, cout, 1).stride(stride), vb.pp("downsample.0"))?, bn(cout, vb.pp("downsample.1"))?))
         } else {
             None
         };
         Ok(Self {
-            conv1: Conv2d::new(cin, cout, 3, 1, stride, 1, false, vb.pp("conv1"))?,
+            conv1: Conv2d::new(ConvSpec::new(cin, cout, 3).stride(stride), vb.pp("conv1"))?,
             bn1: bn(cout, vb.pp("bn1"))?,
-            conv2: Conv2d::new(cout, cout, 3, 1, 1, 1, false, vb.pp("conv2"))?,
+            conv2: Conv2d::new(ConvSpec::new(cout, cout, 3), vb.pp("conv2"))?,
             bn2: bn(cout, vb.pp("bn2"))?,
             down,
         })
@@ -67,7 +67,7 @@ impl Student {
             }
             stages.push(s);
         }
-        Ok(Self { stem: Conv2d::new(3, stem, 7, 3, 2, 1, false, vb.pp("conv1"))?.first_layer(), stem_bn: bn(stem, vb.pp("bn1"))?, stages })
+        Ok(Self { stem: Conv2d::new(ConvSpec::new(3, stem, 7).stride(2), vb.pp("conv1"))?.first_layer(), stem_bn: bn(stem, vb.pp("bn1"))?, stages })
     }
 
     /// Features after each stage.

@@ -17,7 +17,7 @@
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use multiad_nn::BatchNorm;
-use multiad_nn::{Conv2d, SpectralNorm};
+use multiad_nn::{Conv2d, ConvSpec, SpectralNorm};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -45,7 +45,7 @@ impl Discriminator {
             // constant, so a bias here has gradient 0 in exact arithmetic,
             // and Adam turns its float32 rounding noise (about 1e-9) into
             // steps of lr's size (found by the differential test).
-            let conv = Conv2d::new(cin, c, 3, 1, 1, 1, cfg.conv_bias, vb.pp(format!("conv{}", i + 1)))?;
+            let conv = Conv2d::new(ConvSpec::new(cin, c, 3).bias(cfg.conv_bias), vb.pp(format!("conv{}", i + 1)))?;
             if cfg.spectral_norm {
                 sn.push(SpectralNorm::new(c, vb.pp(format!("conv{}", i + 1)))?);
             }

@@ -14,16 +14,12 @@ use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use multiad_nn::affine::{channel_affine, plane_scale_residual, Activation};
 use multiad_nn::BatchNorm;
-use multiad_nn::{max_pool2d, resize_bilinear, Conv2d};
+use multiad_nn::{max_pool2d, resize_bilinear, Conv2d, ConvSpec};
 
 use crate::config::{StudentConfig, StudentPadding};
 
 fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
     BatchNorm::new(c, 1e-5, 0.1, vb)
-}
-
-fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, dilation: usize, vb: VarBuilder) -> Result<Conv2d> {
-    Conv2d::new(cin, cout, k, padding, stride, dilation, false, vb)
 }
 
 /// TensorFlow's "SAME" padding of a stride-2 layer whose kernel spans
@@ -74,16 +70,19 @@ struct Bottleneck {
 impl Bottleneck {
     #[allow(clippy::too_many_arguments)]
     fn new(cin: usize, width: usize, cout: usize, stride: usize, dilation: usize, cfg: &StudentConfig, vb: VarBuilder) -> Result<Self> {
-        let down =
-            if stride != 1 || cin != cout { Some((conv(cin, cout, 1, stride, 0, 1, vb.pp("downsample.0"))?, bn(cout, vb.pp("downsample.1"))?)) } else { None };
+        let down = if stride != 1 || cin != cout {
+            Some((Conv2d::new(ConvSpec::new(cin, cout, 1).stride(stride), vb.pp("downsample.0"))?, bn(cout, vb.pp("downsample.1"))?))
+        } else {
+            None
+        };
         let same_extent = (cfg.padding == StudentPadding::Same && stride == 2).then_some(2 * dilation + 1);
         let pad2 = if same_extent.is_some() { 0 } else { dilation };
         Ok(Self {
-            conv1: conv(cin, width, 1, 1, 0, 1, vb.pp("conv1"))?,
+            conv1: Conv2d::new(ConvSpec::new(cin, width, 1), vb.pp("conv1"))?,
             bn1: bn(width, vb.pp("bn1"))?,
-            conv2: conv(width, width, 3, stride, pad2, dilation, vb.pp("conv2"))?,
+            conv2: Conv2d::new(ConvSpec::new(width, width, 3).padding(pad2).stride(stride).dilation(dilation), vb.pp("conv2"))?,
             bn2: bn(width, vb.pp("bn2"))?,
-            conv3: conv(width, cout, 1, 1, 0, 1, vb.pp("conv3"))?,
+            conv3: Conv2d::new(ConvSpec::new(width, cout, 1), vb.pp("conv3"))?,
             bn3: bn(cout, vb.pp("bn3"))?,
             se: if cfg.se { Some(SqueezeExcite::new(cout, cfg.se_reduction, vb.pp("se"))?) } else { None },
             down,
@@ -171,7 +170,7 @@ impl Student {
         // Not `first_layer()`: images never carry a gradient anyway, and the
         // grid test (tests/grid_alignment.rs) reads receptive fields off
         // the input gradient.
-        let stem = conv(3, cfg.stem_channels, 7, 2, if same { 0 } else { 3 }, 1, vb.pp("conv1"))?;
+        let stem = Conv2d::new(ConvSpec::new(3, cfg.stem_channels, 7).padding(if same { 0 } else { 3 }).stride(2), vb.pp("conv1"))?;
         let stem_bn = bn(cfg.stem_channels, vb.pp("bn1"))?;
         let mut cin = cfg.stem_channels;
         let mut stages = Vec::new();
@@ -191,7 +190,7 @@ impl Student {
             for s in 0..3 {
                 let f = vb.pp(format!("fuse{}", s + 1));
                 fuse.push(Fuse {
-                    conv: conv(out_channels[s] + out_channels[s + 1], out_channels[s], 1, 1, 0, 1, f.pp("conv"))?,
+                    conv: Conv2d::new(ConvSpec::new(out_channels[s] + out_channels[s + 1], out_channels[s], 1), f.pp("conv"))?,
                     bn: bn(out_channels[s], f.pp("bn"))?,
                     relu: !cfg.linear_outputs,
                 });
@@ -245,7 +244,7 @@ mod tests {
         let dev = candle_core::Device::Cpu;
         let store = multiad_nn::ParamStore::new(3);
         let fuse = Fuse {
-            conv: conv(6 + 10, 6, 1, 1, 0, 1, store.var_builder(&dev).pp("conv")).unwrap(),
+            conv: Conv2d::new(ConvSpec::new(6 + 10, 6, 1), store.var_builder(&dev).pp("conv")).unwrap(),
             bn: bn(6, store.var_builder(&dev).pp("bn")).unwrap(),
             relu: true,
         };
