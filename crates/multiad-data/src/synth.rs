@@ -133,8 +133,8 @@ fn paint_defect(kind: &str, img: &mut [[f32; 3]], rng: &mut ChaCha8Rng, size: us
                         let depth = 0.15 + 0.1 * d;
                         img[i] = [depth; 3];
                     } else if d <= 1.4 {
-                        for c in 0..3 {
-                            img[i][c] = (img[i][c] + 0.15).min(1.0);
+                        for v in img[i].iter_mut() {
+                            *v = (*v + 0.15).min(1.0);
                         }
                     }
                 }

@@ -100,11 +100,9 @@ fn folder_layout_with_separate_mask_dir_and_suffix() {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     let src = tmp.path().join("s");
-    let mut k = 0;
-    for f in std::fs::read_dir(src.join("train/good")).unwrap() {
+    for (k, f) in std::fs::read_dir(src.join("train/good")).unwrap().enumerate() {
         let f = f.unwrap().path();
         std::fs::copy(&f, root.join("ok").join(format!("n{k}.png"))).unwrap();
-        k += 1;
     }
     for (i, d) in ["hole", "scratch"].iter().enumerate() {
         for j in 0..2 {
@@ -154,7 +152,7 @@ fn magnetic_tile_loads_as_it_is() {
     let cfg = ImageConfig::square(64);
     for s in ds.test.iter().filter(|s| s.label == Label::Anomalous).step_by(40) {
         let l = load_sample(s, &cfg).unwrap();
-        assert!(l.mask.iter().any(|&m| m == 1), "{} has an empty mask", s.image.display());
+        assert!(l.mask.contains(&1), "{} has an empty mask", s.image.display());
         assert_eq!(l.image.len(), 3 * 64 * 64);
     }
 }

@@ -64,7 +64,7 @@ pub fn radix_sort<T: RadixItem>(items: &mut Vec<T>) {
     let mut src_is_items = true;
     for (pass, h) in hist.iter().enumerate() {
         // A pass whose digit is the same for every item changes nothing.
-        if h.iter().any(|&c| c == items.len()) {
+        if h.contains(&items.len()) {
             continue;
         }
         let mut offsets = [0usize; BUCKETS];

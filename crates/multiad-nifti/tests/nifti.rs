@@ -104,7 +104,7 @@ fn slices_follow_nibabel_indexing_and_the_affine_names_the_axial_axis() {
     // data[i, j, k] = i + nx * (j + ny * k)
     let (r, c, s) = v.slice(2, 1);
     assert_eq!((r, c), (nx, ny));
-    assert_eq!(s[1 * ny + 2], (1 + nx * (2 + ny)) as f32);
+    assert_eq!(s[ny + 2], (1 + nx * (2 + ny)) as f32);
     let (r, c, s) = v.slice(1, 3);
     assert_eq!((r, c), (nx, nz));
     assert_eq!(s[2 * nz + 1], (2 + nx * (3 + ny)) as f32);

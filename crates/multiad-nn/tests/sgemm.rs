@@ -6,6 +6,7 @@ use gemm::Parallelism;
 use multiad_nn::sgemm::{gemm, Backend, Mat};
 use rand::{Rng, SeedableRng};
 
+#[allow(clippy::too_many_arguments)] // a test helper: the product's shape and strides
 fn reference(m: usize, n: usize, k: usize, a: Mat, b: Mat, c0: &[f32], rs: usize, accumulate: bool) -> Vec<f32> {
     let mut c = c0.to_vec();
     for i in 0..m {
@@ -21,6 +22,7 @@ fn reference(m: usize, n: usize, k: usize, a: Mat, b: Mat, c0: &[f32], rs: usize
     c
 }
 
+#[allow(clippy::too_many_arguments)] // a test helper: the product's shape and strides
 fn check(
     backend: Backend,
     m: usize,

@@ -43,14 +43,17 @@ pub fn spd_inverse(a: &[f64], d: usize) -> Option<Vec<f64>> {
     Some(inv)
 }
 
+/// A position's (or all positions') mean and inverse covariance.
+type MeanAndInverse = (Vec<f32>, Vec<f32>);
+
 /// Mean (P x d) and inverse covariance (P x d x d) per position from
 /// features laid out (N, d, P) in `feats`, covariance regularised by `eps`·I.
 /// Errors name the first position whose covariance is not invertible.
-pub fn fit_positions(feats: &[f32], n: usize, d: usize, p: usize, eps: f64) -> Result<(Vec<f32>, Vec<f32>), String> {
+pub fn fit_positions(feats: &[f32], n: usize, d: usize, p: usize, eps: f64) -> Result<MeanAndInverse, String> {
     if n < 2 {
         return Err(format!("PaDiM needs at least 2 training images, got {n}"));
     }
-    let per_pos: Vec<Result<(Vec<f32>, Vec<f32>), String>> = (0..p)
+    let per_pos: Vec<Result<MeanAndInverse, String>> = (0..p)
         .into_par_iter()
         .map(|pos| {
             let x = |i: usize, c: usize| feats[(i * d + c) * p + pos] as f64;

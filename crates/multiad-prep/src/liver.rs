@@ -169,7 +169,7 @@ pub fn prepare(opts: &LiverOptions, log: &mut dyn FnMut(&str)) -> Result<PrepRep
         let (g0, u0) = (report.counts(split).good, report.counts(split).ungood);
         for k in 0..depth {
             if let Some((rows, cols, image, lab)) = liver_slice(opts, &ct, &lab, axis, k, |v| v > 0.0) {
-                let abnormal = lab.iter().any(|&v| v == lesion);
+                let abnormal = lab.contains(&lesion);
                 let mask = abnormal.then(|| lab.iter().map(|&v| if v == lesion { 255 } else { 0 }).collect());
                 write_slice(&staging, &mut report, split, &format!("{pid}_{k:03}.png"), (rows, cols), image, mask)?;
             }

@@ -134,8 +134,8 @@ pub fn panel(p: &PanelInput) -> Result<RgbImage> {
     let mut heat = p.image.clone();
     for (i, px) in heat.pixels_mut().enumerate() {
         let c = p.heat.colour(up[i]);
-        for ch in 0..3 {
-            px.0[ch] = (0.5 * px.0[ch] as f32 + 0.5 * c[ch] * 255.0).round() as u8;
+        for (v, &cv) in px.0.iter_mut().zip(c.iter()) {
+            *v = (0.5 * *v as f32 + 0.5 * cv * 255.0).round() as u8;
         }
     }
     tiles.push(("heat map".into(), heat));

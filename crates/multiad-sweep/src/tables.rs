@@ -251,6 +251,31 @@ pub fn write_all(plan: &Plan, records: &[CellRecord]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The metric columns of a sweep's long table (`tables/long.csv`), one
+/// sorted row per cell: what two runs of the same sweep must agree on (times
+/// and memory differ run to run). Used by the resumption tests and
+/// `cargo xtask faults`.
+pub fn metric_rows(out: &Path) -> Result<Vec<String>> {
+    let path = out.join("tables/long.csv");
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+    let keep: Vec<usize> = header
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| ["dataset", "study", "method", "image_auroc", "pixel_auroc", "aupro", "f1_max", "pixel_f1_max"].contains(h))
+        .map(|(i, _)| i)
+        .collect();
+    let mut rows: Vec<String> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            keep.iter().map(|&i| f.get(i).copied().unwrap_or("")).collect::<Vec<_>>().join(",")
+        })
+        .collect();
+    rows.sort();
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,29 +347,4 @@ mod tests {
         // industrial first (sorted), then medical: mean 85.0 / 95.0 vs paper 81.4 / 97.0.
         assert_eq!(row, "| 1 | ✓ | ✓ | ✓ | 99.0 | 98.0 | 99.6 | 98.4 | -0.6 | -0.4 | 85.0 | 95.0 | 81.4 | 97.0 | +3.6 | -2.0 |");
     }
-}
-
-/// The metric columns of a sweep's long table (`tables/long.csv`), one
-/// sorted row per cell: what two runs of the same sweep must agree on (times
-/// and memory differ run to run). Used by the resumption tests and
-/// `cargo xtask faults`.
-pub fn metric_rows(out: &Path) -> Result<Vec<String>> {
-    let path = out.join("tables/long.csv");
-    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-    let keep: Vec<usize> = header
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| ["dataset", "study", "method", "image_auroc", "pixel_auroc", "aupro", "f1_max", "pixel_f1_max"].contains(h))
-        .map(|(i, _)| i)
-        .collect();
-    let mut rows: Vec<String> = lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            keep.iter().map(|&i| f.get(i).copied().unwrap_or("")).collect::<Vec<_>>().join(",")
-        })
-        .collect();
-    rows.sort();
-    Ok(rows)
 }

@@ -71,7 +71,7 @@ mod tests {
         // Channel-major (1, 2, 1, 2): position 0 = (1, 2), position 1 = (3, 1).
         let a = Tensor::new(&[1f32, 3.0, 2.0, 1.0], &dev).unwrap().reshape((1, 2, 1, 2)).unwrap();
         let b = (&a * 3.0).unwrap();
-        let l = distillation_loss(&[a.clone()], &[b]).unwrap().to_scalar::<f32>().unwrap();
+        let l = distillation_loss(std::slice::from_ref(&a), &[b]).unwrap().to_scalar::<f32>().unwrap();
         assert!(l.abs() < 1e-6);
         // Orthogonal at both positions: (2, -1) and (-1, 3).
         let c = Tensor::new(&[2f32, -1.0, -1.0, 3.0], &dev).unwrap().reshape((1, 2, 1, 2)).unwrap();

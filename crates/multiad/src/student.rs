@@ -8,6 +8,7 @@
 //! * feature fusion (Eq 5): each stage output is concatenated with the
 //!   bilinearly upsampled output of the stage above and passed through
 //!   1x1 conv + BN + ReLU; the deepest stage is used as it is.
+//!
 //! Trained from scratch (Algorithm 1: "randomly initialise β_S").
 
 use candle_core::{Module, ModuleT, Result, Tensor};
@@ -174,14 +175,14 @@ impl Student {
         let stem_bn = bn(cfg.stem_channels, vb.pp("bn1"))?;
         let mut cin = cfg.stem_channels;
         let mut stages = Vec::new();
-        for s in 0..4 {
+        for (s, &cout) in out_channels.iter().enumerate().take(4) {
             let rate = if cfg.dilation { 1 << s } else { 1 };
             let mut blocks = Vec::new();
             for b in 0..cfg.blocks[s] {
                 let stride = if b == 0 && s > 0 { 2 } else { 1 };
                 let vbb = vb.pp(format!("layer{}.{b}", s + 1));
-                blocks.push(Bottleneck::new(cin, cfg.widths[s], out_channels[s], stride, rate, cfg, vbb)?);
-                cin = out_channels[s];
+                blocks.push(Bottleneck::new(cin, cfg.widths[s], cout, stride, rate, cfg, vbb)?);
+                cin = cout;
             }
             stages.push(blocks);
         }

@@ -317,6 +317,9 @@ impl std::error::Error for NonFinite {}
 /// detached; skipped when `plan.update_d` is false), then S against the
 /// updated D on L_G + λ·L_adv (λ from `plan`); with D off, S on L_G. `inspect` sees each gradient store just before its optimiser
 /// step (the differential test reads them; training passes a no-op).
+// Eight arguments: the training loop's state, passed apart so that the
+// differential test can drive one step (issue 23 folds this into the shared loop).
+#[allow(clippy::too_many_arguments)]
 pub fn train_step(
     model: &MultiAd,
     opt_s: &mut Adam,
@@ -413,6 +416,10 @@ pub fn fit_fusion(model: &mut MultiAd, train: &[multiad_data::Sample], log: &mut
     Ok(())
 }
 
+fn round(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|x| (x * 1e4).round() / 1e4).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::StepPlan;
@@ -436,8 +443,4 @@ mod tests {
         let upd: Vec<bool> = (0..7).map(|s| StepPlan::at(&d, s, 5).update_d).collect();
         assert_eq!(upd, [true, false, false, true, false, false, true]);
     }
-}
-
-fn round(v: &[f64]) -> Vec<f64> {
-    v.iter().map(|x| (x * 1e4).round() / 1e4).collect()
 }
