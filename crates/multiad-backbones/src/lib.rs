@@ -15,6 +15,7 @@
 
 pub mod backbone;
 pub mod efficientnet;
+pub mod patch_features;
 pub mod resnet;
 pub mod vgg;
 pub mod weights;

@@ -15,7 +15,6 @@
 //! Where this differs from the reference code is in `docs/methods.md`.
 
 pub mod coreset;
-pub mod features;
 pub mod knn;
 
 use std::collections::HashMap;
@@ -32,8 +31,8 @@ use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
 use serde::{Deserialize, Serialize};
 
 use crate::coreset::{greedy_coreset, CoresetOptions};
-pub use crate::features::{adaptive_avg_pool1d, unfold, PatchFeatures, Patches};
 use crate::knn::Bank;
+use multiad_backbones::patch_features::{PatchFeatures, Patches};
 
 pub const METHOD: &str = "patchcore";
 

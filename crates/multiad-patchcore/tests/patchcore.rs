@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use multiad_backbones::patch_features::{adaptive_avg_pool1d, unfold};
 use multiad_detector::testing::fit_and_test_synthetic;
 use multiad_detector::Detector;
-use multiad_patchcore::{adaptive_avg_pool1d, unfold, PatchCore, PatchCoreConfig};
+use multiad_patchcore::{PatchCore, PatchCoreConfig};
 
 fn preset(name: &str) -> PatchCoreConfig {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../experiments/methods/patchcore/{name}.yaml"));

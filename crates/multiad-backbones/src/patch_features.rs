@@ -4,9 +4,9 @@
 //! each level's neighbourhood vector average-pooled to `pretrain_dim`, the
 //! levels pooled together to `target_dim`.
 
+use crate::backbone::Backbone;
 use anyhow::{bail, Result};
 use candle_core::Tensor;
-use multiad_backbones::backbone::Backbone;
 use multiad_nn::resample::resize_bilinear;
 use rayon::prelude::*;
 
