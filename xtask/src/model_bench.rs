@@ -21,7 +21,7 @@ fn best_of<F: FnMut() -> Result<()>>(reps: usize, mut f: F) -> Result<f64> {
 
 /// Forward + backward of typical student convolutions with candle's op and ours.
 pub fn conv() -> Result<()> {
-    multiad::set_default_threads();
+    multiad_nn::set_default_threads();
     matrix_products();
     println!("\n== conv2d forward + backward: candle 0.11 vs multiad-nn (im2col + gemm) ==");
     println!("{:<44} {:>10} {:>10} {:>8}", "shape (batch, cin->cout, size, k/stride/dil)", "candle ms", "ours ms", "ratio");
@@ -109,7 +109,7 @@ pub fn conv() -> Result<()> {
 /// Times the preset's networks with random weights (speed does not depend on
 /// the values), and PyTorch's equivalents when `torch` is importable.
 pub fn model(preset: &str, batch: usize, rounds: usize) -> Result<()> {
-    multiad::set_default_threads();
+    multiad_nn::set_default_threads();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut cfg = ExperimentConfig::from_yaml_file(&root.join(format!("experiments/{preset}.yaml")))?;
     // Random teacher weights of the right architecture: write them to a

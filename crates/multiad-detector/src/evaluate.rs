@@ -18,8 +18,7 @@ use crate::by_type::{metrics_by_defect_type, DefectTypeMetrics, ScoredImage};
 use crate::run_dir::{write_atomic, RunDir};
 use crate::{Detector, FitOptions, FitOutcome};
 
-/// Written last by a fit: training finished. Methods may add fields of
-/// their own (Multi-AD writes its epochs and parameter counts).
+/// training.json, written last by a fit: training finished.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainingRecord {
     #[serde(default)]
@@ -29,10 +28,13 @@ pub struct TrainingRecord {
     /// Peak resident memory of the fitting process (Linux), MiB.
     #[serde(default)]
     pub peak_rss_mib: Option<f64>,
+    /// The method's own fields ([`Detector::training_details`]).
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Fits `det` on the run's training images and saves it; writes
-/// training.json unless the method wrote a richer one itself.
+/// Fits `det` on the run's training images, saves it, and writes
+/// training.json.
 pub fn train_run(det: &mut dyn Detector, run: &RunDir, opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
     if run.is_trained() {
         bail!("{} has finished training already; test it with `multiad test --run {}`", run.dir.display(), run.dir.display());
@@ -59,16 +61,25 @@ pub fn train_run(det: &mut dyn Detector, run: &RunDir, opts: FitOptions, log: &m
         return Ok(FitOutcome::Stopped);
     }
     det.save(run)?;
-    if !run.is_trained() {
-        let rec = TrainingRecord {
-            method: Some(det.method().to_string()),
-            train_images: dataset.train.len(),
-            seconds: t0.elapsed().as_secs_f64(),
-            peak_rss_mib: peak_rss_mib(),
-        };
-        write_atomic(&run.path("training.json"), serde_json::to_string_pretty(&rec)?.as_bytes())?;
-    }
+    let rec = TrainingRecord {
+        method: Some(det.method().to_string()),
+        train_images: dataset.train.len(),
+        seconds: t0.elapsed().as_secs_f64(),
+        peak_rss_mib: peak_rss_mib(),
+        details: det.training_details(),
+    };
+    write_atomic(&run.path("training.json"), serde_json::to_string_pretty(&rec)?.as_bytes())?;
+    writeln!(log, "trained in {}", crate::epochs::fmt_secs(rec.seconds))?;
     Ok(FitOutcome::Finished)
+}
+
+/// Loads what [`train_run`] saved into `det`, a fresh detector built from
+/// the run's config; a run whose training has not finished is refused.
+pub fn load_fitted(det: &mut dyn Detector, run: &RunDir) -> Result<()> {
+    if !run.is_trained() {
+        bail!("{}: training has not finished (no training.json); run `multiad train --resume --out {}`", run.dir.display(), run.dir.display());
+    }
+    det.load(run)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

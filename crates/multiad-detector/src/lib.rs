@@ -25,7 +25,7 @@ use multiad_data::{ImageConfig, Sample};
 
 pub use border::BorderMaxima;
 pub use by_type::{metrics_by_defect_type, DefectTypeMetrics, ScoredImage};
-pub use evaluate::{peak_rss_mib, predict, test, train_run, TestMetrics, TestOptions, TrainingRecord};
+pub use evaluate::{load_fitted, peak_rss_mib, predict, test, train_run, TestMetrics, TestOptions, TrainingRecord};
 pub use run_dir::{method_of, save_tensors_atomic, sync_dir, tmp_path, write_atomic, DataRef, RunConfig, RunDir};
 
 /// How a fit was asked for.
@@ -68,5 +68,10 @@ pub trait Detector {
     /// colours mean the same in every picture; `None`: per-image min-max.
     fn heat_scale(&self) -> Option<f32> {
         None
+    }
+    /// Fields of training.json besides the shared [`TrainingRecord`] ones
+    /// (Multi-AD: its epochs and parameter counts).
+    fn training_details(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
     }
 }

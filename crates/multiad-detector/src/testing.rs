@@ -1,12 +1,24 @@
-//! Helpers for the methods' own tests: the same synthetic category and the
-//! same fit -> test path for every detector.
+//! Helpers for the methods' own tests: the shipped presets, the same
+//! synthetic category, the same fit -> test -> reload check and the same
+//! resumption check for every detector.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
 use multiad_data::synth::{generate, SynthConfig};
 
-use crate::{test, train_run, DataRef, Detector, FitOptions, RunConfig, RunDir, TestMetrics};
+use crate::history::read_history;
+use crate::{test, train_run, DataRef, Detector, FitOptions, FitOutcome, RunConfig, RunDir, TestMetrics};
+
+/// `method`'s shipped preset file `name` (`smoke`, `cpu`, `paper`):
+/// `experiments/methods/<method>/<name>.yaml`, parsed by `parse`.
+pub fn method_preset<T>(method: &str, name: &str, parse: impl Fn(&str, &Path) -> Result<T>) -> T {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../experiments/methods/{method}/{name}.yaml"));
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    parse(&text, &p).unwrap_or_else(|e| panic!("{e:#}"))
+}
 
 /// A 64x64 synthetic category (48 normal training images, 16 normal and
 /// 24 defective test images) written under `dir`.
@@ -25,6 +37,63 @@ pub fn fit_and_test_synthetic(cfg: &dyn RunConfig, det: &mut dyn Detector, dir: 
     let opts = crate::TestOptions { save_maps: true, save_images: true, threshold: None };
     let m = test(det, &run, &opts, &mut std::io::sink())?;
     Ok((run, m))
+}
+
+/// Every method's smoke test: `build()` fitted and tested on the synthetic
+/// category clears `method`'s floors, and a detector built afresh and
+/// loaded from the run gives bit-identical maps and scores. Returns the
+/// fitted detector and its run for method-specific checks.
+pub fn smoke_fit_test_reload<D: Detector>(method: &str, cfg: &dyn RunConfig, build: impl Fn() -> Result<D>, dir: &Path) -> Result<(D, RunDir, TestMetrics)> {
+    let mut det = build()?;
+    let (run, m) = fit_and_test_synthetic(cfg, &mut det, dir)?;
+    eprintln!("{method} smoke: {m:?}");
+    assert_smoke_floor(method, &m);
+    let image = det.image_config();
+    let (h, w) = (image.height as usize, image.width as usize);
+    let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &Device::Cpu)?;
+    let (a, sa) = det.predict(&x)?;
+    let mut back = build()?;
+    back.load(&run)?;
+    let (b, sb) = back.predict(&x)?;
+    assert_eq!(sa, sb, "{method}: scores differ after reloading");
+    assert_eq!(a.dims(), &[2, h, w]);
+    assert_eq!(a.flatten_all()?.to_vec1::<f32>()?, b.flatten_all()?.to_vec1::<f32>()?, "{method}: maps differ after reloading");
+    Ok((det, run, m))
+}
+
+/// Resumption: `cfg` (3 epochs or more) fitted without a stop, and fitted
+/// again stopped after epoch 2 and resumed, end with the same model file
+/// (every value within `tolerance`; 0 = bit-identical) and history.
+pub fn assert_resume_matches<D: Detector>(cfg: &dyn RunConfig, build: impl Fn() -> Result<D>, dir: &Path, tolerance: f32) -> Result<()> {
+    let data = synthetic_category(&dir.join("data"), 3)?;
+    let quiet = &mut std::io::sink();
+    let a = RunDir::create(&dir.join("a"), cfg, &data)?;
+    train_run(&mut build()?, &a, FitOptions::default(), quiet)?;
+    let b = RunDir::create(&dir.join("b"), cfg, &data)?;
+    let stop = FitOptions { resume: false, stop_after_epochs: Some(2) };
+    assert_eq!(train_run(&mut build()?, &b, stop, quiet)?, FitOutcome::Stopped);
+    assert!(!b.is_trained(), "a stopped fit must not look finished");
+    train_run(&mut build()?, &b, FitOptions { resume: true, stop_after_epochs: None }, quiet)?;
+    let (wa, wb) = (model_values(&a)?, model_values(&b)?);
+    assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>(), "the resumed model has other tensors");
+    for (k, va) in &wa {
+        let diff = va.iter().zip(&wb[k]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(diff <= tolerance, "tensor {k} differs by {diff} after resuming");
+    }
+    let (ha, hb) = (read_history(&a)?, read_history(&b)?);
+    assert!(ha.len() >= 3 && ha.len() == hb.len(), "history lengths {} and {}", ha.len(), hb.len());
+    for (x, y) in ha.iter().zip(&hb) {
+        let close = |p: f64, q: f64| (p - q).abs() <= tolerance as f64 * 10.0;
+        assert!(close(x.loss_g, y.loss_g) && close(x.loss_s, y.loss_s), "epoch {}: {x:?} vs {y:?}", x.epoch);
+    }
+    Ok(())
+}
+
+/// A run's model.safetensors, each tensor's values by name.
+fn model_values(run: &RunDir) -> Result<BTreeMap<String, Vec<f32>>> {
+    let path = run.path("model.safetensors");
+    let t = candle_core::safetensors::load(&path, &Device::Cpu).with_context(|| format!("{}", path.display()))?;
+    t.into_iter().map(|(k, v)| Ok((k, v.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?))).collect()
 }
 
 /// The floors (image AUROC, pixel AUROC) of `method`'s smoke test, from

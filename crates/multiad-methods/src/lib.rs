@@ -231,12 +231,8 @@ pub fn train(run: &RunDir, opts: FitOptions, log: &mut dyn Write) -> Result<FitO
 
 /// The fitted detector of a finished run.
 pub fn load_trained(run: &RunDir) -> Result<Box<dyn Detector>> {
-    if !run.is_trained() {
-        bail!("{}: training has not finished (no training.json); run `multiad train --resume --out {}`", run.dir.display(), run.dir.display());
-    }
-    let cfg = run_config(run)?;
-    let mut det = cfg.build(&Device::Cpu)?;
-    det.load(run)?;
+    let mut det = run_config(run)?.build(&Device::Cpu)?;
+    multiad_detector::load_fitted(det.as_mut(), run)?;
     Ok(det)
 }
 

@@ -21,9 +21,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
-use multiad_backbones::backbone::{Backbone, BackboneConfig};
+use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
 use multiad_data::{Batch, ImageConfig, Sample};
-use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache};
+use multiad_detector::epochs::{train_epochs, EpochPlan, FeatureCache, LossTrainer};
 use multiad_detector::maps::{check_common, load_model, parse_config, save_model};
 use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
 use multiad_nn::{gaussian_blur, Adam, AdamConfig, ParamStore};
@@ -50,93 +50,60 @@ pub enum Localization {
 
 /// MKD's config file (`method: mkd`); defaults are the reference's MVTec recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct MkdConfig {
     pub method: String,
-    #[serde(default)]
     pub preset: String,
-    #[serde(default)]
     pub seed: u64,
     /// The reference trains and tests MVTec at 128x128.
-    #[serde(default = "d_image_size")]
     pub image_size: u32,
     pub backbone: BackboneConfig,
     /// Source levels compared in the loss (VGG-16: pools of blocks 2-5 = 1, 2, 3, 4);
     /// strides must be powers of two.
-    #[serde(default = "d_layers")]
     pub layers: Vec<usize>,
     /// Which of `layers` (indices into it) make the score and the map.
-    #[serde(default = "d_score_layers")]
     pub score_layers: Vec<usize>,
     /// Width of the cloner's inner convolutions (reference: 16).
-    #[serde(default = "d_width")]
     pub cloner_width: usize,
     /// Convolutions per cloner block (VGG-16: 2, 2, 3, 3, 3).
-    #[serde(default = "d_convs")]
     pub cloner_convs: Vec<usize>,
     /// λ of the MSE term (0.5 MVTec, 0.01 medical/other sets in the reference).
-    #[serde(default = "d_lambda")]
     pub lambda: f64,
-    #[serde(default = "d_epochs")]
     pub epochs: usize,
-    #[serde(default = "d_batch")]
     pub batch_size: usize,
-    #[serde(default = "d_lr")]
     pub lr: f64,
-    #[serde(default = "d_loc")]
     pub localization: Localization,
     /// SmoothGrad: noisy copies per image, and the noise multiplier.
-    #[serde(default = "d_samples")]
     pub smooth_samples: usize,
-    #[serde(default = "d_noise")]
     pub smooth_noise: f64,
-    #[serde(default = "d_sigma")]
     pub sigma: f64,
-    #[serde(default = "d_cache")]
     pub teacher_cache_mib: usize,
 }
 
-fn d_image_size() -> u32 {
-    128
-}
-fn d_layers() -> Vec<usize> {
-    vec![1, 2, 3, 4]
-}
-fn d_score_layers() -> Vec<usize> {
-    vec![1, 2, 3]
-}
-fn d_width() -> usize {
-    16
-}
-fn d_convs() -> Vec<usize> {
-    vec![2, 2, 3, 3, 3]
-}
-fn d_lambda() -> f64 {
-    0.5
-}
-fn d_epochs() -> usize {
-    601
-}
-fn d_batch() -> usize {
-    64
-}
-fn d_lr() -> f64 {
-    1e-3
-}
-fn d_loc() -> Localization {
-    Localization::Gbp
-}
-fn d_samples() -> usize {
-    50
-}
-fn d_noise() -> f64 {
-    0.05
-}
-fn d_sigma() -> f64 {
-    4.0
-}
-fn d_cache() -> usize {
-    2048
+/// The paper's recipe: what a key left out of the config file gets.
+impl Default for MkdConfig {
+    fn default() -> Self {
+        Self {
+            method: METHOD.into(),
+            preset: String::new(),
+            seed: 0,
+            image_size: 128,
+            backbone: BackboneConfig::of(BackboneKind::Vgg16),
+            layers: vec![1, 2, 3, 4],
+            score_layers: vec![1, 2, 3],
+            cloner_width: 16,
+            cloner_convs: vec![2, 2, 3, 3, 3],
+            lambda: 0.5,
+            epochs: 601,
+            batch_size: 64,
+            lr: 1e-3,
+            localization: Localization::Gbp,
+            smooth_samples: 50,
+            smooth_noise: 0.05,
+            sigma: 4.0,
+            teacher_cache_mib: 2048,
+        }
+    }
 }
 
 impl MkdConfig {
@@ -273,38 +240,6 @@ fn min_max(m: &mut [f32]) {
     }
 }
 
-struct Trainer<'a> {
-    det: &'a Mkd,
-    opt: Adam,
-    cache: FeatureCache,
-}
-
-impl EpochModel for Trainer<'_> {
-    fn step(&mut self, b: &Batch) -> Result<f64> {
-        let s = self.cache.get(&b.images, &b.indices, |x| self.det.source_features(x, false))?;
-        let c = self.det.cloner_features(&b.images, true, false)?;
-        // Training: mean over the batch of the cosine term, MSE over all elements.
-        let l = per_sample_loss(&s.iter().collect::<Vec<_>>(), &c.iter().collect::<Vec<_>>(), self.det.cfg.lambda)?.mean_all()?;
-        let v = l.to_scalar::<f32>()? as f64;
-        if v.is_finite() {
-            self.opt.step(&l.backward()?)?;
-        }
-        Ok(v)
-    }
-
-    fn state(&self) -> Result<HashMap<String, Tensor>> {
-        let mut t: HashMap<String, Tensor> = self.det.params.tensors().into_iter().map(|(k, v)| (format!("cloner.{k}"), v)).collect();
-        t.extend(self.opt.state("opt.")?);
-        Ok(t)
-    }
-
-    fn restore(&mut self, t: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-        self.det.params.load_from(t, "cloner.", path)?;
-        self.opt.load_state(t, "opt.").with_context(|| format!("{}", path.display()))?;
-        Ok(())
-    }
-}
-
 impl Detector for Mkd {
     fn method(&self) -> &'static str {
         METHOD
@@ -320,10 +255,15 @@ impl Detector for Mkd {
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let c = &self.cfg;
-        let plan = EpochPlan { name: "MKD", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lr_key: "lr" };
+        let plan = EpochPlan { name: "MKD", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lower_on_divergence: "`lr`" };
         writeln!(log, "MKD: {} images, cloner {} parameters", train.len(), self.params.num_parameters())?;
         let opt = Adam::new(self.params.trainable(), AdamConfig { lr: c.lr, ..Default::default() })?;
-        let mut trainer = Trainer { det: self, opt, cache: FeatureCache::new(c.teacher_cache_mib) };
+        let mut trainer = LossTrainer::new(&self.params, "cloner.", opt, c.teacher_cache_mib, |b: &Batch, cache: &mut FeatureCache| {
+            let s = cache.get(&b.images, &b.indices, |x| self.source_features(x, false))?;
+            let cl = self.cloner_features(&b.images, true, false)?;
+            // Training: mean over the batch of the cosine term, MSE over all elements.
+            Ok(per_sample_loss(&s.iter().collect::<Vec<_>>(), &cl.iter().collect::<Vec<_>>(), c.lambda)?.mean_all()?)
+        });
         train_epochs(&mut trainer, &plan, run, train, opts, log)
     }
 

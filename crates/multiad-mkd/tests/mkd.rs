@@ -2,39 +2,38 @@
 //! the input's size; the score's gradient with respect to the input matches
 //! finite differences; guided backpropagation changes the map, not the score.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use multiad_detector::testing::fit_and_test_synthetic;
+use multiad_detector::testing::{assert_resume_matches, method_preset, smoke_fit_test_reload};
 use multiad_detector::Detector;
 use multiad_mkd::{Localization, Mkd, MkdConfig};
 
 fn preset(name: &str) -> MkdConfig {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../experiments/methods/mkd/{name}.yaml"));
-    MkdConfig::from_yaml_str(&std::fs::read_to_string(&p).unwrap(), &p).unwrap()
+    method_preset("mkd", name, MkdConfig::from_yaml_str)
 }
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_with_input_sized_saliency_maps() {
     let t = tempfile::tempdir().unwrap();
     let cfg = preset("smoke");
-    let mut det = Mkd::new(&cfg, &Device::Cpu).unwrap();
-    let (run, m) = fit_and_test_synthetic(&cfg, &mut det, t.path()).unwrap();
-    eprintln!("MKD smoke: {m:?}");
-    multiad_detector::testing::assert_smoke_floor("mkd", &m);
+    let (det, run, _) = smoke_fit_test_reload("mkd", &cfg, || Mkd::new(&cfg, &Device::Cpu), t.path()).unwrap();
     let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
     let (maps, scores) = det.predict(&x).unwrap();
-    assert_eq!(maps.dims(), &[2, 64, 64]);
-    // Reloaded, the same scores; vanilla gradients give the same score and another map.
-    let mut back = Mkd::new(&cfg, &Device::Cpu).unwrap();
-    back.load(&run).unwrap();
-    assert_eq!(back.predict(&x).unwrap().1, scores);
+    // Vanilla gradients give the same score and another map.
     let mut vanilla = Mkd::new(&MkdConfig { localization: Localization::Gradients, ..cfg.clone() }, &Device::Cpu).unwrap();
     vanilla.load(&run).unwrap();
     let (vm, vs) = vanilla.predict(&x).unwrap();
     assert_eq!(vs, scores);
     let diff = (vm - &maps).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(diff > 1e-3, "guided and vanilla maps are identical");
+}
+
+#[test]
+fn an_interrupted_fit_resumes_to_the_same_weights() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = MkdConfig { epochs: 3, ..preset("smoke") };
+    assert_resume_matches(&cfg, || Mkd::new(&cfg, &Device::Cpu), t.path(), 1e-5).unwrap();
 }
 
 #[test]

@@ -50,14 +50,7 @@ impl Adam {
     /// A non-finite gradient is an error and nothing is updated, so that a
     /// diverging run never writes NaN into its weights.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
-        for (name, var) in &self.vars {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                let s = g.abs()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-                if !s.is_finite() {
-                    candle_core::bail!("non-finite gradient for `{name}`");
-                }
-            }
-        }
+        crate::optimiser::check_finite(&self.vars, grads)?;
         self.step += 1;
         let c = self.cfg;
         let bc1 = 1.0 - c.beta1.powi(self.step as i32);

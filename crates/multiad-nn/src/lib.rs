@@ -23,9 +23,11 @@
 //! * [`params`]: a parameter store whose initialisation is fixed by a seed
 //!   (candle's CPU random numbers cannot be seeded), saved to and loaded from
 //!   safetensors with errors that name the tensor;
-//! * [`allocator`]: malloc settings that keep freed activations for reuse;
+//! * [`allocator`]: malloc settings that keep freed activations for reuse,
+//!   applied with the thread count by [`runtime::set_default_threads`];
 //! * [`adam`]: Adam whose moment estimates can be checkpointed and restored;
 //! * [`sgd`]: SGD with momentum and weight decay (PyTorch's), checkpointable;
+//! * [`optimiser`]: the one face both show the training loops;
 //! * [`spectral_norm`]: a weight over its largest singular value, by power
 //!   iteration with checkpointed state (a discriminator's Lipschitz bound);
 //! * [`sgemm`]: the f32 matrix products under the convolutions, with our own
@@ -41,9 +43,11 @@ mod cpu;
 pub mod deconv;
 pub mod depthwise;
 pub mod guided;
+pub mod optimiser;
 pub mod params;
 pub mod pool;
 pub mod resample;
+pub mod runtime;
 pub mod sgd;
 pub mod sgemm;
 pub mod spectral_norm;
@@ -56,8 +60,10 @@ pub use cosine::cosine_distance_map;
 pub use deconv::{conv_transpose2x2, ConvTranspose2x2};
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_same};
 pub use guided::guided_relu;
+pub use optimiser::Optimiser;
 pub use params::ParamStore;
 pub use pool::max_pool2d;
 pub use resample::{gaussian_blur, gaussian_kernel_size, resize_bilinear, resize_bilinear_centred};
+pub use runtime::set_default_threads;
 pub use sgd::{Sgd, SgdConfig};
 pub use spectral_norm::SpectralNorm;

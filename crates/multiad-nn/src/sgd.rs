@@ -29,14 +29,7 @@ impl Sgd {
     /// One update; variables without a gradient are left alone. A
     /// non-finite gradient is an error and nothing is updated.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
-        for (name, var) in &self.vars {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                let s = g.abs()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-                if !s.is_finite() {
-                    candle_core::bail!("non-finite gradient for `{name}`");
-                }
-            }
-        }
+        crate::optimiser::check_finite(&self.vars, grads)?;
         let c = self.cfg;
         for (i, (_, var)) in self.vars.iter().enumerate() {
             // Detached, so that the momentum buffer never keeps a

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use multiad_backbones::backbone::{Backbone, BackboneConfig};
+use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
 use multiad_data::{BatchLoader, ImageConfig, Sample};
 use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
 use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
@@ -33,52 +33,43 @@ pub const METHOD: &str = "padim";
 
 /// PaDiM's config file (`method: padim`); defaults are the paper's recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PadimConfig {
     pub method: String,
-    #[serde(default)]
     pub preset: String,
     /// Fixes the random channel subset (and a random backbone).
-    #[serde(default)]
     pub seed: u64,
     /// Input side (square); a multiple of 32.
-    #[serde(default = "d_image_size")]
     pub image_size: u32,
     pub backbone: BackboneConfig,
     /// Backbone levels whose features are concatenated (0-based; ResNet layer1-3 = 0, 1, 2).
-    #[serde(default = "d_layers")]
     pub layers: Vec<usize>,
     /// Size of the random channel subset (paper: 550 for WideResNet-50-2,
     /// 100 for ResNet-18); 0 keeps every channel.
-    #[serde(default = "d_channels")]
     pub channels: usize,
     /// ε of covariance + ε·I.
-    #[serde(default = "d_eps")]
     pub covariance_eps: f64,
     /// Gaussian σ (pixels) of the final map.
-    #[serde(default = "d_sigma")]
     pub sigma: f64,
-    #[serde(default = "d_batch")]
     pub batch_size: usize,
 }
 
-fn d_image_size() -> u32 {
-    256
-}
-fn d_layers() -> Vec<usize> {
-    vec![0, 1, 2]
-}
-fn d_channels() -> usize {
-    550
-}
-fn d_eps() -> f64 {
-    0.01
-}
-fn d_sigma() -> f64 {
-    4.0
-}
-fn d_batch() -> usize {
-    8
+/// The paper's recipe: what a key left out of the config file gets.
+impl Default for PadimConfig {
+    fn default() -> Self {
+        Self {
+            method: METHOD.into(),
+            preset: String::new(),
+            seed: 0,
+            image_size: 256,
+            backbone: BackboneConfig::of(BackboneKind::WideResnet50_2),
+            layers: vec![0, 1, 2],
+            channels: 550,
+            covariance_eps: 0.01,
+            sigma: 4.0,
+            batch_size: 8,
+        }
+    }
 }
 
 impl PadimConfig {

@@ -1,36 +1,22 @@
 //! PaDiM at the smoke scale: separates synthetic defects; a saved model
 //! reloads to the same maps; bad configs and model files are named.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use candle_core::{Device, Tensor};
-use multiad_detector::testing::fit_and_test_synthetic;
+use candle_core::Device;
+use multiad_detector::testing::{method_preset, smoke_fit_test_reload};
 use multiad_detector::{Detector, RunDir};
 use multiad_padim::{Padim, PadimConfig};
 
 fn preset(name: &str) -> PadimConfig {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../experiments/methods/padim/{name}.yaml"));
-    PadimConfig::from_yaml_str(&std::fs::read_to_string(&p).unwrap(), &p).unwrap()
+    method_preset("padim", name, PadimConfig::from_yaml_str)
 }
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_and_reloads() {
     let t = tempfile::tempdir().unwrap();
     let cfg = preset("smoke");
-    let mut det = Padim::new(&cfg, &Device::Cpu).unwrap();
-    let (run, m) = fit_and_test_synthetic(&cfg, &mut det, t.path()).unwrap();
-    eprintln!("PaDiM smoke: {m:?}");
-    multiad_detector::testing::assert_smoke_floor("padim", &m);
-
-    // A fresh detector loaded from the run gives identical maps.
-    let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
-    let (a, sa) = det.predict(&x).unwrap();
-    let mut back = Padim::new(&cfg, &Device::Cpu).unwrap();
-    back.load(&run).unwrap();
-    let (b, sb) = back.predict(&x).unwrap();
-    assert_eq!(sa, sb);
-    assert_eq!(a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
-    assert_eq!(a.dims(), &[2, 64, 64]);
+    let (_, run, _) = smoke_fit_test_reload("padim", &cfg, || Padim::new(&cfg, &Device::Cpu), t.path()).unwrap();
 
     // A model file from another seed's channel subset is refused.
     let other = PadimConfig { seed: 7, ..cfg.clone() };

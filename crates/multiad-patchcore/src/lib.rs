@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use multiad_backbones::backbone::BackboneConfig;
+use multiad_backbones::backbone::{BackboneConfig, BackboneKind};
 use multiad_data::{BatchLoader, ImageConfig, Sample};
 use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
 use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
@@ -38,80 +38,59 @@ pub const METHOD: &str = "patchcore";
 
 /// PatchCore's config file (`method: patchcore`); defaults are the paper's recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PatchCoreConfig {
     pub method: String,
-    #[serde(default)]
     pub preset: String,
     /// Fixes the coreset's projection and starting points (and a random backbone).
-    #[serde(default)]
     pub seed: u64,
-    #[serde(default = "d_image_size")]
     pub image_size: u32,
     pub backbone: BackboneConfig,
     /// Backbone levels (0-based; ResNet layer2 + layer3 = 1, 2).
-    #[serde(default = "d_layers")]
     pub layers: Vec<usize>,
     /// Side of the neighbourhood each patch feature aggregates (odd).
-    #[serde(default = "d_patch")]
     pub patch_size: usize,
     /// Each level's neighbourhood vector is pooled to this many values.
-    #[serde(default = "d_dim")]
     pub pretrain_dim: usize,
     /// The levels together are pooled to this many values: the feature dimension.
-    #[serde(default = "d_dim")]
     pub target_dim: usize,
     /// Fraction of all training patches kept in the memory bank (paper: 0.1 and 0.01).
-    #[serde(default = "d_ratio")]
     pub coreset_ratio: f64,
     /// Dimensions of the random projection the coreset is chosen on (0 = none).
-    #[serde(default = "d_proj")]
     pub projection_dim: usize,
     /// Random starting points of the greedy search.
-    #[serde(default = "d_starts")]
     pub start_points: usize,
     /// The image score with the paper's Eq. 7 reweighting (the reference
     /// code scores with the plain maximum, the default here).
-    #[serde(default)]
     pub reweight: bool,
     /// Bank neighbours of Eq. 7's support set.
-    #[serde(default = "d_neighbours")]
     pub neighbours: usize,
-    #[serde(default = "d_sigma")]
     pub sigma: f64,
-    #[serde(default = "d_batch")]
     pub batch_size: usize,
 }
 
-fn d_image_size() -> u32 {
-    256
-}
-fn d_layers() -> Vec<usize> {
-    vec![1, 2]
-}
-fn d_patch() -> usize {
-    3
-}
-fn d_dim() -> usize {
-    1024
-}
-fn d_ratio() -> f64 {
-    0.1
-}
-fn d_proj() -> usize {
-    128
-}
-fn d_starts() -> usize {
-    10
-}
-fn d_neighbours() -> usize {
-    9
-}
-fn d_sigma() -> f64 {
-    4.0
-}
-fn d_batch() -> usize {
-    8
+/// The paper's recipe: what a key left out of the config file gets.
+impl Default for PatchCoreConfig {
+    fn default() -> Self {
+        Self {
+            method: METHOD.into(),
+            preset: String::new(),
+            seed: 0,
+            image_size: 256,
+            backbone: BackboneConfig::of(BackboneKind::WideResnet50_2),
+            layers: vec![1, 2],
+            patch_size: 3,
+            pretrain_dim: 1024,
+            target_dim: 1024,
+            coreset_ratio: 0.1,
+            projection_dim: 128,
+            start_points: 10,
+            reweight: false,
+            neighbours: 9,
+            sigma: 4.0,
+            batch_size: 8,
+        }
+    }
 }
 
 impl PatchCoreConfig {

@@ -2,37 +2,27 @@
 //! reloads to the same maps; the reweighted score; the feature pipeline's
 //! pieces against values worked out by hand; bad configs are named.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use multiad_backbones::patch_features::{adaptive_avg_pool1d, unfold};
-use multiad_detector::testing::fit_and_test_synthetic;
+use multiad_detector::testing::{method_preset, smoke_fit_test_reload};
 use multiad_detector::Detector;
 use multiad_patchcore::{PatchCore, PatchCoreConfig};
 
 fn preset(name: &str) -> PatchCoreConfig {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../experiments/methods/patchcore/{name}.yaml"));
-    PatchCoreConfig::from_yaml_str(&std::fs::read_to_string(&p).unwrap(), &p).unwrap()
+    method_preset("patchcore", name, PatchCoreConfig::from_yaml_str)
 }
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_and_reloads() {
     let t = tempfile::tempdir().unwrap();
     let cfg = preset("smoke");
-    let mut det = PatchCore::new(&cfg, &Device::Cpu).unwrap();
-    let (run, m) = fit_and_test_synthetic(&cfg, &mut det, t.path()).unwrap();
-    eprintln!("PatchCore smoke: {m:?}");
-    multiad_detector::testing::assert_smoke_floor("patchcore", &m);
+    let (det, run, _) = smoke_fit_test_reload("patchcore", &cfg, || PatchCore::new(&cfg, &Device::Cpu), t.path()).unwrap();
     // 48 images x 8x8 patches, 10% kept.
     assert_eq!(det.bank_len(), (48.0f64 * 64.0 * 0.1).round() as usize);
-
     let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
     let (a, sa) = det.predict(&x).unwrap();
-    let mut back = PatchCore::new(&cfg, &Device::Cpu).unwrap();
-    back.load(&run).unwrap();
-    let (b, sb) = back.predict(&x).unwrap();
-    assert_eq!(sa, sb);
-    assert_eq!(a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
 
     // Eq. 7 only scales the maximum down (weights in (0, 1)); maps unchanged.
     let mut rw = PatchCore::new(&PatchCoreConfig { reweight: true, ..cfg.clone() }, &Device::Cpu).unwrap();

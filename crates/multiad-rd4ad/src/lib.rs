@@ -17,9 +17,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use multiad_backbones::backbone::{Backbone, BackboneConfig};
+use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
 use multiad_data::{Batch, ImageConfig, Sample};
-use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache};
+use multiad_detector::epochs::{train_epochs, EpochPlan, FeatureCache, LossTrainer};
 use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
 use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
 use multiad_nn::{Adam, AdamConfig, ParamStore};
@@ -31,81 +31,54 @@ pub const METHOD: &str = "rd4ad";
 
 /// RD4AD's config file (`method: rd4ad`); defaults are the paper's recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Rd4adConfig {
     pub method: String,
-    #[serde(default)]
     pub preset: String,
     /// Fixes the initialisation and the batch order.
-    #[serde(default)]
     pub seed: u64,
-    #[serde(default = "d_image_size")]
     pub image_size: u32,
     pub backbone: BackboneConfig,
     /// Three encoder levels with strides s, 2s, 4s (ResNet layer1-3 = 0, 1, 2).
-    #[serde(default = "d_layers")]
     pub layers: Vec<usize>,
     /// Residual blocks of the one-class embedding (reference: 3).
-    #[serde(default = "d_oce")]
     pub oce_blocks: usize,
     /// Decoder blocks per stage, deep to shallow (reference: 3, 4, 6).
-    #[serde(default = "d_dec")]
     pub decoder_blocks: [usize; 3],
     /// Inner width of a block as a fraction of its output (wide ResNet: 0.5).
-    #[serde(default = "d_width")]
     pub width_ratio: f64,
-    #[serde(default = "d_epochs")]
     pub epochs: usize,
-    #[serde(default = "d_batch")]
     pub batch_size: usize,
-    #[serde(default = "d_lr")]
     pub lr: f64,
-    #[serde(default = "d_beta1")]
     pub beta1: f64,
-    #[serde(default = "d_beta2")]
     pub beta2: f64,
-    #[serde(default = "d_sigma")]
     pub sigma: f64,
     /// Encoder features of training images kept between epochs, MiB.
-    #[serde(default = "d_cache")]
     pub teacher_cache_mib: usize,
 }
 
-fn d_image_size() -> u32 {
-    256
-}
-fn d_layers() -> Vec<usize> {
-    vec![0, 1, 2]
-}
-fn d_oce() -> usize {
-    3
-}
-fn d_dec() -> [usize; 3] {
-    [3, 4, 6]
-}
-fn d_width() -> f64 {
-    0.5
-}
-fn d_epochs() -> usize {
-    200
-}
-fn d_batch() -> usize {
-    16
-}
-fn d_lr() -> f64 {
-    0.005
-}
-fn d_beta1() -> f64 {
-    0.5
-}
-fn d_beta2() -> f64 {
-    0.999
-}
-fn d_sigma() -> f64 {
-    4.0
-}
-fn d_cache() -> usize {
-    4096
+/// The paper's recipe: what a key left out of the config file gets.
+impl Default for Rd4adConfig {
+    fn default() -> Self {
+        Self {
+            method: METHOD.into(),
+            preset: String::new(),
+            seed: 0,
+            image_size: 256,
+            backbone: BackboneConfig::of(BackboneKind::WideResnet50_2),
+            layers: vec![0, 1, 2],
+            oce_blocks: 3,
+            decoder_blocks: [3, 4, 6],
+            width_ratio: 0.5,
+            epochs: 200,
+            batch_size: 16,
+            lr: 0.005,
+            beta1: 0.5,
+            beta2: 0.999,
+            sigma: 4.0,
+            teacher_cache_mib: 4096,
+        }
+    }
 }
 
 impl Rd4adConfig {
@@ -214,37 +187,6 @@ impl Rd4ad {
     }
 }
 
-struct Trainer<'a> {
-    det: &'a Rd4ad,
-    opt: Adam,
-    cache: FeatureCache,
-}
-
-impl EpochModel for Trainer<'_> {
-    fn step(&mut self, b: &Batch) -> Result<f64> {
-        let e = self.cache.get(&b.images, &b.indices, |x| self.det.encode(x))?;
-        let d = self.det.decode(&e, true)?;
-        let l = loss(&e, &d)?;
-        let v = l.to_scalar::<f32>()? as f64;
-        if v.is_finite() {
-            self.opt.step(&l.backward()?)?;
-        }
-        Ok(v)
-    }
-
-    fn state(&self) -> Result<HashMap<String, Tensor>> {
-        let mut t: HashMap<String, Tensor> = self.det.weights().into_iter().map(|(k, v)| (format!("model.{k}"), v)).collect();
-        t.extend(self.opt.state("opt.")?);
-        Ok(t)
-    }
-
-    fn restore(&mut self, t: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-        self.det.params.load_from(t, "model.", path)?;
-        self.opt.load_state(t, "opt.").with_context(|| format!("{}", path.display()))?;
-        Ok(())
-    }
-}
-
 impl Detector for Rd4ad {
     fn method(&self) -> &'static str {
         METHOD
@@ -260,11 +202,15 @@ impl Detector for Rd4ad {
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let c = &self.cfg;
-        let plan = EpochPlan { name: "RD4AD", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lr_key: "lr" };
+        let plan =
+            EpochPlan { name: "RD4AD", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lower_on_divergence: "`lr`" };
         writeln!(log, "RD4AD: {} images, bottleneck + decoder {} parameters", train.len(), self.params.num_parameters())?;
         let adam = AdamConfig { lr: c.lr, beta1: c.beta1, beta2: c.beta2, eps: 1e-8, weight_decay: 0.0 };
         let opt = Adam::new(self.params.trainable(), adam)?;
-        let mut trainer = Trainer { det: self, opt, cache: FeatureCache::new(c.teacher_cache_mib) };
+        let mut trainer = LossTrainer::new(&self.params, "model.", opt, c.teacher_cache_mib, |b: &Batch, cache: &mut FeatureCache| {
+            let e = cache.get(&b.images, &b.indices, |x| self.encode(x))?;
+            Ok(loss(&e, &self.decode(&e, true)?)?)
+        });
         train_epochs(&mut trainer, &plan, run, train, opts, log)
     }
 

@@ -1,35 +1,30 @@
 //! RD4AD at the smoke scale: separates synthetic defects and reloads; the
 //! bottleneck and decoder give back the encoder's shapes; bad configs are named.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use multiad_detector::testing::fit_and_test_synthetic;
-use multiad_detector::Detector;
+use multiad_detector::testing::{assert_resume_matches, method_preset, smoke_fit_test_reload};
 use multiad_nn::ParamStore;
 use multiad_rd4ad::model::{Decoder, Ocbe, Shapes};
 use multiad_rd4ad::{Rd4ad, Rd4adConfig};
 
 fn preset(name: &str) -> Rd4adConfig {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../experiments/methods/rd4ad/{name}.yaml"));
-    Rd4adConfig::from_yaml_str(&std::fs::read_to_string(&p).unwrap(), &p).unwrap()
+    method_preset("rd4ad", name, Rd4adConfig::from_yaml_str)
 }
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_and_reloads() {
     let t = tempfile::tempdir().unwrap();
     let cfg = preset("smoke");
-    let mut det = Rd4ad::new(&cfg, &Device::Cpu).unwrap();
-    let (run, m) = fit_and_test_synthetic(&cfg, &mut det, t.path()).unwrap();
-    eprintln!("RD4AD smoke: {m:?}");
-    multiad_detector::testing::assert_smoke_floor("rd4ad", &m);
-    let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
-    let (a, sa) = det.predict(&x).unwrap();
-    let mut back = Rd4ad::new(&cfg, &Device::Cpu).unwrap();
-    back.load(&run).unwrap();
-    let (b, sb) = back.predict(&x).unwrap();
-    assert_eq!(sa, sb);
-    assert_eq!(a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    smoke_fit_test_reload("rd4ad", &cfg, || Rd4ad::new(&cfg, &Device::Cpu), t.path()).unwrap();
+}
+
+#[test]
+fn an_interrupted_fit_resumes_to_the_same_weights() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = Rd4adConfig { epochs: 3, ..preset("smoke") };
+    assert_resume_matches(&cfg, || Rd4ad::new(&cfg, &Device::Cpu), t.path(), 1e-5).unwrap();
 }
 
 #[test]

@@ -19,10 +19,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use candle_core::{Device, ModuleT, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
-use multiad_backbones::backbone::BackboneConfig;
+use multiad_backbones::backbone::{BackboneConfig, BackboneKind};
 use multiad_backbones::patch_features::PatchFeatures;
 use multiad_data::{Batch, ImageConfig, Sample};
-use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache};
+use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache, StepLosses};
 use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
 use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
 use multiad_nn::BatchNorm;
@@ -36,94 +36,61 @@ pub const METHOD: &str = "simplenet";
 
 /// SimpleNet's config file (`method: simplenet`); defaults are the paper's recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SimpleNetConfig {
     pub method: String,
-    #[serde(default)]
     pub preset: String,
     /// Fixes initialisation, batch order and the noise.
-    #[serde(default)]
     pub seed: u64,
-    #[serde(default = "d_image_size")]
     pub image_size: u32,
     pub backbone: BackboneConfig,
-    #[serde(default = "d_layers")]
     pub layers: Vec<usize>,
-    #[serde(default = "d_patch")]
     pub patch_size: usize,
-    #[serde(default = "d_dim")]
     pub pretrain_dim: usize,
     /// Feature dimension (the adaptor keeps it).
-    #[serde(default = "d_dim")]
     pub target_dim: usize,
     /// Hidden width of the discriminator.
-    #[serde(default = "d_hidden")]
     pub hidden: usize,
     /// σ of the Gaussian noise that makes anomalous features.
-    #[serde(default = "d_noise")]
     pub noise_std: f64,
     /// th of the truncated L1 loss.
-    #[serde(default = "d_margin")]
     pub margin: f64,
-    #[serde(default = "d_epochs")]
     pub epochs: usize,
     /// Images per step (each gives h·w patch features).
-    #[serde(default = "d_batch")]
     pub batch_size: usize,
-    #[serde(default = "d_adaptor_lr")]
     pub adaptor_lr: f64,
-    #[serde(default = "d_disc_lr")]
     pub disc_lr: f64,
-    #[serde(default = "d_disc_wd")]
     pub disc_weight_decay: f64,
-    #[serde(default = "d_sigma")]
     pub sigma: f64,
     /// Patch features of training images kept between epochs, MiB.
-    #[serde(default = "d_cache")]
     pub feature_cache_mib: usize,
 }
 
-fn d_image_size() -> u32 {
-    256
-}
-fn d_layers() -> Vec<usize> {
-    vec![1, 2]
-}
-fn d_patch() -> usize {
-    3
-}
-fn d_dim() -> usize {
-    1536
-}
-fn d_hidden() -> usize {
-    1024
-}
-fn d_noise() -> f64 {
-    0.015
-}
-fn d_margin() -> f64 {
-    0.5
-}
-fn d_epochs() -> usize {
-    160
-}
-fn d_batch() -> usize {
-    8
-}
-fn d_adaptor_lr() -> f64 {
-    1e-4
-}
-fn d_disc_lr() -> f64 {
-    2e-4
-}
-fn d_disc_wd() -> f64 {
-    1e-5
-}
-fn d_sigma() -> f64 {
-    4.0
-}
-fn d_cache() -> usize {
-    4096
+/// The paper's recipe: what a key left out of the config file gets.
+impl Default for SimpleNetConfig {
+    fn default() -> Self {
+        Self {
+            method: METHOD.into(),
+            preset: String::new(),
+            seed: 0,
+            image_size: 256,
+            backbone: BackboneConfig::of(BackboneKind::WideResnet50_2),
+            layers: vec![1, 2],
+            patch_size: 3,
+            pretrain_dim: 1536,
+            target_dim: 1536,
+            hidden: 1024,
+            noise_std: 0.015,
+            margin: 0.5,
+            epochs: 160,
+            batch_size: 8,
+            adaptor_lr: 1e-4,
+            disc_lr: 2e-4,
+            disc_weight_decay: 1e-5,
+            sigma: 4.0,
+            feature_cache_mib: 4096,
+        }
+    }
 }
 
 impl SimpleNetConfig {
@@ -233,7 +200,7 @@ struct Trainer<'a> {
 }
 
 impl EpochModel for Trainer<'_> {
-    fn step(&mut self, b: &Batch) -> Result<f64> {
+    fn step(&mut self, b: &Batch) -> Result<StepLosses> {
         let c = &self.det.cfg;
         let f = self.cache.get(&b.images, &b.indices, |x| Ok(vec![self.det.patch_tensor(x).map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?.0]))?;
         let f = f[0].flatten_to(1)?; // (B·P, d)
@@ -255,7 +222,7 @@ impl EpochModel for Trainer<'_> {
             self.opt_a.step(&g)?;
             self.opt_d.step(&g)?;
         }
-        Ok(v)
+        Ok(v.into())
     }
 
     fn state(&self) -> Result<HashMap<String, Tensor>> {
@@ -289,7 +256,14 @@ impl Detector for SimpleNet {
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let c = &self.cfg;
-        let plan = EpochPlan { name: "SimpleNet", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lr_key: "disc_lr" };
+        let plan = EpochPlan {
+            name: "SimpleNet",
+            image: self.image_config(),
+            batch_size: c.batch_size,
+            epochs: c.epochs,
+            seed: c.seed,
+            lower_on_divergence: "`disc_lr`",
+        };
         writeln!(
             log,
             "SimpleNet: {} images, adaptor {} + discriminator {} parameters",

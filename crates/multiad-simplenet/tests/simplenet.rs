@@ -1,36 +1,31 @@
 //! SimpleNet at the smoke scale: separates synthetic defects and reloads;
 //! bad configs are named.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use multiad_detector::history::read_history;
-use multiad_detector::testing::fit_and_test_synthetic;
-use multiad_detector::Detector;
+use multiad_detector::testing::{assert_resume_matches, method_preset, smoke_fit_test_reload};
 use multiad_simplenet::{SimpleNet, SimpleNetConfig};
 
 fn preset(name: &str) -> SimpleNetConfig {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../experiments/methods/simplenet/{name}.yaml"));
-    SimpleNetConfig::from_yaml_str(&std::fs::read_to_string(&p).unwrap(), &p).unwrap()
+    method_preset("simplenet", name, SimpleNetConfig::from_yaml_str)
 }
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_and_reloads() {
     let t = tempfile::tempdir().unwrap();
     let cfg = preset("smoke");
-    let mut det = SimpleNet::new(&cfg, &Device::Cpu).unwrap();
-    let (run, m) = fit_and_test_synthetic(&cfg, &mut det, t.path()).unwrap();
-    eprintln!("SimpleNet smoke: {m:?}");
-    multiad_detector::testing::assert_smoke_floor("simplenet", &m);
+    let (_, run, _) = smoke_fit_test_reload("simplenet", &cfg, || SimpleNet::new(&cfg, &Device::Cpu), t.path()).unwrap();
     let h = read_history(&run).unwrap();
     assert!(h.last().unwrap().loss_g < h[0].loss_g, "the truncated L1 loss did not fall: {h:?}");
-    let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
-    let (a, sa) = det.predict(&x).unwrap();
-    let mut back = SimpleNet::new(&cfg, &Device::Cpu).unwrap();
-    back.load(&run).unwrap();
-    let (b, sb) = back.predict(&x).unwrap();
-    assert_eq!(sa, sb);
-    assert_eq!(a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+}
+
+#[test]
+fn an_interrupted_fit_resumes_to_the_same_weights() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = SimpleNetConfig { epochs: 3, ..preset("smoke") };
+    assert_resume_matches(&cfg, || SimpleNet::new(&cfg, &Device::Cpu), t.path(), 1e-5).unwrap();
 }
 
 #[test]

@@ -18,9 +18,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use multiad_backbones::backbone::{Backbone, BackboneConfig};
+use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
 use multiad_data::{Batch, ImageConfig, Sample};
-use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache};
+use multiad_detector::epochs::{train_epochs, EpochPlan, FeatureCache, LossTrainer};
 use multiad_detector::maps::{check_common, load_model, parse_config, save_model};
 use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
 use multiad_nn::resample::{gaussian_blur, resize_bilinear};
@@ -33,74 +33,53 @@ pub const METHOD: &str = "stfpm";
 
 /// STFPM's config file (`method: stfpm`); defaults are the paper's recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct StfpmConfig {
     pub method: String,
-    #[serde(default)]
     pub preset: String,
     /// Fixes the student's initialisation and the batch order.
-    #[serde(default)]
     pub seed: u64,
-    #[serde(default = "d_image_size")]
     pub image_size: u32,
     pub backbone: BackboneConfig,
     /// Teacher levels matched (0-based; ResNet layer1-3 = 0, 1, 2); their
     /// strides must be 4, 8, 16, ... in order.
-    #[serde(default = "d_layers")]
     pub layers: Vec<usize>,
     /// Channels of the student's stem (ResNet-18: 64).
-    #[serde(default = "d_stem")]
     pub student_stem: usize,
     /// Basic blocks per student stage (ResNet-18: 2).
-    #[serde(default = "d_blocks")]
     pub student_blocks: usize,
-    #[serde(default = "d_epochs")]
     pub epochs: usize,
-    #[serde(default = "d_batch")]
     pub batch_size: usize,
-    #[serde(default = "d_lr")]
     pub lr: f64,
-    #[serde(default = "d_momentum")]
     pub momentum: f64,
-    #[serde(default = "d_wd")]
     pub weight_decay: f64,
     /// Gaussian σ of the final map (0 = none, the reference's choice).
-    #[serde(default)]
     pub sigma: f64,
     /// Teacher features of training images kept between epochs, MiB.
-    #[serde(default = "d_cache")]
     pub teacher_cache_mib: usize,
 }
 
-fn d_image_size() -> u32 {
-    256
-}
-fn d_layers() -> Vec<usize> {
-    vec![0, 1, 2]
-}
-fn d_stem() -> usize {
-    64
-}
-fn d_blocks() -> usize {
-    2
-}
-fn d_epochs() -> usize {
-    100
-}
-fn d_batch() -> usize {
-    32
-}
-fn d_lr() -> f64 {
-    0.4
-}
-fn d_momentum() -> f64 {
-    0.9
-}
-fn d_wd() -> f64 {
-    1e-4
-}
-fn d_cache() -> usize {
-    2048
+/// The paper's recipe: what a key left out of the config file gets.
+impl Default for StfpmConfig {
+    fn default() -> Self {
+        Self {
+            method: METHOD.into(),
+            preset: String::new(),
+            seed: 0,
+            image_size: 256,
+            backbone: BackboneConfig::of(BackboneKind::Resnet18),
+            layers: vec![0, 1, 2],
+            student_stem: 64,
+            student_blocks: 2,
+            epochs: 100,
+            batch_size: 32,
+            lr: 0.4,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            sigma: 0.0,
+            teacher_cache_mib: 2048,
+        }
+    }
 }
 
 impl StfpmConfig {
@@ -187,38 +166,6 @@ impl Stfpm {
     }
 }
 
-/// One fit in progress: the detector, its optimiser and the teacher's cache.
-struct Trainer<'a> {
-    det: &'a Stfpm,
-    opt: Sgd,
-    cache: FeatureCache,
-}
-
-impl EpochModel for Trainer<'_> {
-    fn step(&mut self, b: &Batch) -> Result<f64> {
-        let t = self.cache.get(&b.images, &b.indices, |x| self.det.teacher_features(x))?;
-        let s = self.det.student.forward(&b.images, true)?;
-        let l = loss(&t, &s)?;
-        let v = l.to_scalar::<f32>()? as f64;
-        if v.is_finite() {
-            self.opt.step(&l.backward()?)?;
-        }
-        Ok(v)
-    }
-
-    fn state(&self) -> Result<HashMap<String, Tensor>> {
-        let mut t = self.det.weights();
-        t.extend(self.opt.state("opt."));
-        Ok(t)
-    }
-
-    fn restore(&mut self, t: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-        self.det.params.load_from(t, "student.", path)?;
-        self.opt.load_state(t, "opt.").with_context(|| format!("{}", path.display()))?;
-        Ok(())
-    }
-}
-
 impl Detector for Stfpm {
     fn method(&self) -> &'static str {
         METHOD
@@ -234,10 +181,14 @@ impl Detector for Stfpm {
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let c = &self.cfg;
-        let plan = EpochPlan { name: "STFPM", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lr_key: "lr" };
+        let plan =
+            EpochPlan { name: "STFPM", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lower_on_divergence: "`lr`" };
         writeln!(log, "STFPM: {} images, student {} parameters", train.len(), self.params.num_parameters())?;
         let opt = Sgd::new(self.params.trainable(), SgdConfig { lr: c.lr, momentum: c.momentum, weight_decay: c.weight_decay });
-        let mut trainer = Trainer { det: self, opt, cache: FeatureCache::new(c.teacher_cache_mib) };
+        let mut trainer = LossTrainer::new(&self.params, "student.", opt, c.teacher_cache_mib, |b: &Batch, cache: &mut FeatureCache| {
+            let t = cache.get(&b.images, &b.indices, |x| self.teacher_features(x))?;
+            Ok(loss(&t, &self.student.forward(&b.images, true)?)?)
+        });
         train_epochs(&mut trainer, &plan, run, train, opts, log)
     }
 

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
-use multiad::run_dir::write_atomic;
+use multiad_detector::write_atomic;
 use multiad_report::curves::{line_chart, thin, Curve};
 use multiad_report::draw::{err, render_both, PngDraw, SvgDraw};
 use plotters::coord::Shift;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use multiad::train::{read_history, EpochLog};
+use multiad_detector::history::{read_history, EpochLog};
 use multiad_detector::{RunDir, TestMetrics, TrainingRecord};
 use multiad_methods::MethodConfig;
 

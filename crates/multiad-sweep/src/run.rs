@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use multiad::run_dir::write_atomic;
+use multiad_detector::write_atomic;
 
 use crate::machine::Provenance;
 use crate::plan::{Cell, Plan};

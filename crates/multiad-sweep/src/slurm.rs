@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use multiad::run_dir::write_atomic;
+use multiad_detector::write_atomic;
 
 use crate::plan::{Cell, Plan};
 use crate::run::{stage, Stage};

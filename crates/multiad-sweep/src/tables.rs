@@ -279,7 +279,7 @@ pub fn metric_rows(out: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use multiad::TestMetrics;
+    use multiad_detector::TestMetrics;
     use multiad_detector::TrainingRecord;
 
     fn rec(dataset: &str, method: &str, study: Option<u8>, domain: &str, i: f64, p: f64) -> CellRecord {
@@ -305,7 +305,7 @@ mod tests {
                 per_defect_type: Default::default(),
                 border_maxima: None,
             },
-            training: TrainingRecord { method: Some(method.into()), train_images: 10, seconds: 1.0, peak_rss_mib: None },
+            training: TrainingRecord { method: Some(method.into()), train_images: 10, seconds: 1.0, peak_rss_mib: None, details: Default::default() },
             state: Default::default(),
             history: vec![],
             scores: vec![],

@@ -4,9 +4,10 @@
 //! debugging aid; reading it off the test set chooses nothing):
 //! `cargo run -p multiad --example layer_scores -- RUN_DIR > scores.csv`
 use multiad::anomaly_map::{fuse, image_scores, FusionStats};
-use multiad::evaluate::load_trained;
-use multiad::RunDir;
+use multiad::load_trained;
 use multiad_data::BatchLoader;
+use multiad_detector::Detector;
+use multiad_detector::RunDir;
 
 fn main() -> anyhow::Result<()> {
     let dir = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: layer_scores RUN_DIR"))?;
@@ -18,7 +19,7 @@ fn main() -> anyhow::Result<()> {
     let subsets: Vec<Vec<usize>> = (1..16u32).map(|m| (0..4).filter(|b| m & (1 << b) != 0).collect()).collect();
     let names: Vec<String> = subsets.iter().map(|s| s.iter().map(|l| format!("M{}", l + 1)).collect::<Vec<_>>().join("+")).collect();
     println!("label,{}", names.join(","));
-    let loader = BatchLoader::new(ds.test.clone(), multiad::train::image_config(model.cfg.image_size), 16);
+    let loader = BatchLoader::new(ds.test.clone(), model.image_config(), 16);
     for batch in loader.iter() {
         let batch = batch?;
         let maps = model.layer_maps(&batch.images)?;

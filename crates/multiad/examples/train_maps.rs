@@ -3,13 +3,14 @@
 //! training list's order), for diagnostics that need normal maps not drawn
 //! from the test set (`scripts/position_normalised_scores.py --fit-maps`):
 //! `cargo run -p multiad --example train_maps -- RUN_DIR OUT.npy`
-use multiad::evaluate::load_trained;
-use multiad::RunDir;
+use multiad::load_trained;
 use multiad_data::BatchLoader;
 use multiad_detector::evaluate::write_npy;
+use multiad_detector::Detector;
+use multiad_detector::RunDir;
 
 fn main() -> anyhow::Result<()> {
-    multiad::set_default_threads();
+    multiad_nn::set_default_threads();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, out] = args.as_slice() else {
         anyhow::bail!("usage: train_maps RUN_DIR OUT.npy");
@@ -18,7 +19,7 @@ fn main() -> anyhow::Result<()> {
     let model = load_trained(&run)?;
     let ds = run.data()?.load()?;
     let size = model.cfg.image_size as usize;
-    let loader = BatchLoader::new(ds.train.clone(), multiad::train::image_config(model.cfg.image_size), model.cfg.inference.batch_size);
+    let loader = BatchLoader::new(ds.train.clone(), model.image_config(), model.cfg.inference.batch_size);
     let mut all: Vec<f32> = Vec::with_capacity(ds.train.len() * size * size);
     for batch in loader.iter() {
         let (maps, _) = model.predict(&batch?.images)?;

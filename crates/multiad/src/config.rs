@@ -7,38 +7,39 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ExperimentConfig {
     /// The detector this file configures; always `multiad` here (other
     /// methods have their own files, see docs/methods.md).
-    #[serde(default = "d_method")]
     pub method: String,
     /// A name for the scale preset this file describes (`paper`, `cpu`, `smoke`).
-    #[serde(default)]
     pub preset: String,
     /// Fixes every random choice: initialisation, shuffling, dropout.
-    #[serde(default)]
     pub seed: u64,
     /// Input side (square); must be divisible by 32 (the deepest stride).
-    #[serde(default = "d_image_size")]
     pub image_size: u32,
     pub teacher: TeacherConfig,
-    #[serde(default)]
     pub student: StudentConfig,
-    #[serde(default)]
     pub discriminator: DiscriminatorConfig,
-    #[serde(default)]
     pub train: TrainConfig,
-    #[serde(default)]
     pub inference: InferenceConfig,
 }
 
-fn d_method() -> String {
-    crate::METHOD.to_string()
-}
-
-fn d_image_size() -> u32 {
-    256
+/// The paper's setting: what a key left out of the file gets.
+impl Default for ExperimentConfig {
+    fn default() -> Self {
+        Self {
+            method: crate::METHOD.into(),
+            preset: String::new(),
+            seed: 0,
+            image_size: 256,
+            teacher: TeacherConfig::default(),
+            student: StudentConfig::default(),
+            discriminator: DiscriminatorConfig::default(),
+            train: TrainConfig::default(),
+            inference: InferenceConfig::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,24 +56,24 @@ pub enum TeacherKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TeacherConfig {
     pub kind: TeacherKind,
     /// A local safetensors file; when absent, the Hugging Face cache is searched.
-    #[serde(default)]
     pub weights: Option<PathBuf>,
     /// Which of the backbone's feature levels are the critical layers
     /// M1..M4 (0-based indices into its levels). Default: all four ResNet
     /// layers; stages 1, 2, 4, 6 of EfficientNet-Lite0 (strides 4, 8, 16, 32).
-    #[serde(default)]
     pub layers: Option<Vec<usize>>,
     /// Channels of the random teacher's four levels.
-    #[serde(default = "d_random_channels")]
     pub random_channels: Vec<usize>,
 }
 
-fn d_random_channels() -> Vec<usize> {
-    vec![16, 32, 64, 128]
+/// The paper's teacher, WideResNet-50-2, from the Hugging Face cache.
+impl Default for TeacherConfig {
+    fn default() -> Self {
+        Self { kind: TeacherKind::WideResnet50_2, weights: None, layers: None, random_channels: vec![16, 32, 64, 128] }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
+use multiad_detector::epochs::prefixed;
 use multiad_nn::ParamStore;
 
 use crate::anomaly_map::{fuse, image_scores, layer_maps, FusionStats};
@@ -51,13 +52,8 @@ impl MultiAd {
 
     /// Student and discriminator tensors, prefixed `student.` / `disc.`.
     pub fn weights(&self) -> HashMap<String, Tensor> {
-        let mut out = HashMap::new();
-        for (k, v) in self.student_params.tensors() {
-            out.insert(format!("student.{k}"), v);
-        }
-        for (k, v) in self.disc_params.tensors() {
-            out.insert(format!("disc.{k}"), v);
-        }
+        let mut out = prefixed(&self.student_params, "student.");
+        out.extend(prefixed(&self.disc_params, "disc."));
         out
     }
 
@@ -65,11 +61,6 @@ impl MultiAd {
         self.student_params.load_from(t, "student.", source)?;
         self.disc_params.load_from(t, "disc.", source)?;
         Ok(())
-    }
-
-    pub fn load_weights_file(&self, path: &Path) -> Result<()> {
-        let t = candle_core::safetensors::load(path, &self.device).with_context(|| format!("reading {}", path.display()))?;
-        self.load_weights(&t, path)
     }
 
     /// Per-layer maps (Eq 13) for a batch, student in inference mode. The

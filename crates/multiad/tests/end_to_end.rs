@@ -3,9 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::Device;
 use multiad::config::Flips;
-use multiad::{DataRef, ExperimentConfig, RunDir, TrainOptions};
-use multiad_data::synth::{generate, SynthConfig};
+use multiad::{ExperimentConfig, MultiAd, RunDirConfig};
+use multiad_detector::history::read_history;
+use multiad_detector::testing::assert_resume_matches;
+use multiad_detector::{train_run, DataRef, FitOptions, FitOutcome, RunDir, TestOptions};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -17,23 +20,31 @@ fn smoke_config() -> ExperimentConfig {
 }
 
 fn synthetic(dir: &Path, seed: u64) -> DataRef {
-    let cfg = SynthConfig { category: "tiles".into(), seed, size: 64, train: 48, test_good: 16, test_per_defect: 8 };
-    generate(dir, &cfg).unwrap();
-    DataRef::from_arg(&dir.join("tiles"), Path::new(".")).unwrap()
+    multiad_detector::testing::synthetic_category(dir, seed).unwrap()
 }
 
 fn quiet() -> std::io::Sink {
     std::io::sink()
 }
 
+/// What `multiad train` does: the run's detector through the shared fit.
+fn train(run: &RunDir, opts: FitOptions) -> anyhow::Result<FitOutcome> {
+    let mut model = MultiAd::build(&run.config()?, &Device::Cpu)?;
+    train_run(&mut model, run, opts, &mut quiet())
+}
+
+const STOP_AFTER_1: FitOptions = FitOptions { resume: false, stop_after_epochs: Some(1) };
+const RESUME: FitOptions = FitOptions { resume: true, stop_after_epochs: None };
+
 #[test]
 fn smoke_preset_separates_synthetic_defects() {
-    multiad::set_default_threads();
+    multiad_nn::set_default_threads();
     let t = tempfile::tempdir().unwrap();
     let data = synthetic(&t.path().join("data"), 0);
     let run = RunDir::create(&t.path().join("run"), &smoke_config(), &data).unwrap();
-    multiad::train(&run, TrainOptions::default(), &mut quiet()).unwrap();
-    let m = multiad::test(&run, true, &mut quiet()).unwrap();
+    train(&run, FitOptions::default()).unwrap();
+    let model = multiad::load_trained(&run).unwrap();
+    let m = multiad_detector::test(&model, &run, &TestOptions { save_maps: true, ..Default::default() }, &mut quiet()).unwrap();
     eprintln!("smoke metrics: {m:?}");
     multiad_detector::testing::assert_smoke_floor("multiad", &m);
     // Outputs a user reads: metrics.json, scores.csv with one row per test image, maps.npy.
@@ -50,7 +61,7 @@ fn smoke_preset_separates_synthetic_defects() {
     // Heat maps for new images.
     let imgs = ["hole", "stain"].map(|d| t.path().join(format!("data/tiles/test/{d}/000.png")));
     let out = t.path().join("pred");
-    let r = multiad::predict(&run, &imgs, &out, &mut quiet()).unwrap();
+    let r = multiad_detector::predict(&model, &run, &imgs, &out, None, &mut quiet()).unwrap();
     assert_eq!(r.len(), 2);
     // Same file names in different folders get distinct heat maps.
     for d in ["hole", "stain"] {
@@ -64,38 +75,24 @@ fn smoke_preset_separates_synthetic_defects() {
 
 #[test]
 fn interrupted_training_resumes_to_the_same_weights() {
-    multiad::set_default_threads();
+    multiad_nn::set_default_threads();
     let t = tempfile::tempdir().unwrap();
-    let data = synthetic(&t.path().join("data"), 1);
     let mut cfg = smoke_config();
     cfg.train.epochs = 4;
     // With random flips on, so that their draws are checked to resume exactly too
     // (some batches are flipped, some come from the teacher cache).
     cfg.train.flips = Flips::Both;
-    let a = RunDir::create(&t.path().join("a"), &cfg, &data).unwrap();
-    multiad::train(&a, TrainOptions::default(), &mut quiet()).unwrap();
-    let b = RunDir::create(&t.path().join("b"), &cfg, &data).unwrap();
-    let stopped = multiad::train(&b, TrainOptions { resume: false, stop_after_epochs: Some(2) }, &mut quiet()).unwrap();
-    assert!(stopped.is_none() && !b.is_trained());
-    multiad::train(&b, TrainOptions { resume: true, stop_after_epochs: None }, &mut quiet()).unwrap();
-    let wa = candle_core::safetensors::load(a.path("model.safetensors"), &candle_core::Device::Cpu).unwrap();
-    let wb = candle_core::safetensors::load(b.path("model.safetensors"), &candle_core::Device::Cpu).unwrap();
-    assert_eq!(wa.len(), wb.len());
-    for (k, ta) in &wa {
-        let va: Vec<f32> = ta.flatten_all().unwrap().to_vec1().unwrap();
-        let vb: Vec<f32> = wb[k].flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(va, vb, "tensor {k} differs after resuming");
-    }
-    let ha = multiad::train::read_history(&a).unwrap();
-    let hb = multiad::train::read_history(&b).unwrap();
-    assert_eq!(ha.len(), 4);
-    assert_eq!(ha.iter().map(|h| h.loss_s).collect::<Vec<_>>(), hb.iter().map(|h| h.loss_s).collect::<Vec<_>>());
+    assert_resume_matches(&cfg, || MultiAd::build(&cfg, &Device::Cpu), t.path(), 0.0).unwrap();
     // The flips changed training: without them the losses differ.
+    let data = synthetic(&t.path().join("data2"), 3);
+    let losses = |cfg: &ExperimentConfig, name: &str| {
+        let run = RunDir::create(&t.path().join(name), cfg, &data).unwrap();
+        train(&run, FitOptions::default()).unwrap();
+        read_history(&run).unwrap().iter().map(|h| h.loss_g).collect::<Vec<_>>()
+    };
+    let flipped = losses(&cfg, "flipped");
     cfg.train.flips = Flips::None;
-    let c = RunDir::create(&t.path().join("c"), &cfg, &data).unwrap();
-    multiad::train(&c, TrainOptions::default(), &mut quiet()).unwrap();
-    let hc = multiad::train::read_history(&c).unwrap();
-    assert_ne!(ha.iter().map(|h| h.loss_g).collect::<Vec<_>>(), hc.iter().map(|h| h.loss_g).collect::<Vec<_>>());
+    assert_ne!(flipped, losses(&cfg, "plain"));
 }
 
 /// The discriminator's schedule knobs (D every other batch, λ warm-up,
@@ -103,50 +100,42 @@ fn interrupted_training_resumes_to_the_same_weights() {
 /// the checkpoint) resume bit-identically and change what training does.
 #[test]
 fn discriminator_knobs_resume_exactly_and_change_training() {
-    multiad::set_default_threads();
+    multiad_nn::set_default_threads();
     let t = tempfile::tempdir().unwrap();
     let data = synthetic(&t.path().join("data"), 2);
     let mut cfg = smoke_config();
     cfg.train.epochs = 3;
-    let plain = RunDir::create(&t.path().join("plain"), &cfg, &data).unwrap();
-    multiad::train(&plain, TrainOptions::default(), &mut quiet()).unwrap();
+    let history = |cfg: &ExperimentConfig, name: &str| {
+        let run = RunDir::create(&t.path().join(name), cfg, &data).unwrap();
+        train(&run, FitOptions::default()).unwrap();
+        let w = candle_core::safetensors::load(run.path("model.safetensors"), &Device::Cpu).unwrap();
+        assert_eq!(w.keys().any(|k| k.ends_with("sn_u")), cfg.discriminator.spectral_norm, "the power-iteration state is saved");
+        read_history(&run).unwrap().iter().map(|e| (e.loss_g, e.loss_d)).collect::<Vec<_>>()
+    };
+    let plain = history(&cfg, "plain");
     cfg.discriminator.update_every = 2;
     cfg.discriminator.lambda_warmup_epochs = 2;
     cfg.discriminator.label_smoothing = 0.1;
     cfg.discriminator.spectral_norm = true;
-    let a = RunDir::create(&t.path().join("a"), &cfg, &data).unwrap();
-    multiad::train(&a, TrainOptions::default(), &mut quiet()).unwrap();
-    let b = RunDir::create(&t.path().join("b"), &cfg, &data).unwrap();
-    multiad::train(&b, TrainOptions { resume: false, stop_after_epochs: Some(1) }, &mut quiet()).unwrap();
-    multiad::train(&b, TrainOptions { resume: true, stop_after_epochs: None }, &mut quiet()).unwrap();
-    let load = |r: &RunDir| candle_core::safetensors::load(r.path("model.safetensors"), &candle_core::Device::Cpu).unwrap();
-    let (wa, wb) = (load(&a), load(&b));
-    assert!(wa.keys().any(|k| k.ends_with("sn_u")), "the power-iteration state is saved");
-    for (k, ta) in &wa {
-        let va: Vec<f32> = ta.flatten_all().unwrap().to_vec1().unwrap();
-        let vb: Vec<f32> = wb[k].flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(va, vb, "tensor {k} differs after resuming");
-    }
-    let h = |r: &RunDir| multiad::train::read_history(r).unwrap().iter().map(|e| (e.loss_g, e.loss_d)).collect::<Vec<_>>();
-    assert_eq!(h(&a), h(&b));
-    assert_ne!(h(&a), h(&plain));
+    assert_ne!(history(&cfg, "knobs"), plain);
+    assert_resume_matches(&cfg, || MultiAd::build(&cfg, &Device::Cpu), &t.path().join("resume"), 0.0).unwrap();
 }
 
 #[test]
 fn a_diverging_run_stops_with_its_last_good_checkpoint_intact() {
-    multiad::set_default_threads();
+    multiad_nn::set_default_threads();
     let t = tempfile::tempdir().unwrap();
     let data = synthetic(&t.path().join("data"), 2);
     let mut cfg = smoke_config();
     cfg.train.epochs = 3;
     let run = RunDir::create(&t.path().join("run"), &cfg, &data).unwrap();
-    multiad::train(&run, TrainOptions { resume: false, stop_after_epochs: Some(1) }, &mut quiet()).unwrap();
+    train(&run, STOP_AFTER_1).unwrap();
     let before = std::fs::read(run.path("checkpoint.safetensors")).unwrap();
     // The user raises the learning rate absurdly and resumes.
     cfg.train.lr = 1e30;
     cfg.train.disc_lr = 1e30;
     std::fs::write(run.path("config.yaml"), cfg.to_yaml()).unwrap();
-    let e = multiad::train(&run, TrainOptions { resume: true, stop_after_epochs: None }, &mut quiet()).err().unwrap().to_string();
+    let e = train(&run, RESUME).err().unwrap().to_string();
     assert!(e.contains("non-finite") && e.contains("checkpoint"), "{e}");
     assert_eq!(std::fs::read(run.path("checkpoint.safetensors")).unwrap(), before, "the checkpoint was touched");
     assert!(!run.is_trained());
@@ -175,17 +164,17 @@ fn bad_configs_name_the_key() {
 
 #[test]
 fn a_checkpoint_with_a_missing_tensor_names_it() {
-    multiad::set_default_threads();
+    multiad_nn::set_default_threads();
     let t = tempfile::tempdir().unwrap();
     let data = synthetic(&t.path().join("data"), 3);
     let mut cfg = smoke_config();
     cfg.train.epochs = 1;
     let run = RunDir::create(&t.path().join("run"), &cfg, &data).unwrap();
-    multiad::train(&run, TrainOptions::default(), &mut quiet()).unwrap();
+    train(&run, FitOptions::default()).unwrap();
     let p = run.path("model.safetensors");
     let mut w = candle_core::safetensors::load(&p, &candle_core::Device::Cpu).unwrap();
     w.remove("student.layer2.0.conv2.weight");
     candle_core::safetensors::save(&w, &p).unwrap();
-    let e = multiad::evaluate::load_trained(&run).err().unwrap().to_string();
+    let e = multiad::load_trained(&run).err().unwrap().to_string();
     assert!(e.contains("student.layer2.0.conv2.weight") && e.contains("model.safetensors"), "{e}");
 }
