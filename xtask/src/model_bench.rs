@@ -7,6 +7,7 @@ use anyhow::Result;
 use candle_core::{Device, Tensor, Var};
 use multiad::loss::distillation_loss;
 use multiad::{ExperimentConfig, MultiAd};
+use multiad_detector::ConfigFile;
 
 fn best_of<F: FnMut() -> Result<()>>(reps: usize, mut f: F) -> Result<f64> {
     f()?; // warm-up

@@ -8,6 +8,7 @@
 pub mod border;
 pub mod by_type;
 pub mod checkpoint;
+pub mod config;
 pub mod epochs;
 pub mod evaluate;
 pub mod events;
@@ -25,8 +26,9 @@ use multiad_data::{ImageConfig, Sample};
 
 pub use border::BorderMaxima;
 pub use by_type::{metrics_by_defect_type, DefectTypeMetrics, ScoredImage};
+pub use config::{method_of, preset_file, ConfigFile};
 pub use evaluate::{load_fitted, peak_rss_mib, predict, test, train_run, TestMetrics, TestOptions, TrainingRecord};
-pub use run_dir::{method_of, save_tensors_atomic, sync_dir, tmp_path, write_atomic, DataRef, RunConfig, RunDir};
+pub use run_dir::{save_tensors_atomic, sync_dir, tmp_path, write_atomic, DataRef, RunConfig, RunDir};
 
 /// How a fit was asked for.
 #[derive(Debug, Clone, Copy, Default)]

@@ -171,7 +171,7 @@ impl RunDir {
     /// The method that config.yaml names; `multiad` when it names none
     /// (runs written before there were other methods).
     pub fn method(&self) -> Result<String> {
-        method_of(&self.config_text()?, &self.path("config.yaml"))
+        crate::config::method_of(&self.config_text()?, &self.path("config.yaml"))
     }
 
     pub fn data(&self) -> Result<DataRef> {
@@ -180,17 +180,12 @@ impl RunDir {
         serde_yaml_ng::from_str(&text).with_context(|| format!("{}", p.display()))
     }
 
+    /// The run's config.yaml as a method's config type.
+    pub fn read_config<C: crate::ConfigFile>(&self) -> Result<C> {
+        C::from_yaml_file(&self.path("config.yaml"))
+    }
+
     pub fn is_trained(&self) -> bool {
         self.path("training.json").is_file()
-    }
-}
-
-/// The `method:` key of a config file's text (`multiad` when absent).
-pub fn method_of(text: &str, path: &Path) -> Result<String> {
-    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).with_context(|| format!("{}", path.display()))?;
-    match v.get("method") {
-        None => Ok("multiad".into()),
-        Some(serde_yaml_ng::Value::String(s)) => Ok(s.clone()),
-        Some(other) => bail!("{}: `method` must be a method name, got {other:?}", path.display()),
     }
 }

@@ -10,14 +10,24 @@ use candle_core::{Device, Tensor};
 use multiad_data::synth::{generate, SynthConfig};
 
 use crate::history::read_history;
-use crate::{test, train_run, DataRef, Detector, FitOptions, FitOutcome, RunConfig, RunDir, TestMetrics};
+use crate::{preset_file, test, train_run, ConfigFile, DataRef, Detector, FitOptions, FitOutcome, RunConfig, RunDir, TestMetrics};
 
-/// `method`'s shipped preset file `name` (`smoke`, `cpu`, `paper`):
-/// `experiments/methods/<method>/<name>.yaml`, parsed by `parse`.
-pub fn method_preset<T>(method: &str, name: &str, parse: impl Fn(&str, &Path) -> Result<T>) -> T {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../experiments/methods/{method}/{name}.yaml"));
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    parse(&text, &p).unwrap_or_else(|e| panic!("{e:#}"))
+/// The shipped preset `name` (`smoke`, `cpu`, `paper`) of `C`'s method.
+pub fn method_preset<C: ConfigFile>(name: &str) -> C {
+    let experiments = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    C::from_yaml_file(&preset_file(&experiments, C::METHOD, name)).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Each `(extra, key)`: `base` plus the line `extra`, parsed as the file
+/// `file`, is refused with a message that names the file and `key`.
+pub fn assert_bad_configs_name_the_key<C: ConfigFile>(file: &str, base: &str, cases: &[(&str, &str)]) {
+    for (extra, key) in cases {
+        let e = match C::from_yaml_str(&format!("{base}{extra}"), Path::new(file)) {
+            Ok(_) => panic!("{extra:?} was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(file) && e.contains(key), "{extra:?}: {e}");
+    }
 }
 
 /// A 64x64 synthetic category (48 normal training images, 16 normal and
@@ -39,41 +49,50 @@ pub fn fit_and_test_synthetic(cfg: &dyn RunConfig, det: &mut dyn Detector, dir: 
     Ok((run, m))
 }
 
-/// Every method's smoke test: `build()` fitted and tested on the synthetic
-/// category clears `method`'s floors, and a detector built afresh and
-/// loaded from the run gives bit-identical maps and scores. Returns the
-/// fitted detector and its run for method-specific checks.
-pub fn smoke_fit_test_reload<D: Detector>(method: &str, cfg: &dyn RunConfig, build: impl Fn() -> Result<D>, dir: &Path) -> Result<(D, RunDir, TestMetrics)> {
-    let mut det = build()?;
-    let (run, m) = fit_and_test_synthetic(cfg, &mut det, dir)?;
-    eprintln!("{method} smoke: {m:?}");
-    assert_smoke_floor(method, &m);
+/// What [`smoke_fit_test_reload`] leaves for method-specific checks.
+pub struct SmokeRun<C, D> {
+    pub cfg: C,
+    pub det: D,
+    pub run: RunDir,
+    pub metrics: TestMetrics,
+}
+
+/// Every method's smoke test: `C`'s smoke preset, built by `build`, fitted
+/// and tested on the synthetic category (in `dir`), clears the method's
+/// floors, and a detector built afresh and loaded from the run gives
+/// bit-identical maps and scores.
+pub fn smoke_fit_test_reload<C: ConfigFile, D: Detector>(build: impl Fn(&C, &Device) -> Result<D>, dir: &Path) -> Result<SmokeRun<C, D>> {
+    let cfg: C = method_preset("smoke");
+    let mut det = build(&cfg, &Device::Cpu)?;
+    let (run, metrics) = fit_and_test_synthetic(&cfg, &mut det, dir)?;
+    eprintln!("{} smoke: {metrics:?}", C::METHOD);
+    assert_smoke_floor(C::METHOD, &metrics);
     let image = det.image_config();
     let (h, w) = (image.height as usize, image.width as usize);
     let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &Device::Cpu)?;
     let (a, sa) = det.predict(&x)?;
-    let mut back = build()?;
+    let mut back = build(&cfg, &Device::Cpu)?;
     back.load(&run)?;
     let (b, sb) = back.predict(&x)?;
-    assert_eq!(sa, sb, "{method}: scores differ after reloading");
+    assert_eq!(sa, sb, "{}: scores differ after reloading", C::METHOD);
     assert_eq!(a.dims(), &[2, h, w]);
-    assert_eq!(a.flatten_all()?.to_vec1::<f32>()?, b.flatten_all()?.to_vec1::<f32>()?, "{method}: maps differ after reloading");
-    Ok((det, run, m))
+    assert_eq!(a.flatten_all()?.to_vec1::<f32>()?, b.flatten_all()?.to_vec1::<f32>()?, "{}: maps differ after reloading", C::METHOD);
+    Ok(SmokeRun { cfg, det, run, metrics })
 }
 
 /// Resumption: `cfg` (3 epochs or more) fitted without a stop, and fitted
 /// again stopped after epoch 2 and resumed, end with the same model file
 /// (every value within `tolerance`; 0 = bit-identical) and history.
-pub fn assert_resume_matches<D: Detector>(cfg: &dyn RunConfig, build: impl Fn() -> Result<D>, dir: &Path, tolerance: f32) -> Result<()> {
+pub fn assert_resume_matches<C: ConfigFile, D: Detector>(cfg: &C, build: impl Fn(&C, &Device) -> Result<D>, dir: &Path, tolerance: f32) -> Result<()> {
     let data = synthetic_category(&dir.join("data"), 3)?;
     let quiet = &mut std::io::sink();
     let a = RunDir::create(&dir.join("a"), cfg, &data)?;
-    train_run(&mut build()?, &a, FitOptions::default(), quiet)?;
+    train_run(&mut build(cfg, &Device::Cpu)?, &a, FitOptions::default(), quiet)?;
     let b = RunDir::create(&dir.join("b"), cfg, &data)?;
     let stop = FitOptions { resume: false, stop_after_epochs: Some(2) };
-    assert_eq!(train_run(&mut build()?, &b, stop, quiet)?, FitOutcome::Stopped);
+    assert_eq!(train_run(&mut build(cfg, &Device::Cpu)?, &b, stop, quiet)?, FitOutcome::Stopped);
     assert!(!b.is_trained(), "a stopped fit must not look finished");
-    train_run(&mut build()?, &b, FitOptions { resume: true, stop_after_epochs: None }, quiet)?;
+    train_run(&mut build(cfg, &Device::Cpu)?, &b, FitOptions { resume: true, stop_after_epochs: None }, quiet)?;
     let (wa, wb) = (model_values(&a)?, model_values(&b)?);
     assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>(), "the resumed model has other tensors");
     for (k, va) in &wa {

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use candle_core::Device;
-use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+pub use multiad_detector::preset_file;
+use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunConfig, RunDir};
 use serde_yaml_ng::Value;
 
 /// A registered method.
@@ -234,14 +235,4 @@ pub fn load_trained(run: &RunDir) -> Result<Box<dyn Detector>> {
     let mut det = run_config(run)?.build(&Device::Cpu)?;
     multiad_detector::load_fitted(det.as_mut(), run)?;
     Ok(det)
-}
-
-/// The preset file of `method` at `preset` scale: `experiments/<preset>.yaml`
-/// for Multi-AD, `experiments/methods/<method>/<preset>.yaml` for the others.
-pub fn preset_file(experiments: &Path, method: &str, preset: &str) -> PathBuf {
-    if method == multiad::METHOD {
-        experiments.join(format!("{preset}.yaml"))
-    } else {
-        experiments.join("methods").join(method).join(format!("{preset}.yaml"))
-    }
 }

@@ -17,15 +17,15 @@ pub mod cloner;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
 use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
 use multiad_data::{Batch, ImageConfig, Sample};
+use multiad_detector::config::check_common;
 use multiad_detector::epochs::{train_epochs, EpochPlan, FeatureCache, LossTrainer};
-use multiad_detector::maps::{check_common, load_model, parse_config, save_model};
-use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use multiad_detector::maps::{load_model, save_model};
+use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunDir};
 use multiad_nn::{gaussian_blur, Adam, AdamConfig, ParamStore};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -106,12 +106,10 @@ impl Default for MkdConfig {
     }
 }
 
-impl MkdConfig {
-    pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
-        parse_config(text, path, Self::validate)
-    }
+impl ConfigFile for MkdConfig {
+    const METHOD: &'static str = METHOD;
 
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), String> {
         check_common(METHOD, &self.method, self.image_size, &self.layers)?;
         if self.score_layers.is_empty() || self.score_layers.iter().any(|&i| i >= self.layers.len()) {
             return Err(format!("`score_layers` must index into `layers` ({} entries), got {:?}", self.layers.len(), self.score_layers));
@@ -126,15 +124,6 @@ impl MkdConfig {
             return Err("`smooth_samples` must be >= 1 for smooth_grad".into());
         }
         Ok(())
-    }
-}
-
-impl RunConfig for MkdConfig {
-    fn method(&self) -> &str {
-        &self.method
-    }
-    fn to_yaml(&self) -> String {
-        serde_yaml_ng::to_string(self).expect("config serialises")
     }
 }
 

@@ -2,22 +2,16 @@
 //! the input's size; the score's gradient with respect to the input matches
 //! finite differences; guided backpropagation changes the map, not the score.
 
-use std::path::Path;
-
 use candle_core::{Device, Tensor};
-use multiad_detector::testing::{assert_resume_matches, method_preset, smoke_fit_test_reload};
+use multiad_detector::testing::{assert_bad_configs_name_the_key, assert_resume_matches, method_preset, smoke_fit_test_reload};
 use multiad_detector::Detector;
 use multiad_mkd::{Localization, Mkd, MkdConfig};
-
-fn preset(name: &str) -> MkdConfig {
-    method_preset("mkd", name, MkdConfig::from_yaml_str)
-}
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_with_input_sized_saliency_maps() {
     let t = tempfile::tempdir().unwrap();
-    let cfg = preset("smoke");
-    let (det, run, _) = smoke_fit_test_reload("mkd", &cfg, || Mkd::new(&cfg, &Device::Cpu), t.path()).unwrap();
+    let smoke = smoke_fit_test_reload(Mkd::new, t.path()).unwrap();
+    let (cfg, det, run) = (smoke.cfg, smoke.det, smoke.run);
     let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
     let (maps, scores) = det.predict(&x).unwrap();
     // Vanilla gradients give the same score and another map.
@@ -32,8 +26,8 @@ fn smoke_preset_separates_synthetic_defects_with_input_sized_saliency_maps() {
 #[test]
 fn an_interrupted_fit_resumes_to_the_same_weights() {
     let t = tempfile::tempdir().unwrap();
-    let cfg = MkdConfig { epochs: 3, ..preset("smoke") };
-    assert_resume_matches(&cfg, || Mkd::new(&cfg, &Device::Cpu), t.path(), 1e-5).unwrap();
+    let cfg = MkdConfig { epochs: 3, ..method_preset::<MkdConfig>("smoke") };
+    assert_resume_matches(&cfg, Mkd::new, t.path(), 1e-5).unwrap();
 }
 
 #[test]
@@ -42,7 +36,7 @@ fn the_score_gradient_matches_finite_differences() {
     // so that a failure reproduces.
     use rand::SeedableRng;
     use rand_distr::Distribution;
-    let cfg = MkdConfig { image_size: 32, lambda: 0.5, ..preset("smoke") };
+    let cfg = MkdConfig { image_size: 32, lambda: 0.5, ..method_preset::<MkdConfig>("smoke") };
     let det = Mkd::new(&cfg, &Device::Cpu).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
     let normal = rand_distr::Normal::new(0f32, 0.5).unwrap();
@@ -84,12 +78,8 @@ fn the_score_gradient_matches_finite_differences() {
 
 #[test]
 fn bad_configs_name_the_key() {
-    let p = Path::new("mkd.yaml");
     let base = "method: mkd\nbackbone: {kind: random_vgg16}\n";
-    for (extra, key) in
-        [("score_layers: [7]\n", "score_layers"), ("lambda: -1\n", "lambda"), ("localization: lime\n", "lime"), ("cloner_convs: [2, 0]\n", "cloner_convs")]
-    {
-        let e = MkdConfig::from_yaml_str(&format!("{base}{extra}"), p).err().unwrap().to_string();
-        assert!(e.contains("mkd.yaml") && e.contains(key), "{extra:?}: {e}");
-    }
+    let cases =
+        [("score_layers: [7]\n", "score_layers"), ("lambda: -1\n", "lambda"), ("localization: lime\n", "lime"), ("cloner_convs: [2, 0]\n", "cloner_convs")];
+    assert_bad_configs_name_the_key::<MkdConfig>("mkd.yaml", base, &cases);
 }

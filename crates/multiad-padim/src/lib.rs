@@ -16,14 +16,14 @@ pub mod gaussian;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
 use multiad_data::{BatchLoader, ImageConfig, Sample};
-use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
-use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use multiad_detector::config::check_common;
+use multiad_detector::maps::{load_model, save_model, upsample_smooth_max};
+use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunDir};
 use rand::seq::index::sample;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -72,12 +72,10 @@ impl Default for PadimConfig {
     }
 }
 
-impl PadimConfig {
-    pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
-        parse_config(text, path, Self::validate)
-    }
+impl ConfigFile for PadimConfig {
+    const METHOD: &'static str = METHOD;
 
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), String> {
         check_common(METHOD, &self.method, self.image_size, &self.layers)?;
         if !(self.covariance_eps > 0.0 && self.covariance_eps.is_finite()) {
             return Err(format!("`covariance_eps` must be positive, got {}", self.covariance_eps));
@@ -86,15 +84,6 @@ impl PadimConfig {
             return Err("`sigma` must be >= 0 and `batch_size` >= 1".into());
         }
         Ok(())
-    }
-}
-
-impl RunConfig for PadimConfig {
-    fn method(&self) -> &str {
-        &self.method
-    }
-    fn to_yaml(&self) -> String {
-        serde_yaml_ng::to_string(self).expect("config serialises")
     }
 }
 

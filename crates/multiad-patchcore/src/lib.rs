@@ -19,15 +19,15 @@ pub mod knn;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use multiad_backbones::backbone::{BackboneConfig, BackboneKind};
 use multiad_data::{BatchLoader, ImageConfig, Sample};
-use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
-use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use multiad_detector::config::check_common;
+use multiad_detector::maps::{load_model, save_model, upsample_smooth_max};
+use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunDir};
 use serde::{Deserialize, Serialize};
 
 use crate::coreset::{greedy_coreset, CoresetOptions};
@@ -93,12 +93,10 @@ impl Default for PatchCoreConfig {
     }
 }
 
-impl PatchCoreConfig {
-    pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
-        parse_config(text, path, Self::validate)
-    }
+impl ConfigFile for PatchCoreConfig {
+    const METHOD: &'static str = METHOD;
 
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), String> {
         check_common(METHOD, &self.method, self.image_size, &self.layers)?;
         if self.patch_size == 0 || self.patch_size % 2 == 0 {
             return Err(format!("`patch_size` must be odd, got {}", self.patch_size));
@@ -113,15 +111,6 @@ impl PatchCoreConfig {
             return Err("`neighbours`, `start_points` and `batch_size` must be >= 1, `sigma` >= 0".into());
         }
         Ok(())
-    }
-}
-
-impl RunConfig for PatchCoreConfig {
-    fn method(&self) -> &str {
-        &self.method
-    }
-    fn to_yaml(&self) -> String {
-        serde_yaml_ng::to_string(self).expect("config serialises")
     }
 }
 

@@ -6,19 +6,16 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use multiad_backbones::patch_features::{adaptive_avg_pool1d, unfold};
-use multiad_detector::testing::{method_preset, smoke_fit_test_reload};
+use multiad_detector::testing::{assert_bad_configs_name_the_key, smoke_fit_test_reload};
+use multiad_detector::ConfigFile;
 use multiad_detector::Detector;
 use multiad_patchcore::{PatchCore, PatchCoreConfig};
-
-fn preset(name: &str) -> PatchCoreConfig {
-    method_preset("patchcore", name, PatchCoreConfig::from_yaml_str)
-}
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_and_reloads() {
     let t = tempfile::tempdir().unwrap();
-    let cfg = preset("smoke");
-    let (det, run, _) = smoke_fit_test_reload("patchcore", &cfg, || PatchCore::new(&cfg, &Device::Cpu), t.path()).unwrap();
+    let smoke = smoke_fit_test_reload(PatchCore::new, t.path()).unwrap();
+    let (cfg, det, run) = (smoke.cfg, smoke.det, smoke.run);
     // 48 images x 8x8 patches, 10% kept.
     assert_eq!(det.bank_len(), (48.0f64 * 64.0 * 0.1).round() as usize);
     let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
@@ -65,13 +62,10 @@ fn unfold_orders_like_torch_unfold() {
 
 #[test]
 fn bad_configs_name_the_key() {
-    let p = Path::new("pc.yaml");
     let base = "method: patchcore\nbackbone: {kind: random_resnet18}\n";
-    for (extra, key) in [("coreset_ratio: 0\n", "coreset_ratio"), ("patch_size: 2\n", "patch_size"), ("layers: []\n", "layers"), ("k: 1\n", "`k`")] {
-        let e = PatchCoreConfig::from_yaml_str(&format!("{base}{extra}"), p).err().unwrap().to_string();
-        assert!(e.contains("pc.yaml") && e.contains(key), "{extra:?}: {e}");
-    }
-    let deep = PatchCoreConfig::from_yaml_str(&format!("{base}layers: [1, 7]\n"), p).unwrap();
+    let cases = [("coreset_ratio: 0\n", "coreset_ratio"), ("patch_size: 2\n", "patch_size"), ("layers: []\n", "layers"), ("k: 1\n", "`k`")];
+    assert_bad_configs_name_the_key::<PatchCoreConfig>("pc.yaml", base, &cases);
+    let deep = PatchCoreConfig::from_yaml_str(&format!("{base}layers: [1, 7]\n"), Path::new("pc.yaml")).unwrap();
     let e = PatchCore::new(&deep, &Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("level 7"), "{e}");
 }

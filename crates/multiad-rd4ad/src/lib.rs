@@ -13,15 +13,15 @@ pub mod model;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
 use multiad_data::{Batch, ImageConfig, Sample};
+use multiad_detector::config::check_common;
 use multiad_detector::epochs::{train_epochs, EpochPlan, FeatureCache, LossTrainer};
-use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
-use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use multiad_detector::maps::{load_model, save_model, upsample_smooth_max};
+use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunDir};
 use multiad_nn::{Adam, AdamConfig, ParamStore};
 use serde::{Deserialize, Serialize};
 
@@ -81,12 +81,10 @@ impl Default for Rd4adConfig {
     }
 }
 
-impl Rd4adConfig {
-    pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
-        parse_config(text, path, Self::validate)
-    }
+impl ConfigFile for Rd4adConfig {
+    const METHOD: &'static str = METHOD;
 
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), String> {
         check_common(METHOD, &self.method, self.image_size, &self.layers)?;
         if self.layers.len() != 3 {
             return Err(format!("`layers` must be three increasing levels, got {:?}", self.layers));
@@ -103,15 +101,6 @@ impl Rd4adConfig {
             return Err("`width_ratio` must be positive, `oce_blocks` and `epochs` >= 1, `batch_size` >= 2 (batch norm), `sigma` >= 0".into());
         }
         Ok(())
-    }
-}
-
-impl RunConfig for Rd4adConfig {
-    fn method(&self) -> &str {
-        &self.method
-    }
-    fn to_yaml(&self) -> String {
-        serde_yaml_ng::to_string(self).expect("config serialises")
     }
 }
 

@@ -4,27 +4,23 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use multiad_detector::testing::{assert_resume_matches, method_preset, smoke_fit_test_reload};
+use multiad_detector::testing::{assert_bad_configs_name_the_key, assert_resume_matches, method_preset, smoke_fit_test_reload};
+use multiad_detector::ConfigFile;
 use multiad_nn::ParamStore;
 use multiad_rd4ad::model::{Decoder, Ocbe, Shapes};
 use multiad_rd4ad::{Rd4ad, Rd4adConfig};
 
-fn preset(name: &str) -> Rd4adConfig {
-    method_preset("rd4ad", name, Rd4adConfig::from_yaml_str)
-}
-
 #[test]
 fn smoke_preset_separates_synthetic_defects_and_reloads() {
     let t = tempfile::tempdir().unwrap();
-    let cfg = preset("smoke");
-    smoke_fit_test_reload("rd4ad", &cfg, || Rd4ad::new(&cfg, &Device::Cpu), t.path()).unwrap();
+    smoke_fit_test_reload(Rd4ad::new, t.path()).unwrap();
 }
 
 #[test]
 fn an_interrupted_fit_resumes_to_the_same_weights() {
     let t = tempfile::tempdir().unwrap();
-    let cfg = Rd4adConfig { epochs: 3, ..preset("smoke") };
-    assert_resume_matches(&cfg, || Rd4ad::new(&cfg, &Device::Cpu), t.path(), 1e-5).unwrap();
+    let cfg = Rd4adConfig { epochs: 3, ..method_preset::<Rd4adConfig>("smoke") };
+    assert_resume_matches(&cfg, Rd4ad::new, t.path(), 1e-5).unwrap();
 }
 
 #[test]
@@ -50,13 +46,10 @@ fn decoder_gives_back_the_encoders_shapes_with_the_reference_block_counts() {
 
 #[test]
 fn bad_configs_name_the_key() {
-    let p = Path::new("rd.yaml");
     let base = "method: rd4ad\nbackbone: {kind: random_resnet18}\n";
-    for (extra, key) in [("layers: [0, 1]\n", "layers"), ("beta1: 1.0\n", "beta1"), ("lr: 0\n", "lr"), ("decoder_blocks: [1, 1]\n", "decoder_blocks")] {
-        let e = Rd4adConfig::from_yaml_str(&format!("{base}{extra}"), p).err().unwrap().to_string();
-        assert!(e.contains("rd.yaml") && e.contains(key), "{extra:?}: {e}");
-    }
-    let gap = Rd4adConfig::from_yaml_str(&format!("{base}layers: [0, 1, 3]\n"), p).unwrap();
+    let cases = [("layers: [0, 1]\n", "layers"), ("beta1: 1.0\n", "beta1"), ("lr: 0\n", "lr"), ("decoder_blocks: [1, 1]\n", "decoder_blocks")];
+    assert_bad_configs_name_the_key::<Rd4adConfig>("rd.yaml", base, &cases);
+    let gap = Rd4adConfig::from_yaml_str(&format!("{base}layers: [0, 1, 3]\n"), Path::new("rd.yaml")).unwrap();
     let e = Rd4ad::new(&gap, &Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("strides"), "{e}");
 }

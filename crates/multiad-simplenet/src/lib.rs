@@ -22,9 +22,10 @@ use candle_nn::{Linear, Module, VarBuilder};
 use multiad_backbones::backbone::{BackboneConfig, BackboneKind};
 use multiad_backbones::patch_features::PatchFeatures;
 use multiad_data::{Batch, ImageConfig, Sample};
+use multiad_detector::config::check_common;
 use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache, StepLosses};
-use multiad_detector::maps::{check_common, load_model, parse_config, save_model, upsample_smooth_max};
-use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use multiad_detector::maps::{load_model, save_model, upsample_smooth_max};
+use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunDir};
 use multiad_nn::BatchNorm;
 use multiad_nn::{Adam, AdamConfig, ParamStore};
 use rand::SeedableRng;
@@ -93,12 +94,10 @@ impl Default for SimpleNetConfig {
     }
 }
 
-impl SimpleNetConfig {
-    pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
-        parse_config(text, path, Self::validate)
-    }
+impl ConfigFile for SimpleNetConfig {
+    const METHOD: &'static str = METHOD;
 
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), String> {
         check_common(METHOD, &self.method, self.image_size, &self.layers)?;
         if self.patch_size % 2 == 0 || self.pretrain_dim == 0 || self.target_dim == 0 || self.hidden == 0 {
             return Err("`patch_size` must be odd; `pretrain_dim`, `target_dim`, `hidden` positive".into());
@@ -112,15 +111,6 @@ impl SimpleNetConfig {
             return Err("`margin`, `disc_weight_decay`, `sigma` must be >= 0; `epochs`, `batch_size` >= 1".into());
         }
         Ok(())
-    }
-}
-
-impl RunConfig for SimpleNetConfig {
-    fn method(&self) -> &str {
-        &self.method
-    }
-    fn to_yaml(&self) -> String {
-        serde_yaml_ng::to_string(self).expect("config serialises")
     }
 }
 

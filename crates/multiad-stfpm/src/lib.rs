@@ -14,15 +14,15 @@ pub mod student;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
 use multiad_data::{Batch, ImageConfig, Sample};
+use multiad_detector::config::{check_common, positive};
 use multiad_detector::epochs::{train_epochs, EpochPlan, FeatureCache, LossTrainer};
-use multiad_detector::maps::{check_common, load_model, parse_config, save_model};
-use multiad_detector::{Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use multiad_detector::maps::{load_model, save_model};
+use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunDir};
 use multiad_nn::resample::{gaussian_blur, resize_bilinear};
 use multiad_nn::{ParamStore, Sgd, SgdConfig};
 use serde::{Deserialize, Serialize};
@@ -82,15 +82,12 @@ impl Default for StfpmConfig {
     }
 }
 
-impl StfpmConfig {
-    pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
-        parse_config(text, path, Self::validate)
-    }
+impl ConfigFile for StfpmConfig {
+    const METHOD: &'static str = METHOD;
 
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), String> {
         check_common(METHOD, &self.method, self.image_size, &self.layers)?;
-        let pos = |k: &str, v: f64| if v > 0.0 && v.is_finite() { Ok(()) } else { Err(format!("`{k}` must be positive, got {v}")) };
-        pos("lr", self.lr)?;
+        positive("lr", self.lr)?;
         if !(0.0..1.0).contains(&self.momentum) || self.weight_decay < 0.0 {
             return Err("`momentum` must be in [0, 1) and `weight_decay` >= 0".into());
         }
@@ -98,15 +95,6 @@ impl StfpmConfig {
             return Err("`epochs`, `student_stem`, `student_blocks` must be >= 1, `batch_size` >= 2 (batch norm), `sigma` >= 0".into());
         }
         Ok(())
-    }
-}
-
-impl RunConfig for StfpmConfig {
-    fn method(&self) -> &str {
-        &self.method
-    }
-    fn to_yaml(&self) -> String {
-        serde_yaml_ng::to_string(self).expect("config serialises")
     }
 }
 

@@ -5,18 +5,15 @@ use std::path::Path;
 
 use candle_core::Device;
 use multiad_detector::history::read_history;
-use multiad_detector::testing::{assert_resume_matches, method_preset, smoke_fit_test_reload};
+use multiad_detector::testing::{assert_bad_configs_name_the_key, assert_resume_matches, method_preset, smoke_fit_test_reload};
+use multiad_detector::ConfigFile;
 use multiad_stfpm::{Stfpm, StfpmConfig};
-
-fn preset(name: &str) -> StfpmConfig {
-    method_preset("stfpm", name, StfpmConfig::from_yaml_str)
-}
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_and_reloads() {
     let t = tempfile::tempdir().unwrap();
-    let cfg = preset("smoke");
-    let (_, run, _) = smoke_fit_test_reload("stfpm", &cfg, || Stfpm::new(&cfg, &Device::Cpu), t.path()).unwrap();
+    let smoke = smoke_fit_test_reload(Stfpm::new, t.path()).unwrap();
+    let (cfg, run) = (smoke.cfg, smoke.run);
     let h = read_history(&run).unwrap();
     assert_eq!(h.len(), cfg.epochs);
     assert!(h.last().unwrap().loss_g < h[0].loss_g, "the loss did not fall: {h:?}");
@@ -25,20 +22,17 @@ fn smoke_preset_separates_synthetic_defects_and_reloads() {
 #[test]
 fn an_interrupted_fit_resumes_to_the_same_weights() {
     let t = tempfile::tempdir().unwrap();
-    let cfg = StfpmConfig { epochs: 4, ..preset("smoke") };
-    assert_resume_matches(&cfg, || Stfpm::new(&cfg, &Device::Cpu), t.path(), 1e-5).unwrap();
+    let cfg = StfpmConfig { epochs: 4, ..method_preset::<StfpmConfig>("smoke") };
+    assert_resume_matches(&cfg, Stfpm::new, t.path(), 1e-5).unwrap();
 }
 
 #[test]
 fn bad_configs_name_the_key() {
-    let p = Path::new("stfpm.yaml");
     let base = "method: stfpm\nbackbone: {kind: random_resnet18}\n";
-    for (extra, key) in [("lr: -0.4\n", "lr"), ("batch_size: 1\n", "batch_size"), ("momentum: 1.5\n", "momentum"), ("epoch: 3\n", "epoch")] {
-        let e = StfpmConfig::from_yaml_str(&format!("{base}{extra}"), p).err().unwrap().to_string();
-        assert!(e.contains("stfpm.yaml") && e.contains(key), "{extra:?}: {e}");
-    }
+    let cases = [("lr: -0.4\n", "lr"), ("batch_size: 1\n", "batch_size"), ("momentum: 1.5\n", "momentum"), ("epoch: 3\n", "epoch")];
+    assert_bad_configs_name_the_key::<StfpmConfig>("stfpm.yaml", base, &cases);
     // Levels whose strides do not step 4, 8, 16 cannot be matched by the student.
-    let skip = StfpmConfig::from_yaml_str(&format!("{base}layers: [0, 2]\n"), p).unwrap();
+    let skip = StfpmConfig::from_yaml_str(&format!("{base}layers: [0, 2]\n"), Path::new("stfpm.yaml")).unwrap();
     let e = Stfpm::new(&skip, &Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("stride"), "{e}");
 }

@@ -19,6 +19,7 @@ use multiad::config::{ExperimentConfig, TeacherKind};
 use multiad::model::MultiAd;
 use multiad_backbones::efficientnet::EfficientNetLite0;
 use multiad_backbones::resnet::{ResNet, ResNetKind};
+use multiad_detector::ConfigFile;
 use multiad_nn::ParamStore;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};

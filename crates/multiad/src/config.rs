@@ -2,8 +2,10 @@
 //! where the paper is silent, a documented choice) as default. Unknown keys
 //! and impossible values are errors that name the key.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use multiad_detector::config::positive;
+use multiad_detector::ConfigFile;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -301,29 +303,7 @@ impl Default for InferenceConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {msg}", path.display())]
-pub struct ConfigError {
-    pub path: PathBuf,
-    pub msg: String,
-}
-
 impl ExperimentConfig {
-    pub fn from_yaml_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let cfg: Self = serde_yaml_ng::from_str(text).map_err(|e| ConfigError { path: path.into(), msg: e.to_string() })?;
-        cfg.validate().map_err(|msg| ConfigError { path: path.into(), msg })?;
-        Ok(cfg)
-    }
-
-    pub fn from_yaml_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError { path: path.into(), msg: format!("cannot read: {e}") })?;
-        Self::from_yaml_str(&text, path)
-    }
-
-    pub fn to_yaml(&self) -> String {
-        serde_yaml_ng::to_string(self).expect("config serialises")
-    }
-
     /// `student.padding` with `auto` resolved against the teacher: "SAME"
     /// for EfficientNet, symmetric for the torchvision ResNets and the
     /// random teacher (a symmetric student network itself).
@@ -346,19 +326,21 @@ impl ExperimentConfig {
             (MapUpsample::CellCentres, _) => CellGrid::Symmetric,
         }
     }
+}
 
-    /// Checks every value that could not work, naming the key.
-    pub fn validate(&self) -> Result<(), String> {
+impl ConfigFile for ExperimentConfig {
+    const METHOD: &'static str = crate::METHOD;
+
+    fn validate(&self) -> Result<(), String> {
         if self.method != crate::METHOD {
             return Err(format!("`method` is {:?}, but this is a Multi-AD experiment file (method: multiad)", self.method));
         }
         let t = &self.train;
-        let pos = |k: &str, v: f64| if v > 0.0 && v.is_finite() { Ok(()) } else { Err(format!("`{k}` must be positive, got {v}")) };
         if self.image_size == 0 || self.image_size % 32 != 0 {
             return Err(format!("`image_size` must be a positive multiple of 32 (the deepest stride), got {}", self.image_size));
         }
-        pos("train.lr", t.lr)?;
-        pos("train.disc_lr", t.disc_lr)?;
+        positive("train.lr", t.lr)?;
+        positive("train.disc_lr", t.disc_lr)?;
         if t.epochs == 0 {
             return Err("`train.epochs` must be at least 1".into());
         }
@@ -408,25 +390,5 @@ impl ExperimentConfig {
             return Err("`teacher.random_channels` needs four positive entries".into());
         }
         Ok(())
-    }
-}
-
-impl multiad_detector::RunConfig for ExperimentConfig {
-    fn method(&self) -> &str {
-        &self.method
-    }
-    fn to_yaml(&self) -> String {
-        ExperimentConfig::to_yaml(self)
-    }
-}
-
-/// Reads a Multi-AD run's config.yaml.
-pub trait RunDirConfig {
-    fn config(&self) -> anyhow::Result<ExperimentConfig>;
-}
-
-impl RunDirConfig for multiad_detector::RunDir {
-    fn config(&self) -> anyhow::Result<ExperimentConfig> {
-        Ok(ExperimentConfig::from_yaml_file(&self.path("config.yaml"))?)
     }
 }

@@ -11,14 +11,13 @@ use multiad_detector::maps::{load_model, save_model};
 use multiad_detector::{load_fitted, write_atomic, Detector, FitOptions, FitOutcome, RunDir};
 
 use crate::anomaly_map::FusionStats;
-use crate::config::RunDirConfig;
 use crate::model::MultiAd;
 use crate::train::{fit_fusion, Trainer};
 
 /// The fitted Multi-AD of a finished run (the registry's
 /// `multiad_methods::load_trained`, typed: examples and tests reach into it).
 pub fn load_trained(run: &RunDir) -> Result<MultiAd> {
-    let mut model = MultiAd::build(&run.config()?, &Device::Cpu)?;
+    let mut model = MultiAd::build(&run.read_config()?, &Device::Cpu)?;
     load_fitted(&mut model, run)?;
     Ok(model)
 }

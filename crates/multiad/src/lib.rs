@@ -16,7 +16,7 @@ pub mod student;
 pub mod teacher;
 pub mod train;
 
-pub use config::{ExperimentConfig, RunDirConfig};
+pub use config::ExperimentConfig;
 pub use detector::load_trained;
 pub use model::MultiAd;
 

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use multiad::config::Flips;
-use multiad::{ExperimentConfig, MultiAd, RunDirConfig};
+use multiad::{ExperimentConfig, MultiAd};
 use multiad_detector::history::read_history;
-use multiad_detector::testing::assert_resume_matches;
-use multiad_detector::{train_run, DataRef, FitOptions, FitOutcome, RunDir, TestOptions};
+use multiad_detector::testing::{assert_resume_matches, smoke_fit_test_reload};
+use multiad_detector::ConfigFile;
+use multiad_detector::{train_run, DataRef, FitOptions, FitOutcome, RunDir};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -29,7 +30,7 @@ fn quiet() -> std::io::Sink {
 
 /// What `multiad train` does: the run's detector through the shared fit.
 fn train(run: &RunDir, opts: FitOptions) -> anyhow::Result<FitOutcome> {
-    let mut model = MultiAd::build(&run.config()?, &Device::Cpu)?;
+    let mut model = MultiAd::build(&run.read_config()?, &Device::Cpu)?;
     train_run(&mut model, run, opts, &mut quiet())
 }
 
@@ -40,13 +41,10 @@ const RESUME: FitOptions = FitOptions { resume: true, stop_after_epochs: None };
 fn smoke_preset_separates_synthetic_defects() {
     multiad_nn::set_default_threads();
     let t = tempfile::tempdir().unwrap();
-    let data = synthetic(&t.path().join("data"), 0);
-    let run = RunDir::create(&t.path().join("run"), &smoke_config(), &data).unwrap();
-    train(&run, FitOptions::default()).unwrap();
+    // Fitted, tested, clears the floors and reloads to the same maps.
+    let smoke = smoke_fit_test_reload(MultiAd::build, t.path()).unwrap();
+    let run = smoke.run;
     let model = multiad::load_trained(&run).unwrap();
-    let m = multiad_detector::test(&model, &run, &TestOptions { save_maps: true, ..Default::default() }, &mut quiet()).unwrap();
-    eprintln!("smoke metrics: {m:?}");
-    multiad_detector::testing::assert_smoke_floor("multiad", &m);
     // Outputs a user reads: metrics.json, scores.csv with one row per test image, maps.npy.
     let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.path("metrics.json")).unwrap()).unwrap();
     for k in ["image_auroc", "pixel_auroc", "aupro", "f1_max"] {
@@ -69,7 +67,7 @@ fn smoke_preset_separates_synthetic_defects() {
         assert_eq!((heat.width(), heat.height()), (64, 64));
     }
     // A finished run is never overwritten.
-    let e = RunDir::create(&t.path().join("run"), &smoke_config(), &data).err().unwrap().to_string();
+    let e = RunDir::create(&t.path().join("run"), &smoke_config(), &run.data().unwrap()).err().unwrap().to_string();
     assert!(e.contains("already holds a run"), "{e}");
 }
 
@@ -82,7 +80,7 @@ fn interrupted_training_resumes_to_the_same_weights() {
     // With random flips on, so that their draws are checked to resume exactly too
     // (some batches are flipped, some come from the teacher cache).
     cfg.train.flips = Flips::Both;
-    assert_resume_matches(&cfg, || MultiAd::build(&cfg, &Device::Cpu), t.path(), 0.0).unwrap();
+    assert_resume_matches(&cfg, MultiAd::build, t.path(), 0.0).unwrap();
     // The flips changed training: without them the losses differ.
     let data = synthetic(&t.path().join("data2"), 3);
     let losses = |cfg: &ExperimentConfig, name: &str| {
@@ -118,7 +116,7 @@ fn discriminator_knobs_resume_exactly_and_change_training() {
     cfg.discriminator.label_smoothing = 0.1;
     cfg.discriminator.spectral_norm = true;
     assert_ne!(history(&cfg, "knobs"), plain);
-    assert_resume_matches(&cfg, || MultiAd::build(&cfg, &Device::Cpu), &t.path().join("resume"), 0.0).unwrap();
+    assert_resume_matches(&cfg, MultiAd::build, &t.path().join("resume"), 0.0).unwrap();
 }
 
 #[test]

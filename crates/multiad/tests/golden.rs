@@ -39,6 +39,7 @@ use multiad::anomaly_map::{fuse, image_scores, FusionStats, StatsAccumulator};
 use multiad::config::ExperimentConfig;
 use multiad::model::MultiAd;
 use multiad::train::{train_step, Network, StepPlan};
+use multiad_detector::ConfigFile;
 use multiad_nn::{Adam, AdamConfig};
 use rand::SeedableRng;
 
