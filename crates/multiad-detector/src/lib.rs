@@ -23,6 +23,7 @@ use std::io::Write;
 use anyhow::Result;
 use candle_core::Tensor;
 use multiad_data::{ImageConfig, Sample};
+use multiad_nn::ParamStore;
 
 pub use border::BorderMaxima;
 pub use by_type::{metrics_by_defect_type, DefectTypeMetrics, ScoredImage};
@@ -47,22 +48,47 @@ pub enum FitOutcome {
     Stopped,
 }
 
+/// What the shared protocol needs to know of a detector besides its maps.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectorSpec {
+    /// The registry name (`multiad`, `padim`, ...).
+    pub method: &'static str,
+    /// How images are decoded for it (size, normalisation).
+    pub image: ImageConfig,
+    /// Images per inference batch.
+    pub batch_size: usize,
+}
+
+impl DetectorSpec {
+    /// Square `size` x `size` inputs with ImageNet normalisation.
+    pub fn square(method: &'static str, size: u32, batch_size: usize) -> Self {
+        Self { method, image: ImageConfig::square(size), batch_size }
+    }
+}
+
 /// An anomaly detector: learns from normal images only, then gives every
 /// image an anomaly map at the input's resolution and a score.
 pub trait Detector {
-    /// The registry name (`multiad`, `padim`, ...).
-    fn method(&self) -> &'static str;
-    /// How images are decoded for this detector (size, normalisation).
-    fn image_config(&self) -> ImageConfig;
-    /// Images per inference batch.
-    fn batch_size(&self) -> usize;
+    /// Its name, image decoding and inference batch.
+    fn spec(&self) -> DetectorSpec;
+    /// The parameter stores training changes, each with the prefix of its
+    /// tensors' names in model.safetensors. The default [`Detector::save`]
+    /// and [`Detector::load`] write and read exactly these.
+    fn trained_stores(&self) -> Vec<(&ParamStore, &'static str)> {
+        Vec::new()
+    }
     /// Learns from the normal training images. Methods that train in epochs
-    /// checkpoint into `run` and honour `opts.resume`.
+    /// checkpoint into `run` and honour `opts.resume` ([`epochs::train_epochs`]).
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome>;
-    /// Writes what [`Detector::load`] needs into the run directory.
-    fn save(&self, run: &RunDir) -> Result<()>;
+    /// Writes what [`Detector::load`] needs into the run directory; by
+    /// default the trained stores into model.safetensors.
+    fn save(&self, run: &RunDir) -> Result<()> {
+        maps::save_stores(run, &self.trained_stores())
+    }
     /// Restores a fitted detector saved by [`Detector::save`].
-    fn load(&mut self, run: &RunDir) -> Result<()>;
+    fn load(&mut self, run: &RunDir) -> Result<()> {
+        maps::load_stores(run, &self.trained_stores())
+    }
     /// Anomaly maps (B, H, W) at the images' resolution and one score per
     /// image, for a batch of decoded images (B, 3, H, W).
     fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)>;
@@ -75,5 +101,16 @@ pub trait Detector {
     /// (Multi-AD: its epochs and parameter counts).
     fn training_details(&self) -> serde_json::Map<String, serde_json::Value> {
         serde_json::Map::new()
+    }
+
+    /// The registry name.
+    fn method(&self) -> &'static str {
+        self.spec().method
+    }
+    fn image_config(&self) -> ImageConfig {
+        self.spec().image
+    }
+    fn batch_size(&self) -> usize {
+        self.spec().batch_size
     }
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use candle_core::{Device, Result, Tensor};
 use multiad_nn::resample::{gaussian_blur, resize_bilinear};
+use multiad_nn::ParamStore;
 
 use crate::run_dir::RunDir;
 
@@ -28,4 +29,24 @@ pub fn load_model(run: &RunDir, device: &Device) -> anyhow::Result<(HashMap<Stri
     let path = run.path("model.safetensors");
     let t = candle_core::safetensors::load(&path, device).with_context(|| format!("reading {}", path.display()))?;
     Ok((t, path))
+}
+
+/// The stores' tensors, each name behind its store's prefix, written to the
+/// run's model.safetensors.
+pub fn save_stores(run: &RunDir, stores: &[(&ParamStore, &str)]) -> anyhow::Result<()> {
+    let mut t = HashMap::new();
+    for (store, prefix) in stores {
+        t.extend(crate::epochs::prefixed(store, prefix));
+    }
+    save_model(run, &t)
+}
+
+/// Loads what [`save_stores`] wrote; a missing or mis-shaped tensor is an
+/// error naming it and the file.
+pub fn load_stores(run: &RunDir, stores: &[(&ParamStore, &str)]) -> anyhow::Result<()> {
+    let (t, path) = load_model(run, &Device::Cpu)?;
+    for (store, prefix) in stores {
+        store.load_from(&t, prefix, &path)?;
+    }
+    Ok(())
 }

@@ -51,6 +51,8 @@ pub fn fit_and_test_synthetic(cfg: &dyn RunConfig, det: &mut dyn Detector, dir: 
 
 /// What [`smoke_fit_test_reload`] leaves for method-specific checks.
 pub struct SmokeRun<C, D> {
+    /// Holds the data and the run; removed when dropped.
+    pub dir: tempfile::TempDir,
     pub cfg: C,
     pub det: D,
     pub run: RunDir,
@@ -58,13 +60,14 @@ pub struct SmokeRun<C, D> {
 }
 
 /// Every method's smoke test: `C`'s smoke preset, built by `build`, fitted
-/// and tested on the synthetic category (in `dir`), clears the method's
+/// and tested on the synthetic category (in a temporary directory), clears the method's
 /// floors, and a detector built afresh and loaded from the run gives
 /// bit-identical maps and scores.
-pub fn smoke_fit_test_reload<C: ConfigFile, D: Detector>(build: impl Fn(&C, &Device) -> Result<D>, dir: &Path) -> Result<SmokeRun<C, D>> {
+pub fn smoke_fit_test_reload<C: ConfigFile, D: Detector>(build: impl Fn(&C, &Device) -> Result<D>) -> Result<SmokeRun<C, D>> {
+    let dir = tempfile::tempdir()?;
     let cfg: C = method_preset("smoke");
     let mut det = build(&cfg, &Device::Cpu)?;
-    let (run, metrics) = fit_and_test_synthetic(&cfg, &mut det, dir)?;
+    let (run, metrics) = fit_and_test_synthetic(&cfg, &mut det, dir.path())?;
     eprintln!("{} smoke: {metrics:?}", C::METHOD);
     assert_smoke_floor(C::METHOD, &metrics);
     let image = det.image_config();
@@ -77,13 +80,15 @@ pub fn smoke_fit_test_reload<C: ConfigFile, D: Detector>(build: impl Fn(&C, &Dev
     assert_eq!(sa, sb, "{}: scores differ after reloading", C::METHOD);
     assert_eq!(a.dims(), &[2, h, w]);
     assert_eq!(a.flatten_all()?.to_vec1::<f32>()?, b.flatten_all()?.to_vec1::<f32>()?, "{}: maps differ after reloading", C::METHOD);
-    Ok(SmokeRun { cfg, det, run, metrics })
+    Ok(SmokeRun { dir, cfg, det, run, metrics })
 }
 
 /// Resumption: `cfg` (3 epochs or more) fitted without a stop, and fitted
 /// again stopped after epoch 2 and resumed, end with the same model file
 /// (every value within `tolerance`; 0 = bit-identical) and history.
-pub fn assert_resume_matches<C: ConfigFile, D: Detector>(cfg: &C, build: impl Fn(&C, &Device) -> Result<D>, dir: &Path, tolerance: f32) -> Result<()> {
+pub fn assert_resume_matches<C: ConfigFile, D: Detector>(cfg: &C, build: impl Fn(&C, &Device) -> Result<D>, tolerance: f32) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
     let data = synthetic_category(&dir.join("data"), 3)?;
     let quiet = &mut std::io::sink();
     let a = RunDir::create(&dir.join("a"), cfg, &data)?;

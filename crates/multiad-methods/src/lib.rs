@@ -1,8 +1,8 @@
 //! The registry of methods. A config file's `method:` key (absent = `multiad`)
 //! picks the crate that builds the detector; `multiad train|test|predict` and
 //! `cargo xtask benchmark` go through here and nothing else knows the list.
-//! Adding a method = one entry in [`METHODS`] and one arm in [`parse`]
-//! (docs/methods.md).
+//! Adding a method here = an entry in [`METHODS`], a [`MethodConfig`]
+//! variant and its arms below (docs/methods.md, "Adding a method").
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -15,17 +15,15 @@
 
 pub mod cloner;
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
 use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
-use multiad_data::{Batch, ImageConfig, Sample};
+use multiad_data::{Batch, Sample};
 use multiad_detector::config::check_common;
 use multiad_detector::epochs::{train_epochs, EpochPlan, FeatureCache, LossTrainer};
-use multiad_detector::maps::{load_model, save_model};
-use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunDir};
+use multiad_detector::{ConfigFile, Detector, DetectorSpec, FitOptions, FitOutcome, RunDir};
 use multiad_nn::{gaussian_blur, Adam, AdamConfig, ParamStore};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -230,16 +228,8 @@ fn min_max(m: &mut [f32]) {
 }
 
 impl Detector for Mkd {
-    fn method(&self) -> &'static str {
-        METHOD
-    }
-
-    fn image_config(&self) -> ImageConfig {
-        ImageConfig::square(self.cfg.image_size)
-    }
-
-    fn batch_size(&self) -> usize {
-        self.cfg.batch_size.min(16)
+    fn spec(&self) -> DetectorSpec {
+        DetectorSpec::square(METHOD, self.cfg.image_size, self.cfg.batch_size.min(16))
     }
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
@@ -256,15 +246,8 @@ impl Detector for Mkd {
         train_epochs(&mut trainer, &plan, run, train, opts, log)
     }
 
-    fn save(&self, run: &RunDir) -> Result<()> {
-        let t: HashMap<String, Tensor> = self.params.tensors().into_iter().map(|(k, v)| (format!("cloner.{k}"), v)).collect();
-        save_model(run, &t)
-    }
-
-    fn load(&mut self, run: &RunDir) -> Result<()> {
-        let (t, path) = load_model(run, &self.device)?;
-        self.params.load_from(&t, "cloner.", &path)?;
-        Ok(())
+    fn trained_stores(&self) -> Vec<(&ParamStore, &'static str)> {
+        vec![(&self.params, "cloner.")]
     }
 
     fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)> {

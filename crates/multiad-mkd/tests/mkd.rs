@@ -9,8 +9,7 @@ use multiad_mkd::{Localization, Mkd, MkdConfig};
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_with_input_sized_saliency_maps() {
-    let t = tempfile::tempdir().unwrap();
-    let smoke = smoke_fit_test_reload(Mkd::new, t.path()).unwrap();
+    let smoke = smoke_fit_test_reload(Mkd::new).unwrap();
     let (cfg, det, run) = (smoke.cfg, smoke.det, smoke.run);
     let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
     let (maps, scores) = det.predict(&x).unwrap();
@@ -25,9 +24,8 @@ fn smoke_preset_separates_synthetic_defects_with_input_sized_saliency_maps() {
 
 #[test]
 fn an_interrupted_fit_resumes_to_the_same_weights() {
-    let t = tempfile::tempdir().unwrap();
     let cfg = MkdConfig { epochs: 3, ..method_preset::<MkdConfig>("smoke") };
-    assert_resume_matches(&cfg, Mkd::new, t.path(), 1e-5).unwrap();
+    assert_resume_matches(&cfg, Mkd::new, 1e-5).unwrap();
 }
 
 #[test]

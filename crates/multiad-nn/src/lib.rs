@@ -9,8 +9,10 @@
 //!   residual add, ReLU / ReLU6) as one pass;
 //! * [`cosine`]: the per-position cosine distance of two feature maps
 //!   (knowledge-distillation losses and anomaly maps) as one op;
-//! * [`conv`]: convolution whose input gradient uses candle's fast forward
-//!   convolution instead of its direct-loop transposed convolution;
+//! * [`conv`]: convolution as im2col + matrix product in the forward pass
+//!   and both backward passes (candle's CPU convolution spent half a student
+//!   step in its im2col, and its input gradient is a direct loop), built from
+//!   a [`ConvSpec`];
 //! * [`depthwise`]: depthwise convolution (EfficientNet's), a direct kernel
 //!   instead of candle's one convolution per channel;
 //! * [`batch_norm`]: batch normalisation whose training pass is one fused

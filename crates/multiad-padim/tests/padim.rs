@@ -11,8 +11,7 @@ use multiad_padim::{Padim, PadimConfig};
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_and_reloads() {
-    let t = tempfile::tempdir().unwrap();
-    let smoke = smoke_fit_test_reload(Padim::new, t.path()).unwrap();
+    let smoke = smoke_fit_test_reload(Padim::new).unwrap();
     let (cfg, run) = (smoke.cfg, smoke.run);
 
     // A model file from another seed's channel subset is refused.

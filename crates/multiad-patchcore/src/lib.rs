@@ -24,10 +24,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use multiad_backbones::backbone::{BackboneConfig, BackboneKind};
-use multiad_data::{BatchLoader, ImageConfig, Sample};
+use multiad_data::{BatchLoader, Sample};
 use multiad_detector::config::check_common;
 use multiad_detector::maps::{load_model, save_model, upsample_smooth_max};
-use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunDir};
+use multiad_detector::{ConfigFile, Detector, DetectorSpec, FitOptions, FitOutcome, RunDir};
 use serde::{Deserialize, Serialize};
 
 use crate::coreset::{greedy_coreset, CoresetOptions};
@@ -153,16 +153,8 @@ impl PatchCore {
 }
 
 impl Detector for PatchCore {
-    fn method(&self) -> &'static str {
-        METHOD
-    }
-
-    fn image_config(&self) -> ImageConfig {
-        ImageConfig::square(self.cfg.image_size)
-    }
-
-    fn batch_size(&self) -> usize {
-        self.cfg.batch_size
+    fn spec(&self) -> DetectorSpec {
+        DetectorSpec::square(METHOD, self.cfg.image_size, self.cfg.batch_size)
     }
 
     fn fit(&mut self, _run: &RunDir, train: &[Sample], _opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {

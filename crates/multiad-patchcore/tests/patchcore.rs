@@ -13,8 +13,7 @@ use multiad_patchcore::{PatchCore, PatchCoreConfig};
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_and_reloads() {
-    let t = tempfile::tempdir().unwrap();
-    let smoke = smoke_fit_test_reload(PatchCore::new, t.path()).unwrap();
+    let smoke = smoke_fit_test_reload(PatchCore::new).unwrap();
     let (cfg, det, run) = (smoke.cfg, smoke.det, smoke.run);
     // 48 images x 8x8 patches, 10% kept.
     assert_eq!(det.bank_len(), (48.0f64 * 64.0 * 0.1).round() as usize);

@@ -11,17 +11,16 @@
 
 pub mod model;
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
-use multiad_data::{Batch, ImageConfig, Sample};
+use multiad_data::{Batch, Sample};
 use multiad_detector::config::check_common;
 use multiad_detector::epochs::{train_epochs, EpochPlan, FeatureCache, LossTrainer};
-use multiad_detector::maps::{load_model, save_model, upsample_smooth_max};
-use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunDir};
+use multiad_detector::maps::upsample_smooth_max;
+use multiad_detector::{ConfigFile, Detector, DetectorSpec, FitOptions, FitOutcome, RunDir};
 use multiad_nn::{Adam, AdamConfig, ParamStore};
 use serde::{Deserialize, Serialize};
 
@@ -110,7 +109,6 @@ pub struct Rd4ad {
     ocbe: Ocbe,
     decoder: Decoder,
     params: ParamStore,
-    device: Device,
 }
 
 /// Σ_l mean_b (1 − cos(vec(E_l[b]), vec(D_l[b]))).
@@ -159,7 +157,7 @@ impl Rd4ad {
         let vb = params.var_builder(device);
         let ocbe = Ocbe::new(&shapes, vb.pp("bn"))?;
         let decoder = Decoder::new(&shapes, vb.pp("decoder"))?;
-        Ok(Self { cfg: cfg.clone(), encoder, ocbe, decoder, params, device: device.clone() })
+        Ok(Self { cfg: cfg.clone(), encoder, ocbe, decoder, params })
     }
 
     fn encode(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
@@ -170,23 +168,11 @@ impl Rd4ad {
     fn decode(&self, e: &[Tensor], train: bool) -> candle_core::Result<Vec<Tensor>> {
         self.decoder.forward(&self.ocbe.forward(e, train)?, train)
     }
-
-    fn weights(&self) -> HashMap<String, Tensor> {
-        self.params.tensors()
-    }
 }
 
 impl Detector for Rd4ad {
-    fn method(&self) -> &'static str {
-        METHOD
-    }
-
-    fn image_config(&self) -> ImageConfig {
-        ImageConfig::square(self.cfg.image_size)
-    }
-
-    fn batch_size(&self) -> usize {
-        self.cfg.batch_size
+    fn spec(&self) -> DetectorSpec {
+        DetectorSpec::square(METHOD, self.cfg.image_size, self.cfg.batch_size)
     }
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
@@ -203,14 +189,8 @@ impl Detector for Rd4ad {
         train_epochs(&mut trainer, &plan, run, train, opts, log)
     }
 
-    fn save(&self, run: &RunDir) -> Result<()> {
-        save_model(run, &self.weights())
-    }
-
-    fn load(&mut self, run: &RunDir) -> Result<()> {
-        let (t, path) = load_model(run, &self.device)?;
-        self.params.load_from(&t, "", &path)?;
-        Ok(())
+    fn trained_stores(&self) -> Vec<(&ParamStore, &'static str)> {
+        vec![(&self.params, "")]
     }
 
     fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)> {

@@ -12,15 +12,13 @@ use multiad_rd4ad::{Rd4ad, Rd4adConfig};
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_and_reloads() {
-    let t = tempfile::tempdir().unwrap();
-    smoke_fit_test_reload(Rd4ad::new, t.path()).unwrap();
+    smoke_fit_test_reload(Rd4ad::new).unwrap();
 }
 
 #[test]
 fn an_interrupted_fit_resumes_to_the_same_weights() {
-    let t = tempfile::tempdir().unwrap();
     let cfg = Rd4adConfig { epochs: 3, ..method_preset::<Rd4adConfig>("smoke") };
-    assert_resume_matches(&cfg, Rd4ad::new, t.path(), 1e-5).unwrap();
+    assert_resume_matches(&cfg, Rd4ad::new, 1e-5).unwrap();
 }
 
 #[test]

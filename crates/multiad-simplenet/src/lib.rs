@@ -21,11 +21,11 @@ use candle_core::{Device, ModuleT, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
 use multiad_backbones::backbone::{BackboneConfig, BackboneKind};
 use multiad_backbones::patch_features::PatchFeatures;
-use multiad_data::{Batch, ImageConfig, Sample};
+use multiad_data::{Batch, Sample};
 use multiad_detector::config::check_common;
 use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache, StepLosses};
-use multiad_detector::maps::{load_model, save_model, upsample_smooth_max};
-use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunDir};
+use multiad_detector::maps::upsample_smooth_max;
+use multiad_detector::{ConfigFile, Detector, DetectorSpec, FitOptions, FitOutcome, RunDir};
 use multiad_nn::BatchNorm;
 use multiad_nn::{Adam, AdamConfig, ParamStore};
 use rand::SeedableRng;
@@ -232,16 +232,8 @@ impl EpochModel for Trainer<'_> {
 }
 
 impl Detector for SimpleNet {
-    fn method(&self) -> &'static str {
-        METHOD
-    }
-
-    fn image_config(&self) -> ImageConfig {
-        ImageConfig::square(self.cfg.image_size)
-    }
-
-    fn batch_size(&self) -> usize {
-        self.cfg.batch_size
+    fn spec(&self) -> DetectorSpec {
+        DetectorSpec::square(METHOD, self.cfg.image_size, self.cfg.batch_size)
     }
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
@@ -269,15 +261,8 @@ impl Detector for SimpleNet {
         train_epochs(&mut trainer, &plan, run, train, opts, log)
     }
 
-    fn save(&self, run: &RunDir) -> Result<()> {
-        save_model(run, &self.weights())
-    }
-
-    fn load(&mut self, run: &RunDir) -> Result<()> {
-        let (t, path) = load_model(run, &self.device)?;
-        self.adaptor_params.load_from(&t, "", &path)?;
-        self.disc_params.load_from(&t, "", &path)?;
-        Ok(())
+    fn trained_stores(&self) -> Vec<(&ParamStore, &'static str)> {
+        vec![(&self.adaptor_params, ""), (&self.disc_params, "")]
     }
 
     fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)> {

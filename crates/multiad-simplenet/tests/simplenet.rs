@@ -7,8 +7,7 @@ use multiad_simplenet::{SimpleNet, SimpleNetConfig};
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_and_reloads() {
-    let t = tempfile::tempdir().unwrap();
-    let smoke = smoke_fit_test_reload(SimpleNet::new, t.path()).unwrap();
+    let smoke = smoke_fit_test_reload(SimpleNet::new).unwrap();
     let run = smoke.run;
     let h = read_history(&run).unwrap();
     assert!(h.last().unwrap().loss_g < h[0].loss_g, "the truncated L1 loss did not fall: {h:?}");
@@ -16,9 +15,8 @@ fn smoke_preset_separates_synthetic_defects_and_reloads() {
 
 #[test]
 fn an_interrupted_fit_resumes_to_the_same_weights() {
-    let t = tempfile::tempdir().unwrap();
     let cfg = SimpleNetConfig { epochs: 3, ..method_preset::<SimpleNetConfig>("smoke") };
-    assert_resume_matches(&cfg, SimpleNet::new, t.path(), 1e-5).unwrap();
+    assert_resume_matches(&cfg, SimpleNet::new, 1e-5).unwrap();
 }
 
 #[test]

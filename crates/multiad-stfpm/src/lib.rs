@@ -12,17 +12,15 @@
 
 pub mod student;
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
-use multiad_data::{Batch, ImageConfig, Sample};
+use multiad_data::{Batch, Sample};
 use multiad_detector::config::{check_common, positive};
 use multiad_detector::epochs::{train_epochs, EpochPlan, FeatureCache, LossTrainer};
-use multiad_detector::maps::{load_model, save_model};
-use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunDir};
+use multiad_detector::{ConfigFile, Detector, DetectorSpec, FitOptions, FitOutcome, RunDir};
 use multiad_nn::resample::{gaussian_blur, resize_bilinear};
 use multiad_nn::{ParamStore, Sgd, SgdConfig};
 use serde::{Deserialize, Serialize};
@@ -103,7 +101,6 @@ pub struct Stfpm {
     teacher: Backbone,
     student: Student,
     params: ParamStore,
-    device: Device,
 }
 
 /// F / ‖F‖ over channels (F.normalize(p=2, dim=1), eps 1e-12).
@@ -141,30 +138,18 @@ impl Stfpm {
         }
         let params = ParamStore::new(cfg.seed);
         let student = Student::new(&widths, cfg.student_blocks, cfg.student_stem, params.var_builder(device))?;
-        Ok(Self { cfg: cfg.clone(), teacher, student, params, device: device.clone() })
+        Ok(Self { cfg: cfg.clone(), teacher, student, params })
     }
 
     fn teacher_features(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
         let all = self.teacher.features_upto(x, self.cfg.layers.last().unwrap() + 1)?;
         Ok(self.cfg.layers.iter().map(|&l| all[l].clone()).collect())
     }
-
-    fn weights(&self) -> HashMap<String, Tensor> {
-        self.params.tensors().into_iter().map(|(k, v)| (format!("student.{k}"), v)).collect()
-    }
 }
 
 impl Detector for Stfpm {
-    fn method(&self) -> &'static str {
-        METHOD
-    }
-
-    fn image_config(&self) -> ImageConfig {
-        ImageConfig::square(self.cfg.image_size)
-    }
-
-    fn batch_size(&self) -> usize {
-        self.cfg.batch_size.min(16)
+    fn spec(&self) -> DetectorSpec {
+        DetectorSpec::square(METHOD, self.cfg.image_size, self.cfg.batch_size.min(16))
     }
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
@@ -180,14 +165,8 @@ impl Detector for Stfpm {
         train_epochs(&mut trainer, &plan, run, train, opts, log)
     }
 
-    fn save(&self, run: &RunDir) -> Result<()> {
-        save_model(run, &self.weights())
-    }
-
-    fn load(&mut self, run: &RunDir) -> Result<()> {
-        let (t, path) = load_model(run, &self.device)?;
-        self.params.load_from(&t, "student.", &path)?;
-        Ok(())
+    fn trained_stores(&self) -> Vec<(&ParamStore, &'static str)> {
+        vec![(&self.params, "student.")]
     }
 
     fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)> {

@@ -11,8 +11,7 @@ use multiad_stfpm::{Stfpm, StfpmConfig};
 
 #[test]
 fn smoke_preset_separates_synthetic_defects_and_reloads() {
-    let t = tempfile::tempdir().unwrap();
-    let smoke = smoke_fit_test_reload(Stfpm::new, t.path()).unwrap();
+    let smoke = smoke_fit_test_reload(Stfpm::new).unwrap();
     let (cfg, run) = (smoke.cfg, smoke.run);
     let h = read_history(&run).unwrap();
     assert_eq!(h.len(), cfg.epochs);
@@ -21,9 +20,8 @@ fn smoke_preset_separates_synthetic_defects_and_reloads() {
 
 #[test]
 fn an_interrupted_fit_resumes_to_the_same_weights() {
-    let t = tempfile::tempdir().unwrap();
     let cfg = StfpmConfig { epochs: 4, ..method_preset::<StfpmConfig>("smoke") };
-    assert_resume_matches(&cfg, Stfpm::new, t.path(), 1e-5).unwrap();
+    assert_resume_matches(&cfg, Stfpm::new, 1e-5).unwrap();
 }
 
 #[test]

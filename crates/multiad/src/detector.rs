@@ -5,10 +5,11 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
-use multiad_data::{ImageConfig, Sample};
+use multiad_data::Sample;
 use multiad_detector::epochs::{train_epochs, EpochPlan};
-use multiad_detector::maps::{load_model, save_model};
-use multiad_detector::{load_fitted, write_atomic, Detector, FitOptions, FitOutcome, RunDir};
+use multiad_detector::maps::{load_stores, save_stores};
+use multiad_detector::{load_fitted, write_atomic, Detector, DetectorSpec, FitOptions, FitOutcome, RunDir};
+use multiad_nn::ParamStore;
 
 use crate::anomaly_map::FusionStats;
 use crate::model::MultiAd;
@@ -23,16 +24,8 @@ pub fn load_trained(run: &RunDir) -> Result<MultiAd> {
 }
 
 impl Detector for MultiAd {
-    fn method(&self) -> &'static str {
-        crate::METHOD
-    }
-
-    fn image_config(&self) -> ImageConfig {
-        ImageConfig::square(self.cfg.image_size)
-    }
-
-    fn batch_size(&self) -> usize {
-        self.cfg.inference.batch_size
+    fn spec(&self) -> DetectorSpec {
+        DetectorSpec::square(crate::METHOD, self.cfg.image_size, self.cfg.inference.batch_size)
     }
 
     /// Algorithm 1 with its per-epoch checkpoints, then Ψ from the training images.
@@ -64,14 +57,18 @@ impl Detector for MultiAd {
         Ok(FitOutcome::Finished)
     }
 
+    fn trained_stores(&self) -> Vec<(&ParamStore, &'static str)> {
+        vec![(&self.student_params, "student."), (&self.disc_params, "disc.")]
+    }
+
+    /// The networks, and Ψ's statistics in fusion.json.
     fn save(&self, run: &RunDir) -> Result<()> {
-        save_model(run, &self.weights())?;
+        save_stores(run, &self.trained_stores())?;
         write_atomic(&run.path("fusion.json"), serde_json::to_string_pretty(&self.fusion)?.as_bytes())
     }
 
     fn load(&mut self, run: &RunDir) -> Result<()> {
-        let (t, path) = load_model(run, &self.device)?;
-        self.load_weights(&t, &path)?;
+        load_stores(run, &self.trained_stores())?;
         let p = run.path("fusion.json");
         let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
         self.fusion = serde_json::from_str::<Option<FusionStats>>(&text).with_context(|| format!("{}", p.display()))?;

@@ -40,9 +40,9 @@ const RESUME: FitOptions = FitOptions { resume: true, stop_after_epochs: None };
 #[test]
 fn smoke_preset_separates_synthetic_defects() {
     multiad_nn::set_default_threads();
-    let t = tempfile::tempdir().unwrap();
     // Fitted, tested, clears the floors and reloads to the same maps.
-    let smoke = smoke_fit_test_reload(MultiAd::build, t.path()).unwrap();
+    let smoke = smoke_fit_test_reload(MultiAd::build).unwrap();
+    let t = &smoke.dir;
     let run = smoke.run;
     let model = multiad::load_trained(&run).unwrap();
     // Outputs a user reads: metrics.json, scores.csv with one row per test image, maps.npy.
@@ -80,7 +80,7 @@ fn interrupted_training_resumes_to_the_same_weights() {
     // With random flips on, so that their draws are checked to resume exactly too
     // (some batches are flipped, some come from the teacher cache).
     cfg.train.flips = Flips::Both;
-    assert_resume_matches(&cfg, MultiAd::build, t.path(), 0.0).unwrap();
+    assert_resume_matches(&cfg, MultiAd::build, 0.0).unwrap();
     // The flips changed training: without them the losses differ.
     let data = synthetic(&t.path().join("data2"), 3);
     let losses = |cfg: &ExperimentConfig, name: &str| {
@@ -116,7 +116,7 @@ fn discriminator_knobs_resume_exactly_and_change_training() {
     cfg.discriminator.label_smoothing = 0.1;
     cfg.discriminator.spectral_norm = true;
     assert_ne!(history(&cfg, "knobs"), plain);
-    assert_resume_matches(&cfg, MultiAd::build, &t.path().join("resume"), 0.0).unwrap();
+    assert_resume_matches(&cfg, MultiAd::build, 0.0).unwrap();
 }
 
 #[test]
