@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use candle_core::Device;
 use libfuzzer_sys::fuzz_target;
-use multiad_detector::{checkpoint, RunDir};
+use multiad_detector::{checkpoint, ConfigFile, RunDir};
 
 #[global_allocator]
 static ALLOC: multiad_fuzz::Capped = multiad_fuzz::Capped;

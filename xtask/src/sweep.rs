@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use multiad_sweep::run::{collect_outputs, local_runner, preflight, run_one, stage, Stage};
+use multiad_sweep::cell_state::{stage, Stage};
+use multiad_sweep::run::{collect_outputs, local_runner, preflight, run_one};
 use multiad_sweep::slurm::{submit, SlurmOptions};
 use multiad_sweep::status::{render, sweep_status, State};
 use multiad_sweep::{run_sweep, Plan, SweepArgs, SweepKind, SweepTracking};

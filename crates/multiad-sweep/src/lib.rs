@@ -18,6 +18,7 @@
 //! whose tasks run the same cell runner). `status` reads where every cell
 //! stands, whichever executor ran it.
 
+pub mod cell_state;
 pub mod charts;
 pub mod machine;
 pub mod paper;

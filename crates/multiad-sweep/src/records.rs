@@ -8,8 +8,8 @@ use multiad_detector::history::{read_history, EpochLog};
 use multiad_detector::{RunDir, TestMetrics, TrainingRecord};
 use multiad_methods::MethodConfig;
 
+use crate::cell_state::{heatmap_images, read_state, stage, CellState, Stage};
 use crate::plan::{Cell, Plan};
-use crate::run::{heatmap_images, read_state, stage, CellState, Stage};
 
 /// One heat map of the grid.
 #[derive(Debug, Clone)]

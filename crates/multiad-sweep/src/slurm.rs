@@ -16,8 +16,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use multiad_detector::write_atomic;
 
+use crate::cell_state::{stage, Stage};
 use crate::plan::{Cell, Plan};
-use crate::run::{stage, Stage};
 
 /// The `#SBATCH` options of a sweep's array (and of its collect job, which
 /// takes the partition, time limit and extra lines but no GPU).

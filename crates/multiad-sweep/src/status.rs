@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::cell_state::{read_state, stage, Stage};
 use crate::plan::{Cell, Plan};
-use crate::run::{read_state, stage, Stage};
 use crate::slurm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -170,7 +170,6 @@ pub fn train_step(
     rng: &mut ChaCha8Rng,
     inspect: &mut dyn FnMut(Network, &candle_core::backprop::GradStore),
 ) -> Result<StepLosses> {
-    let non_finite = |which: &str, detail: Option<String>| anyhow::Error::new(NonFinite { which: which.into(), detail });
     let s_feats = model.student.forward(images, true)?;
     let lg = distillation_loss(t_feats, &s_feats)?;
     let (ls, d, adv) = match (&model.disc, opt_d) {
@@ -181,14 +180,7 @@ pub fn train_step(
                 let real = disc.forward(&disc.prepare(t_feats)?, true, rng)?;
                 let fake = disc.forward(&disc.prepare(&s_det)?, true, rng)?;
                 let ld = discriminator_loss_smoothed(&real, &fake, plan.label_smoothing)?;
-                let ldv = scalar(&ld)?;
-                if !ldv.is_finite() {
-                    return Err(non_finite("discriminator", None));
-                }
-                let grads = ld.backward()?;
-                inspect(Network::Discriminator, &grads);
-                od.step(&grads).map_err(|e| non_finite("discriminator", Some(e.to_string())))?;
-                Some(ldv)
+                Some(descend(&ld, Network::Discriminator, od, inspect)?)
             } else {
                 None
             };
@@ -200,14 +192,27 @@ pub fn train_step(
         }
         _ => (lg.clone(), None, None),
     };
-    let lsv = scalar(&ls)?;
-    if !lsv.is_finite() {
-        return Err(non_finite("student", None));
-    }
-    let grads = ls.backward()?;
-    inspect(Network::Student, &grads);
-    opt_s.step(&grads).map_err(|e| non_finite("student", Some(e.to_string())))?;
+    let lsv = descend(&ls, Network::Student, opt_s, inspect)?;
     Ok(StepLosses { g: scalar(&lg)?, d, adv, s: lsv })
+}
+
+/// One Adam step of `net` on `loss`; its value. A non-finite loss or
+/// gradient stops before any weight moves ([`NonFinite`]); `inspect` sees the
+/// gradients first.
+fn descend(loss: &Tensor, net: Network, opt: &mut Adam, inspect: &mut dyn FnMut(Network, &candle_core::backprop::GradStore)) -> Result<f64> {
+    let which = match net {
+        Network::Discriminator => "discriminator",
+        Network::Student => "student",
+    };
+    let non_finite = |detail: Option<String>| anyhow::Error::new(NonFinite { which: which.into(), detail });
+    let v = scalar(loss)?;
+    if !v.is_finite() {
+        return Err(non_finite(None));
+    }
+    let grads = loss.backward()?;
+    inspect(net, &grads);
+    opt.step(&grads).map_err(|e| non_finite(Some(e.to_string())))?;
+    Ok(v)
 }
 
 /// Fits Ψ's statistics on (up to `inference.fit_images`) training images.

@@ -28,6 +28,15 @@ fn quiet() -> std::io::Sink {
     std::io::sink()
 }
 
+/// A new smoke-preset run of `epochs` epochs on the synthetic category of
+/// `data_seed`, in `t`; its config for changes.
+fn smoke_run(t: &Path, data_seed: u64, epochs: usize) -> (RunDir, ExperimentConfig) {
+    let data = synthetic(&t.join("data"), data_seed);
+    let mut cfg = smoke_config();
+    cfg.train.epochs = epochs;
+    (RunDir::create(&t.join("run"), &cfg, &data).unwrap(), cfg)
+}
+
 /// What `multiad train` does: the run's detector through the shared fit.
 fn train(run: &RunDir, opts: FitOptions) -> anyhow::Result<FitOutcome> {
     let mut model = MultiAd::build(&run.read_config()?, &Device::Cpu)?;
@@ -123,10 +132,7 @@ fn discriminator_knobs_resume_exactly_and_change_training() {
 fn a_diverging_run_stops_with_its_last_good_checkpoint_intact() {
     multiad_nn::set_default_threads();
     let t = tempfile::tempdir().unwrap();
-    let data = synthetic(&t.path().join("data"), 2);
-    let mut cfg = smoke_config();
-    cfg.train.epochs = 3;
-    let run = RunDir::create(&t.path().join("run"), &cfg, &data).unwrap();
+    let (run, mut cfg) = smoke_run(t.path(), 2, 3);
     train(&run, STOP_AFTER_1).unwrap();
     let before = std::fs::read(run.path("checkpoint.safetensors")).unwrap();
     // The user raises the learning rate absurdly and resumes.
@@ -164,10 +170,7 @@ fn bad_configs_name_the_key() {
 fn a_checkpoint_with_a_missing_tensor_names_it() {
     multiad_nn::set_default_threads();
     let t = tempfile::tempdir().unwrap();
-    let data = synthetic(&t.path().join("data"), 3);
-    let mut cfg = smoke_config();
-    cfg.train.epochs = 1;
-    let run = RunDir::create(&t.path().join("run"), &cfg, &data).unwrap();
+    let (run, _) = smoke_run(t.path(), 3, 1);
     train(&run, FitOptions::default()).unwrap();
     let p = run.path("model.safetensors");
     let mut w = candle_core::safetensors::load(&p, &candle_core::Device::Cpu).unwrap();
