@@ -55,24 +55,8 @@ fn fit(images: usize, coreset_ratio: f64) -> Result<()> {
     let synth = SynthConfig { category: "bench".into(), seed: 0, size: 256, train: images, test_good: 1, test_per_defect: 1 };
     generate(dir.path(), &synth)?;
     let data = DataRef::from_arg(&dir.path().join("bench"), std::path::Path::new("."))?;
-    let cfg = PatchCoreConfig {
-        method: multiad_patchcore::METHOD.into(),
-        preset: "bench".into(),
-        seed: 0,
-        image_size: 256,
-        backbone: BackboneConfig { kind: BackboneKind::RandomWideResnet50_2, weights: None },
-        layers: vec![1, 2],
-        patch_size: 3,
-        pretrain_dim: 1024,
-        target_dim: 1024,
-        coreset_ratio,
-        projection_dim: 128,
-        start_points: 10,
-        reweight: false,
-        neighbours: 9,
-        sigma: 4.0,
-        batch_size: 8,
-    };
+    // The paper's recipe (the config's defaults) on a random WideResNet-50-2.
+    let cfg = PatchCoreConfig { preset: "bench".into(), backbone: BackboneConfig::of(BackboneKind::RandomWideResnet50_2), coreset_ratio, ..Default::default() };
     let run = RunDir::create(&dir.path().join("run"), &cfg, &data)?;
     let mut det = PatchCore::new(&cfg, &Device::Cpu)?;
     println!("\nPatchCore fit: {images} images 256x256, WideResNet-50-2 layout (random weights), layers 2+3, 1024-d, coreset {:.0}%", coreset_ratio * 100.0);
