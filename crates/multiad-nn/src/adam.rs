@@ -96,8 +96,9 @@ impl Adam {
             if m.dims() != var.dims() || v.dims() != var.dims() {
                 candle_core::bail!("optimiser state for `{name}` has the wrong shape");
             }
-            self.m[i] = m;
-            self.v[i] = v;
+            // Checkpoints are read to the CPU; the moments live where their variable does.
+            self.m[i] = m.to_device(var.device())?;
+            self.v[i] = v.to_device(var.device())?;
         }
         self.step = get(format!("{prefix}step"))?.to_vec1::<f64>()?[0] as u64;
         Ok(())

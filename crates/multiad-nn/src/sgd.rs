@@ -61,7 +61,8 @@ impl Sgd {
                 if b.dims() != var.dims() {
                     candle_core::bail!("optimiser state for `{name}` has the wrong shape");
                 }
-                self.buf[i] = Some(b.clone());
+                // Checkpoints are read to the CPU; the buffer lives where its variable does.
+                self.buf[i] = Some(b.to_device(var.device())?);
             }
         }
         Ok(())
