@@ -56,7 +56,9 @@ fn fit(images: usize, coreset_ratio: f64) -> Result<()> {
     generate(dir.path(), &synth)?;
     let data = DataRef::from_arg(&dir.path().join("bench"), std::path::Path::new("."))?;
     // The paper's recipe (the config's defaults) on a random WideResNet-50-2.
-    let cfg = PatchCoreConfig { preset: "bench".into(), backbone: BackboneConfig::of(BackboneKind::RandomWideResnet50_2), coreset_ratio, ..Default::default() };
+    let mut cfg = PatchCoreConfig { coreset_ratio, ..Default::default() };
+    cfg.common.preset = "bench".into();
+    cfg.common.backbone = BackboneConfig::of(BackboneKind::RandomWideResnet50_2);
     let run = RunDir::create(&dir.path().join("run"), &cfg, &data)?;
     let mut det = PatchCore::new(&cfg, &Device::Cpu)?;
     println!("\nPatchCore fit: {images} images 256x256, WideResNet-50-2 layout (random weights), layers 2+3, 1024-d, coreset {:.0}%", coreset_ratio * 100.0);

@@ -14,11 +14,14 @@
 //! frozen teachers and feature extractors.
 
 pub mod backbone;
+pub mod common_config;
 pub mod efficientnet;
 pub mod patch_features;
 pub mod resnet;
 pub mod vgg;
 pub mod weights;
+
+pub use common_config::CommonConfig;
 
 use candle_core::{Result, Tensor};
 use multiad_nn::{channel_affine, Activation};

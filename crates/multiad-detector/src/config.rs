@@ -1,6 +1,6 @@
 //! A method's config file: YAML whose left-out keys take the method's
-//! defaults (`#[serde(default)]` with a `Default` impl holding the paper's
-//! recipe), parsed and checked with errors that name the file and the key.
+//! defaults (its `Default` impl, holding the paper's recipe), parsed and
+//! checked with errors that name the file and the key.
 //! A type that implements [`ConfigFile`] is a [`RunConfig`] for free.
 
 use std::path::{Path, PathBuf};
@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_yaml_ng::{Mapping, Value};
 
 use crate::run_dir::RunConfig;
 
-pub trait ConfigFile: Serialize + DeserializeOwned + Sized {
+pub trait ConfigFile: Serialize + DeserializeOwned + Default + Sized {
     /// The registry name: what the file's `method:` key holds.
     const METHOD: &'static str;
 
@@ -19,9 +20,37 @@ pub trait ConfigFile: Serialize + DeserializeOwned + Sized {
     fn validate(&self) -> std::result::Result<(), String>;
 
     /// Parses `text` (read from `path`, for messages) and validates it.
+    ///
+    /// The file is laid over the method's defaults key by key: a top-level
+    /// key left out keeps `Self::default()`'s value, so the defaults of keys
+    /// that several methods share through a `#[serde(flatten)]` struct stay
+    /// each method's own. That is also why unknown keys are refused here
+    /// (serde's `deny_unknown_fields` does not work beside `flatten`).
     fn from_yaml_str(text: &str, path: &Path) -> Result<Self> {
-        let c: Self = serde_yaml_ng::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        c.validate().map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+        let at = |m: String| anyhow::anyhow!("{}: {m}", path.display());
+        let file: Value = serde_yaml_ng::from_str(text).map_err(|e| at(e.to_string()))?;
+        let file = match file {
+            Value::Mapping(m) => m,
+            Value::Null => Mapping::new(),
+            other => return Err(at(format!("a config file is a mapping of keys to values, got {other:?}"))),
+        };
+        let defaults = serde_yaml_ng::to_value(Self::default()).expect("config serialises");
+        let Value::Mapping(mut merged) = defaults.clone() else { panic!("a config serialises to a mapping") };
+        for (k, v) in file.iter() {
+            if !merged.contains_key(k) {
+                let known: Vec<String> = merged.keys().map(key_text).collect();
+                return Err(at(format!("unknown key `{}`; the keys are {}", key_text(k), known.join(", "))));
+            }
+            merged.insert(k.clone(), v.clone());
+        }
+        let c: Self = serde_yaml_ng::from_value(Value::Mapping(merged)).map_err(|e| {
+            let mut key = Vec::new();
+            match first_bad_key::<Self>(&defaults, &file, &mut key) {
+                true => at(format!("`{}`: {e}", key.iter().map(key_text).collect::<Vec<_>>().join("."))),
+                false => at(e.to_string()),
+            }
+        })?;
+        c.validate().map_err(at)?;
         Ok(c)
     }
 
@@ -34,6 +63,49 @@ pub trait ConfigFile: Serialize + DeserializeOwned + Sized {
     fn to_yaml(&self) -> String {
         serde_yaml_ng::to_string(self).expect("config serialises")
     }
+}
+
+fn key_text(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        other => serde_yaml_ng::to_string(other).unwrap_or_default().trim().to_string(),
+    }
+}
+
+/// Finds the key (a path, outermost first, left in `key`) of the first value
+/// in `file` that `T` refuses when it alone is laid over `defaults`. The
+/// deserialiser's own message loses the key once a value went through a
+/// `Value` (and through `flatten`), so the key is found by trying each one.
+fn first_bad_key<T: DeserializeOwned>(defaults: &Value, file: &Mapping, key: &mut Vec<Value>) -> bool {
+    for (k, v) in file {
+        key.push(k.clone());
+        let mut trial = defaults.clone();
+        set_at(&mut trial, key, v.clone());
+        if serde_yaml_ng::from_value::<T>(trial).is_err() {
+            // Narrow it down inside a nested mapping; else this key is it.
+            if let Value::Mapping(inner) = v {
+                first_bad_key::<T>(defaults, inner, key);
+            }
+            return true;
+        }
+        key.pop();
+    }
+    false
+}
+
+/// `root[path[0]][path[1]]... = v`, making mappings on the way.
+fn set_at(root: &mut Value, path: &[Value], v: Value) {
+    let mut here = root;
+    for k in &path[..path.len() - 1] {
+        if !here.is_mapping() {
+            *here = Value::Mapping(Mapping::new());
+        }
+        here = here.as_mapping_mut().expect("made a mapping").entry(k.clone()).or_insert(Value::Null);
+    }
+    if !here.is_mapping() {
+        *here = Value::Mapping(Mapping::new());
+    }
+    here.as_mapping_mut().expect("made a mapping").insert(path[path.len() - 1].clone(), v);
 }
 
 impl<T: ConfigFile> RunConfig for T {
@@ -64,21 +136,6 @@ pub fn preset_file(experiments: &Path, method: &str, preset: &str) -> PathBuf {
     } else {
         experiments.join("methods").join(method).join(format!("{preset}.yaml"))
     }
-}
-
-/// The checks every feature-based config makes: its `method:` key, a square
-/// input divisible by the deepest stride, increasing backbone levels.
-pub fn check_common(expected: &str, method: &str, image_size: u32, layers: &[usize]) -> std::result::Result<(), String> {
-    if method != expected {
-        return Err(format!("`method` must be {expected:?} in this config, got {method:?}"));
-    }
-    if image_size == 0 || image_size % 32 != 0 {
-        return Err(format!("`image_size` must be a positive multiple of 32, got {image_size}"));
-    }
-    if layers.is_empty() || layers.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(format!("`layers` must be a non-empty increasing list of levels, got {layers:?}"));
-    }
-    Ok(())
 }
 
 /// `Ok` when `v` is a positive finite number, else the message naming `key`.

@@ -115,12 +115,12 @@ impl MethodConfig {
     pub fn seed(&self) -> u64 {
         match self {
             MethodConfig::Multiad(c) => c.seed,
-            MethodConfig::Padim(c) => c.seed,
-            MethodConfig::Patchcore(c) => c.seed,
-            MethodConfig::Stfpm(c) => c.seed,
-            MethodConfig::Rd4ad(c) => c.seed,
-            MethodConfig::Simplenet(c) => c.seed,
-            MethodConfig::Mkd(c) => c.seed,
+            MethodConfig::Padim(c) => c.common.seed,
+            MethodConfig::Patchcore(c) => c.common.seed,
+            MethodConfig::Stfpm(c) => c.common.seed,
+            MethodConfig::Rd4ad(c) => c.common.seed,
+            MethodConfig::Simplenet(c) => c.common.seed,
+            MethodConfig::Mkd(c) => c.common.seed,
         }
     }
 

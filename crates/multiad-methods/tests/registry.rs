@@ -29,8 +29,8 @@ fn overrides_reach_the_right_keys_and_weights_become_absolute() {
     let text = "method: stfpm\nseed: 1\nepochs: 100\nbackbone: {kind: resnet18, weights: w/r18.safetensors}\n";
     let cfg = parse(text, Path::new("s.yaml"), Overrides { seed: Some(9), epochs: Some(3) }, Path::new("/work")).unwrap();
     let MethodConfig::Stfpm(c) = cfg else { panic!("not STFPM") };
-    assert_eq!((c.seed, c.epochs), (9, 3));
-    assert_eq!(c.backbone.weights.as_deref(), Some(Path::new("/work/w/r18.safetensors")));
+    assert_eq!((c.common.seed, c.epochs), (9, 3));
+    assert_eq!(c.common.backbone.weights.as_deref(), Some(Path::new("/work/w/r18.safetensors")));
     // Multi-AD keeps its epochs under `train:`; a one-pass method ignores --epochs.
     let m = parse_file(&experiments().join("smoke.yaml"), Overrides { seed: None, epochs: Some(2) }).unwrap();
     assert_eq!(m.epochs(), Some(2));

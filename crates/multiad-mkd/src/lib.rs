@@ -19,9 +19,9 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
-use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
+use multiad_backbones::backbone::{Backbone, BackboneKind};
+use multiad_backbones::CommonConfig;
 use multiad_data::{Batch, Sample};
-use multiad_detector::config::check_common;
 use multiad_detector::epochs::{train_epochs, EpochPlan, FeatureCache, LossTrainer};
 use multiad_detector::{ConfigFile, Detector, DetectorSpec, FitOptions, FitOutcome, RunDir};
 use multiad_nn::{gaussian_blur, Adam, AdamConfig, ParamStore};
@@ -48,17 +48,13 @@ pub enum Localization {
 
 /// MKD's config file (`method: mkd`); defaults are the reference's MVTec recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct MkdConfig {
-    pub method: String,
-    pub preset: String,
-    pub seed: u64,
-    /// The reference trains and tests MVTec at 128x128.
-    pub image_size: u32,
-    pub backbone: BackboneConfig,
-    /// Source levels compared in the loss (VGG-16: pools of blocks 2-5 = 1, 2, 3, 4);
-    /// strides must be powers of two.
-    pub layers: Vec<usize>,
+    /// `method`, `preset`, `seed`, `image_size`, `backbone`, `layers`, `sigma`, `batch_size`.
+    /// The reference trains and tests MVTec at 128x128 (`image_size`);
+    /// `layers` are the source levels compared in the loss (VGG-16: pools
+    /// of blocks 2-5 = 1, 2, 3, 4), whose strides must be powers of two.
+    #[serde(flatten)]
+    pub common: CommonConfig,
     /// Which of `layers` (indices into it) make the score and the map.
     pub score_layers: Vec<usize>,
     /// Width of the cloner's inner convolutions (reference: 16).
@@ -68,13 +64,11 @@ pub struct MkdConfig {
     /// λ of the MSE term (0.5 MVTec, 0.01 medical/other sets in the reference).
     pub lambda: f64,
     pub epochs: usize,
-    pub batch_size: usize,
     pub lr: f64,
     pub localization: Localization,
     /// SmoothGrad: noisy copies per image, and the noise multiplier.
     pub smooth_samples: usize,
     pub smooth_noise: f64,
-    pub sigma: f64,
     pub teacher_cache_mib: usize,
 }
 
@@ -82,23 +76,16 @@ pub struct MkdConfig {
 impl Default for MkdConfig {
     fn default() -> Self {
         Self {
-            method: METHOD.into(),
-            preset: String::new(),
-            seed: 0,
-            image_size: 128,
-            backbone: BackboneConfig::of(BackboneKind::Vgg16),
-            layers: vec![1, 2, 3, 4],
+            common: CommonConfig { batch_size: 64, ..CommonConfig::new(METHOD, 128, BackboneKind::Vgg16, &[1, 2, 3, 4]) },
             score_layers: vec![1, 2, 3],
             cloner_width: 16,
             cloner_convs: vec![2, 2, 3, 3, 3],
             lambda: 0.5,
             epochs: 601,
-            batch_size: 64,
             lr: 1e-3,
             localization: Localization::Gbp,
             smooth_samples: 50,
             smooth_noise: 0.05,
-            sigma: 4.0,
             teacher_cache_mib: 2048,
         }
     }
@@ -108,15 +95,15 @@ impl ConfigFile for MkdConfig {
     const METHOD: &'static str = METHOD;
 
     fn validate(&self) -> std::result::Result<(), String> {
-        check_common(METHOD, &self.method, self.image_size, &self.layers)?;
-        if self.score_layers.is_empty() || self.score_layers.iter().any(|&i| i >= self.layers.len()) {
-            return Err(format!("`score_layers` must index into `layers` ({} entries), got {:?}", self.layers.len(), self.score_layers));
+        self.common.check(METHOD)?;
+        if self.score_layers.is_empty() || self.score_layers.iter().any(|&i| i >= self.common.layers.len()) {
+            return Err(format!("`score_layers` must index into `layers` ({} entries), got {:?}", self.common.layers.len(), self.score_layers));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) || self.lambda < 0.0 {
             return Err(format!("`lr` must be positive and `lambda` >= 0, got {} and {}", self.lr, self.lambda));
         }
-        if self.cloner_width == 0 || self.cloner_convs.contains(&0) || self.epochs == 0 || self.batch_size < 2 || self.sigma < 0.0 {
-            return Err("`cloner_width`, `cloner_convs` entries and `epochs` must be >= 1, `batch_size` >= 2, `sigma` >= 0".into());
+        if self.cloner_width == 0 || self.cloner_convs.contains(&0) || self.epochs == 0 || self.common.batch_size < 2 {
+            return Err("`cloner_width`, `cloner_convs` entries and `epochs` must be >= 1, `batch_size` >= 2".into());
         }
         if self.localization == Localization::SmoothGrad && self.smooth_samples == 0 {
             return Err("`smooth_samples` must be >= 1 for smooth_grad".into());
@@ -156,13 +143,15 @@ fn per_sample_loss(s: &[&Tensor], c: &[&Tensor], lambda: f64) -> candle_core::Re
 impl Mkd {
     pub fn new(cfg: &MkdConfig, device: &Device) -> Result<Self> {
         cfg.validate().map_err(anyhow::Error::msg)?;
-        let source = cfg.backbone.build(cfg.seed ^ 0x7eac_4e2d_0000_0006, device)?;
+        let source = cfg.common.backbone.build(cfg.common.seed ^ 0x7eac_4e2d_0000_0006, device)?;
         let levels = source.levels();
         let nblocks = cfg.cloner_convs.len();
         let mut outputs = vec![cfg.cloner_width; nblocks];
         let mut blocks = Vec::new();
-        for &l in &cfg.layers {
-            let Some(&(c, stride)) = levels.get(l) else { bail!("`layers`: level {l} does not exist ({} has {})", cfg.backbone.kind.name(), levels.len()) };
+        for &l in &cfg.common.layers {
+            let Some(&(c, stride)) = levels.get(l) else {
+                bail!("`layers`: level {l} does not exist ({} has {})", cfg.common.backbone.kind.name(), levels.len())
+            };
             if !stride.is_power_of_two() || stride < 2 || stride.trailing_zeros() as usize > nblocks {
                 bail!("`layers`: level {l} has stride {stride}; the cloner's {nblocks} blocks reach strides 2 to {}", 1 << nblocks);
             }
@@ -170,18 +159,18 @@ impl Mkd {
             outputs[b] = c;
             blocks.push(b);
         }
-        if cfg.image_size as usize % (1 << nblocks) != 0 {
+        if cfg.common.image_size as usize % (1 << nblocks) != 0 {
             bail!("`image_size` must be divisible by {} (the cloner's {nblocks} poolings)", 1 << nblocks);
         }
-        let params = ParamStore::new(cfg.seed);
+        let params = ParamStore::new(cfg.common.seed);
         let cloner = Cloner::new(&outputs, &cfg.cloner_convs, cfg.cloner_width, params.var_builder(device))?;
         Ok(Self { cfg: cfg.clone(), source, cloner, blocks, params, device: device.clone() })
     }
 
     fn source_features(&self, x: &Tensor, graph: bool) -> candle_core::Result<Vec<Tensor>> {
-        let deepest = self.cfg.layers.iter().max().unwrap() + 1;
+        let deepest = self.cfg.common.layers.iter().max().unwrap() + 1;
         let all = if graph { self.source.features_with_graph(x, deepest)? } else { self.source.features_upto(x, deepest)? };
-        Ok(self.cfg.layers.iter().map(|&l| all[l].clone()).collect())
+        Ok(self.cfg.common.layers.iter().map(|&l| all[l].clone()).collect())
     }
 
     fn cloner_features(&self, x: &Tensor, train: bool, guided: bool) -> candle_core::Result<Vec<Tensor>> {
@@ -229,12 +218,19 @@ fn min_max(m: &mut [f32]) {
 
 impl Detector for Mkd {
     fn spec(&self) -> DetectorSpec {
-        DetectorSpec::square(METHOD, self.cfg.image_size, self.cfg.batch_size.min(16))
+        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size.min(16))
     }
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let c = &self.cfg;
-        let plan = EpochPlan { name: "MKD", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lower_on_divergence: "`lr`" };
+        let plan = EpochPlan {
+            name: "MKD",
+            image: self.image_config(),
+            batch_size: c.common.batch_size,
+            epochs: c.epochs,
+            seed: c.common.seed,
+            lower_on_divergence: "`lr`",
+        };
         writeln!(log, "MKD: {} images, cloner {} parameters", train.len(), self.params.num_parameters())?;
         let opt = Adam::new(self.params.trainable(), AdamConfig { lr: c.lr, ..Default::default() })?;
         let mut trainer = LossTrainer::new(&self.params, "cloner.", opt, c.teacher_cache_mib, |b: &Batch, cache: &mut FeatureCache| {
@@ -272,7 +268,7 @@ impl Detector for Mkd {
             Localization::SmoothGrad => {
                 let (scores, _) = self.scores_and_gradient(images, false)?;
                 let mut acc = vec![vec![0f32; hw]; b];
-                let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ 0x5300_7400_0000_0001);
+                let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.common.seed ^ 0x5300_7400_0000_0001);
                 for _ in 0..self.cfg.smooth_samples {
                     // The reference draws N(0, σ²) with σ = multiplier / (max − min) of the batch.
                     let range = (images.max_all()?.to_scalar::<f32>()? - images.min_all()?.to_scalar::<f32>()?).max(f32::EPSILON);
@@ -295,7 +291,7 @@ impl Detector for Mkd {
             }
         };
         let flat: Vec<f32> = maps.into_iter().flatten().collect();
-        let m = gaussian_blur(&Tensor::from_vec(flat, (b, 1, h, w), &self.device)?, self.cfg.sigma)?;
+        let m = gaussian_blur(&Tensor::from_vec(flat, (b, 1, h, w), &self.device)?, self.cfg.common.sigma)?;
         Ok((m.squeeze(1)?, scores))
     }
 }

@@ -34,7 +34,8 @@ fn the_score_gradient_matches_finite_differences() {
     // so that a failure reproduces.
     use rand::SeedableRng;
     use rand_distr::Distribution;
-    let cfg = MkdConfig { image_size: 32, lambda: 0.5, ..method_preset::<MkdConfig>("smoke") };
+    let mut cfg = MkdConfig { lambda: 0.5, ..method_preset::<MkdConfig>("smoke") };
+    cfg.common.image_size = 32;
     let det = Mkd::new(&cfg, &Device::Cpu).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
     let normal = rand_distr::Normal::new(0f32, 0.5).unwrap();

@@ -19,9 +19,9 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
+use multiad_backbones::backbone::{Backbone, BackboneKind};
+use multiad_backbones::CommonConfig;
 use multiad_data::{BatchLoader, Sample};
-use multiad_detector::config::check_common;
 use multiad_detector::maps::{load_model, save_model, upsample_smooth_max};
 use multiad_detector::{ConfigFile, Detector, DetectorSpec, FitOptions, FitOutcome, RunDir};
 use rand::seq::index::sample;
@@ -33,42 +33,23 @@ pub const METHOD: &str = "padim";
 
 /// PaDiM's config file (`method: padim`); defaults are the paper's recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct PadimConfig {
-    pub method: String,
-    pub preset: String,
-    /// Fixes the random channel subset (and a random backbone).
-    pub seed: u64,
-    /// Input side (square); a multiple of 32.
-    pub image_size: u32,
-    pub backbone: BackboneConfig,
-    /// Backbone levels whose features are concatenated (0-based; ResNet layer1-3 = 0, 1, 2).
-    pub layers: Vec<usize>,
+    /// `method`, `preset`, `seed`, `image_size`, `backbone`, `layers`, `sigma`, `batch_size`.
+    /// `seed` fixes the random channel subset (and a random backbone);
+    /// `layers` are concatenated (ResNet layer1-3 = 0, 1, 2).
+    #[serde(flatten)]
+    pub common: CommonConfig,
     /// Size of the random channel subset (paper: 550 for WideResNet-50-2,
     /// 100 for ResNet-18); 0 keeps every channel.
     pub channels: usize,
     /// ε of covariance + ε·I.
     pub covariance_eps: f64,
-    /// Gaussian σ (pixels) of the final map.
-    pub sigma: f64,
-    pub batch_size: usize,
 }
 
 /// The paper's recipe: what a key left out of the config file gets.
 impl Default for PadimConfig {
     fn default() -> Self {
-        Self {
-            method: METHOD.into(),
-            preset: String::new(),
-            seed: 0,
-            image_size: 256,
-            backbone: BackboneConfig::of(BackboneKind::WideResnet50_2),
-            layers: vec![0, 1, 2],
-            channels: 550,
-            covariance_eps: 0.01,
-            sigma: 4.0,
-            batch_size: 8,
-        }
+        Self { common: CommonConfig::new(METHOD, 256, BackboneKind::WideResnet50_2, &[0, 1, 2]), channels: 550, covariance_eps: 0.01 }
     }
 }
 
@@ -76,12 +57,9 @@ impl ConfigFile for PadimConfig {
     const METHOD: &'static str = METHOD;
 
     fn validate(&self) -> std::result::Result<(), String> {
-        check_common(METHOD, &self.method, self.image_size, &self.layers)?;
+        self.common.check(METHOD)?;
         if !(self.covariance_eps > 0.0 && self.covariance_eps.is_finite()) {
             return Err(format!("`covariance_eps` must be positive, got {}", self.covariance_eps));
-        }
-        if self.sigma < 0.0 || self.batch_size == 0 {
-            return Err("`sigma` must be >= 0 and `batch_size` >= 1".into());
         }
         Ok(())
     }
@@ -108,20 +86,20 @@ pub struct Padim {
 impl Padim {
     pub fn new(cfg: &PadimConfig, device: &Device) -> Result<Self> {
         cfg.validate().map_err(anyhow::Error::msg)?;
-        let backbone = cfg.backbone.build(cfg.seed, device)?;
+        let backbone = cfg.common.backbone.build(cfg.common.seed, device)?;
         let levels = backbone.levels();
         let mut total = 0;
-        for &l in &cfg.layers {
-            let Some(&(c, _)) = levels.get(l) else { bail!("`layers`: level {l} does not exist ({} has {})", cfg.backbone.kind.name(), levels.len()) };
+        for &l in &cfg.common.layers {
+            let Some(&(c, _)) = levels.get(l) else { bail!("`layers`: level {l} does not exist ({} has {})", cfg.common.backbone.kind.name(), levels.len()) };
             total += c;
         }
         let d = if cfg.channels == 0 { total } else { cfg.channels };
         if d > total {
-            bail!("`channels`: {d} requested but layers {:?} give only {total}", cfg.layers);
+            bail!("`channels`: {d} requested but layers {:?} give only {total}", cfg.common.layers);
         }
         // The subset is drawn once from the seed (the paper: random
         // dimensionality reduction); sorted, which does not change distances.
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9ad1_0000_0000_0001);
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.common.seed ^ 0x9ad1_0000_0000_0001);
         let mut channels: Vec<u32> = sample(&mut rng, total, d).into_iter().map(|i| i as u32).collect();
         channels.sort_unstable();
         Ok(Self { cfg: cfg.clone(), backbone, channels, total_channels: total, fitted: None, device: device.clone() })
@@ -129,11 +107,11 @@ impl Padim {
 
     /// Embeddings (B, d, h, w) of ImageNet-normalised images.
     pub fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        let deepest = *self.cfg.layers.last().unwrap() + 1;
+        let deepest = *self.cfg.common.layers.last().unwrap() + 1;
         let feats = self.backbone.features_upto(x, deepest)?;
-        let (_, _, h, w) = feats[self.cfg.layers[0]].dims4()?;
+        let (_, _, h, w) = feats[self.cfg.common.layers[0]].dims4()?;
         let mut parts = Vec::new();
-        for &l in &self.cfg.layers {
+        for &l in &self.cfg.common.layers {
             let f = &feats[l];
             parts.push(if f.dims4()?.2 == h { f.clone() } else { f.upsample_nearest2d(h, w)? });
         }
@@ -163,11 +141,11 @@ impl Padim {
 
 impl Detector for Padim {
     fn spec(&self) -> DetectorSpec {
-        DetectorSpec::square(METHOD, self.cfg.image_size, self.cfg.batch_size)
+        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size)
     }
 
     fn fit(&mut self, _run: &RunDir, train: &[Sample], _opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
-        let loader = BatchLoader::new(train.to_vec(), self.image_config(), self.cfg.batch_size);
+        let loader = BatchLoader::new(train.to_vec(), self.image_config(), self.cfg.common.batch_size);
         let nb = loader.num_batches();
         let d = self.channels.len();
         let mut feats: Vec<f32> = Vec::new();
@@ -217,6 +195,6 @@ impl Detector for Padim {
 
     fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)> {
         let patch = self.patch_distances(images)?;
-        Ok(upsample_smooth_max(&patch, self.cfg.image_size as usize, self.cfg.sigma)?)
+        Ok(upsample_smooth_max(&patch, self.cfg.common.image_size as usize, self.cfg.common.sigma)?)
     }
 }

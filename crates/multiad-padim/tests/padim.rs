@@ -15,7 +15,8 @@ fn smoke_preset_separates_synthetic_defects_and_reloads() {
     let (cfg, run) = (smoke.cfg, smoke.run);
 
     // A model file from another seed's channel subset is refused.
-    let other = PadimConfig { seed: 7, ..cfg.clone() };
+    let mut other = cfg.clone();
+    other.common.seed = 7;
     let e = Padim::new(&other, &Device::Cpu).unwrap().load(&run).err().unwrap().to_string();
     assert!(e.contains("model.safetensors") && e.contains("channel subset"), "{e}");
     // A truncated model file names the file.

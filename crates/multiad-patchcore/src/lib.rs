@@ -23,9 +23,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use multiad_backbones::backbone::{BackboneConfig, BackboneKind};
+use multiad_backbones::backbone::BackboneKind;
+use multiad_backbones::CommonConfig;
 use multiad_data::{BatchLoader, Sample};
-use multiad_detector::config::check_common;
 use multiad_detector::maps::{load_model, save_model, upsample_smooth_max};
 use multiad_detector::{ConfigFile, Detector, DetectorSpec, FitOptions, FitOutcome, RunDir};
 use serde::{Deserialize, Serialize};
@@ -38,16 +38,12 @@ pub const METHOD: &str = "patchcore";
 
 /// PatchCore's config file (`method: patchcore`); defaults are the paper's recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct PatchCoreConfig {
-    pub method: String,
-    pub preset: String,
-    /// Fixes the coreset's projection and starting points (and a random backbone).
-    pub seed: u64,
-    pub image_size: u32,
-    pub backbone: BackboneConfig,
-    /// Backbone levels (0-based; ResNet layer2 + layer3 = 1, 2).
-    pub layers: Vec<usize>,
+    /// `method`, `preset`, `seed`, `image_size`, `backbone`, `layers`, `sigma`, `batch_size`.
+    /// `seed` fixes the coreset's projection and starting points (and a
+    /// random backbone); `layers`: ResNet layer2 + layer3 = 1, 2.
+    #[serde(flatten)]
+    pub common: CommonConfig,
     /// Side of the neighbourhood each patch feature aggregates (odd).
     pub patch_size: usize,
     /// Each level's neighbourhood vector is pooled to this many values.
@@ -65,20 +61,13 @@ pub struct PatchCoreConfig {
     pub reweight: bool,
     /// Bank neighbours of Eq. 7's support set.
     pub neighbours: usize,
-    pub sigma: f64,
-    pub batch_size: usize,
 }
 
 /// The paper's recipe: what a key left out of the config file gets.
 impl Default for PatchCoreConfig {
     fn default() -> Self {
         Self {
-            method: METHOD.into(),
-            preset: String::new(),
-            seed: 0,
-            image_size: 256,
-            backbone: BackboneConfig::of(BackboneKind::WideResnet50_2),
-            layers: vec![1, 2],
+            common: CommonConfig::new(METHOD, 256, BackboneKind::WideResnet50_2, &[1, 2]),
             patch_size: 3,
             pretrain_dim: 1024,
             target_dim: 1024,
@@ -87,8 +76,6 @@ impl Default for PatchCoreConfig {
             start_points: 10,
             reweight: false,
             neighbours: 9,
-            sigma: 4.0,
-            batch_size: 8,
         }
     }
 }
@@ -97,7 +84,7 @@ impl ConfigFile for PatchCoreConfig {
     const METHOD: &'static str = METHOD;
 
     fn validate(&self) -> std::result::Result<(), String> {
-        check_common(METHOD, &self.method, self.image_size, &self.layers)?;
+        self.common.check(METHOD)?;
         if self.patch_size == 0 || self.patch_size % 2 == 0 {
             return Err(format!("`patch_size` must be odd, got {}", self.patch_size));
         }
@@ -107,8 +94,8 @@ impl ConfigFile for PatchCoreConfig {
         if !(self.coreset_ratio > 0.0 && self.coreset_ratio <= 1.0) {
             return Err(format!("`coreset_ratio` must be in (0, 1], got {}", self.coreset_ratio));
         }
-        if self.neighbours == 0 || self.start_points == 0 || self.batch_size == 0 || self.sigma < 0.0 {
-            return Err("`neighbours`, `start_points` and `batch_size` must be >= 1, `sigma` >= 0".into());
+        if self.neighbours == 0 || self.start_points == 0 {
+            return Err("`neighbours` and `start_points` must be >= 1".into());
         }
         Ok(())
     }
@@ -124,8 +111,8 @@ pub struct PatchCore {
 impl PatchCore {
     pub fn new(cfg: &PatchCoreConfig, device: &Device) -> Result<Self> {
         cfg.validate().map_err(anyhow::Error::msg)?;
-        let backbone = cfg.backbone.build(cfg.seed, device)?;
-        let features = PatchFeatures::new(backbone, &cfg.layers, cfg.patch_size, cfg.pretrain_dim, cfg.target_dim)?;
+        let backbone = cfg.common.backbone.build(cfg.common.seed, device)?;
+        let features = PatchFeatures::new(backbone, &cfg.common.layers, cfg.patch_size, cfg.pretrain_dim, cfg.target_dim)?;
         Ok(Self { cfg: cfg.clone(), features, bank: None, device: device.clone() })
     }
 
@@ -154,11 +141,11 @@ impl PatchCore {
 
 impl Detector for PatchCore {
     fn spec(&self) -> DetectorSpec {
-        DetectorSpec::square(METHOD, self.cfg.image_size, self.cfg.batch_size)
+        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size)
     }
 
     fn fit(&mut self, _run: &RunDir, train: &[Sample], _opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
-        let loader = BatchLoader::new(train.to_vec(), self.image_config(), self.cfg.batch_size);
+        let loader = BatchLoader::new(train.to_vec(), self.image_config(), self.cfg.common.batch_size);
         let nb = loader.num_batches();
         let td = self.cfg.target_dim;
         let mut all: Vec<f32> = Vec::new();
@@ -173,7 +160,7 @@ impl Detector for PatchCore {
         let size = ((n as f64 * self.cfg.coreset_ratio).round() as usize).max(1);
         writeln!(log, " {n} patches in {:.1} s; coreset of {size}", t0.elapsed().as_secs_f64())?;
         let t1 = Instant::now();
-        let opts = CoresetOptions { size, projection_dim: self.cfg.projection_dim, start_points: self.cfg.start_points, seed: self.cfg.seed };
+        let opts = CoresetOptions { size, projection_dim: self.cfg.projection_dim, start_points: self.cfg.start_points, seed: self.cfg.common.seed };
         let picked = greedy_coreset(&all, n, td, opts);
         let mut bank = Vec::with_capacity(picked.len() * td);
         for &i in &picked {
@@ -218,7 +205,7 @@ impl Detector for PatchCore {
             scores.push(if self.cfg.reweight { self.reweighted(bank, &q.get(i)?.to_vec1::<f32>()?, s, nn[i])? } else { s });
         }
         let patch = Tensor::from_vec(dist, (p.batch, 1, h, w), &self.device)?;
-        let (maps, _) = upsample_smooth_max(&patch, self.cfg.image_size as usize, self.cfg.sigma)?;
+        let (maps, _) = upsample_smooth_max(&patch, self.cfg.common.image_size as usize, self.cfg.common.sigma)?;
         Ok((maps, scores))
     }
 }

@@ -15,9 +15,9 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
+use multiad_backbones::backbone::{Backbone, BackboneKind};
+use multiad_backbones::CommonConfig;
 use multiad_data::{Batch, Sample};
-use multiad_detector::config::check_common;
 use multiad_detector::epochs::{train_epochs, EpochPlan, FeatureCache, LossTrainer};
 use multiad_detector::maps::upsample_smooth_max;
 use multiad_detector::{ConfigFile, Detector, DetectorSpec, FitOptions, FitOutcome, RunDir};
@@ -30,16 +30,12 @@ pub const METHOD: &str = "rd4ad";
 
 /// RD4AD's config file (`method: rd4ad`); defaults are the paper's recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct Rd4adConfig {
-    pub method: String,
-    pub preset: String,
-    /// Fixes the initialisation and the batch order.
-    pub seed: u64,
-    pub image_size: u32,
-    pub backbone: BackboneConfig,
-    /// Three encoder levels with strides s, 2s, 4s (ResNet layer1-3 = 0, 1, 2).
-    pub layers: Vec<usize>,
+    /// `method`, `preset`, `seed`, `image_size`, `backbone`, `layers`, `sigma`, `batch_size`.
+    /// `seed` fixes the initialisation and the batch order; `layers` are
+    /// three encoder levels with strides s, 2s, 4s (ResNet layer1-3 = 0, 1, 2).
+    #[serde(flatten)]
+    pub common: CommonConfig,
     /// Residual blocks of the one-class embedding (reference: 3).
     pub oce_blocks: usize,
     /// Decoder blocks per stage, deep to shallow (reference: 3, 4, 6).
@@ -47,11 +43,9 @@ pub struct Rd4adConfig {
     /// Inner width of a block as a fraction of its output (wide ResNet: 0.5).
     pub width_ratio: f64,
     pub epochs: usize,
-    pub batch_size: usize,
     pub lr: f64,
     pub beta1: f64,
     pub beta2: f64,
-    pub sigma: f64,
     /// Encoder features of training images kept between epochs, MiB.
     pub teacher_cache_mib: usize,
 }
@@ -60,21 +54,14 @@ pub struct Rd4adConfig {
 impl Default for Rd4adConfig {
     fn default() -> Self {
         Self {
-            method: METHOD.into(),
-            preset: String::new(),
-            seed: 0,
-            image_size: 256,
-            backbone: BackboneConfig::of(BackboneKind::WideResnet50_2),
-            layers: vec![0, 1, 2],
+            common: CommonConfig { batch_size: 16, ..CommonConfig::new(METHOD, 256, BackboneKind::WideResnet50_2, &[0, 1, 2]) },
             oce_blocks: 3,
             decoder_blocks: [3, 4, 6],
             width_ratio: 0.5,
             epochs: 200,
-            batch_size: 16,
             lr: 0.005,
             beta1: 0.5,
             beta2: 0.999,
-            sigma: 4.0,
             teacher_cache_mib: 4096,
         }
     }
@@ -84,9 +71,9 @@ impl ConfigFile for Rd4adConfig {
     const METHOD: &'static str = METHOD;
 
     fn validate(&self) -> std::result::Result<(), String> {
-        check_common(METHOD, &self.method, self.image_size, &self.layers)?;
-        if self.layers.len() != 3 {
-            return Err(format!("`layers` must be three increasing levels, got {:?}", self.layers));
+        self.common.check(METHOD)?;
+        if self.common.layers.len() != 3 {
+            return Err(format!("`layers` must be three increasing levels, got {:?}", self.common.layers));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(format!("`lr` must be positive, got {}", self.lr));
@@ -96,8 +83,8 @@ impl ConfigFile for Rd4adConfig {
                 return Err(format!("`{k}` must be in [0, 1), got {b}"));
             }
         }
-        if !(self.width_ratio > 0.0) || self.oce_blocks == 0 || self.epochs == 0 || self.batch_size < 2 || self.sigma < 0.0 {
-            return Err("`width_ratio` must be positive, `oce_blocks` and `epochs` >= 1, `batch_size` >= 2 (batch norm), `sigma` >= 0".into());
+        if !(self.width_ratio > 0.0) || self.oce_blocks == 0 || self.epochs == 0 || self.common.batch_size < 2 {
+            return Err("`width_ratio` must be positive, `oce_blocks` and `epochs` >= 1, `batch_size` >= 2 (batch norm)".into());
         }
         Ok(())
     }
@@ -140,20 +127,20 @@ fn cosine_distance_map(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
 impl Rd4ad {
     pub fn new(cfg: &Rd4adConfig, device: &Device) -> Result<Self> {
         cfg.validate().map_err(anyhow::Error::msg)?;
-        let encoder = cfg.backbone.build(cfg.seed ^ 0x7eac_4e2d_0000_0003, device)?;
+        let encoder = cfg.common.backbone.build(cfg.common.seed ^ 0x7eac_4e2d_0000_0003, device)?;
         let levels = encoder.levels();
         let mut ch = [0; 3];
         let mut strides = [0; 3];
-        for (i, &l) in cfg.layers.iter().enumerate() {
-            let Some(&(c, s)) = levels.get(l) else { bail!("`layers`: level {l} does not exist ({} has {})", cfg.backbone.kind.name(), levels.len()) };
+        for (i, &l) in cfg.common.layers.iter().enumerate() {
+            let Some(&(c, s)) = levels.get(l) else { bail!("`layers`: level {l} does not exist ({} has {})", cfg.common.backbone.kind.name(), levels.len()) };
             ch[i] = c;
             strides[i] = s;
         }
-        if strides[1] != 2 * strides[0] || strides[2] != 2 * strides[1] || cfg.image_size as usize % (strides[2] * 2) != 0 {
+        if strides[1] != 2 * strides[0] || strides[2] != 2 * strides[1] || cfg.common.image_size as usize % (strides[2] * 2) != 0 {
             bail!("`layers`: the levels' strides {strides:?} must double from one to the next, and image_size be divisible by {}", strides[2] * 2);
         }
         let shapes = Shapes { levels: ch, oce_blocks: cfg.oce_blocks, decoder_blocks: cfg.decoder_blocks, width_ratio: cfg.width_ratio };
-        let params = ParamStore::new(cfg.seed);
+        let params = ParamStore::new(cfg.common.seed);
         let vb = params.var_builder(device);
         let ocbe = Ocbe::new(&shapes, vb.pp("bn"))?;
         let decoder = Decoder::new(&shapes, vb.pp("decoder"))?;
@@ -161,8 +148,8 @@ impl Rd4ad {
     }
 
     fn encode(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
-        let all = self.encoder.features_upto(x, self.cfg.layers[2] + 1)?;
-        Ok(self.cfg.layers.iter().map(|&l| all[l].clone()).collect())
+        let all = self.encoder.features_upto(x, self.cfg.common.layers[2] + 1)?;
+        Ok(self.cfg.common.layers.iter().map(|&l| all[l].clone()).collect())
     }
 
     fn decode(&self, e: &[Tensor], train: bool) -> candle_core::Result<Vec<Tensor>> {
@@ -172,13 +159,19 @@ impl Rd4ad {
 
 impl Detector for Rd4ad {
     fn spec(&self) -> DetectorSpec {
-        DetectorSpec::square(METHOD, self.cfg.image_size, self.cfg.batch_size)
+        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size)
     }
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let c = &self.cfg;
-        let plan =
-            EpochPlan { name: "RD4AD", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lower_on_divergence: "`lr`" };
+        let plan = EpochPlan {
+            name: "RD4AD",
+            image: self.image_config(),
+            batch_size: c.common.batch_size,
+            epochs: c.epochs,
+            seed: c.common.seed,
+            lower_on_divergence: "`lr`",
+        };
         writeln!(log, "RD4AD: {} images, bottleneck + decoder {} parameters", train.len(), self.params.num_parameters())?;
         let adam = AdamConfig { lr: c.lr, beta1: c.beta1, beta2: c.beta2, eps: 1e-8, weight_decay: 0.0 };
         let opt = Adam::new(self.params.trainable(), adam)?;
@@ -194,7 +187,7 @@ impl Detector for Rd4ad {
     }
 
     fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)> {
-        let size = self.cfg.image_size as usize;
+        let size = self.cfg.common.image_size as usize;
         let e = self.encode(images)?;
         let d = self.decode(&e, false)?;
         let mut total: Option<Tensor> = None;
@@ -206,6 +199,6 @@ impl Detector for Rd4ad {
             });
         }
         // Upsampling is done per layer above; this only smooths and takes the maximum.
-        Ok(upsample_smooth_max(&total.context("no layers")?, size, self.cfg.sigma)?)
+        Ok(upsample_smooth_max(&total.context("no layers")?, size, self.cfg.common.sigma)?)
     }
 }

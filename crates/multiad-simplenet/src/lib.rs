@@ -19,10 +19,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use candle_core::{Device, ModuleT, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
-use multiad_backbones::backbone::{BackboneConfig, BackboneKind};
+use multiad_backbones::backbone::BackboneKind;
 use multiad_backbones::patch_features::PatchFeatures;
+use multiad_backbones::CommonConfig;
 use multiad_data::{Batch, Sample};
-use multiad_detector::config::check_common;
 use multiad_detector::epochs::{train_epochs, EpochModel, EpochPlan, FeatureCache, StepLosses};
 use multiad_detector::maps::upsample_smooth_max;
 use multiad_detector::{ConfigFile, Detector, DetectorSpec, FitOptions, FitOutcome, RunDir};
@@ -37,15 +37,11 @@ pub const METHOD: &str = "simplenet";
 
 /// SimpleNet's config file (`method: simplenet`); defaults are the paper's recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct SimpleNetConfig {
-    pub method: String,
-    pub preset: String,
-    /// Fixes initialisation, batch order and the noise.
-    pub seed: u64,
-    pub image_size: u32,
-    pub backbone: BackboneConfig,
-    pub layers: Vec<usize>,
+    /// `method`, `preset`, `seed`, `image_size`, `backbone`, `layers`, `sigma`, `batch_size`.
+    /// `seed` fixes initialisation, batch order and the noise.
+    #[serde(flatten)]
+    pub common: CommonConfig,
     pub patch_size: usize,
     pub pretrain_dim: usize,
     /// Feature dimension (the adaptor keeps it).
@@ -57,12 +53,9 @@ pub struct SimpleNetConfig {
     /// th of the truncated L1 loss.
     pub margin: f64,
     pub epochs: usize,
-    /// Images per step (each gives h·w patch features).
-    pub batch_size: usize,
     pub adaptor_lr: f64,
     pub disc_lr: f64,
     pub disc_weight_decay: f64,
-    pub sigma: f64,
     /// Patch features of training images kept between epochs, MiB.
     pub feature_cache_mib: usize,
 }
@@ -71,12 +64,7 @@ pub struct SimpleNetConfig {
 impl Default for SimpleNetConfig {
     fn default() -> Self {
         Self {
-            method: METHOD.into(),
-            preset: String::new(),
-            seed: 0,
-            image_size: 256,
-            backbone: BackboneConfig::of(BackboneKind::WideResnet50_2),
-            layers: vec![1, 2],
+            common: CommonConfig::new(METHOD, 256, BackboneKind::WideResnet50_2, &[1, 2]),
             patch_size: 3,
             pretrain_dim: 1536,
             target_dim: 1536,
@@ -84,11 +72,9 @@ impl Default for SimpleNetConfig {
             noise_std: 0.015,
             margin: 0.5,
             epochs: 160,
-            batch_size: 8,
             adaptor_lr: 1e-4,
             disc_lr: 2e-4,
             disc_weight_decay: 1e-5,
-            sigma: 4.0,
             feature_cache_mib: 4096,
         }
     }
@@ -98,7 +84,7 @@ impl ConfigFile for SimpleNetConfig {
     const METHOD: &'static str = METHOD;
 
     fn validate(&self) -> std::result::Result<(), String> {
-        check_common(METHOD, &self.method, self.image_size, &self.layers)?;
+        self.common.check(METHOD)?;
         if self.patch_size % 2 == 0 || self.pretrain_dim == 0 || self.target_dim == 0 || self.hidden == 0 {
             return Err("`patch_size` must be odd; `pretrain_dim`, `target_dim`, `hidden` positive".into());
         }
@@ -107,8 +93,8 @@ impl ConfigFile for SimpleNetConfig {
                 return Err(format!("`{k}` must be positive, got {v}"));
             }
         }
-        if self.margin < 0.0 || self.disc_weight_decay < 0.0 || self.sigma < 0.0 || self.epochs == 0 || self.batch_size < 1 {
-            return Err("`margin`, `disc_weight_decay`, `sigma` must be >= 0; `epochs`, `batch_size` >= 1".into());
+        if self.margin < 0.0 || self.disc_weight_decay < 0.0 || self.epochs == 0 {
+            return Err("`margin` and `disc_weight_decay` must be >= 0, `epochs` >= 1".into());
         }
         Ok(())
     }
@@ -158,10 +144,10 @@ pub struct SimpleNet {
 impl SimpleNet {
     pub fn new(cfg: &SimpleNetConfig, device: &Device) -> Result<Self> {
         cfg.validate().map_err(anyhow::Error::msg)?;
-        let backbone = cfg.backbone.build(cfg.seed ^ 0x7eac_4e2d_0000_0004, device)?;
-        let features = PatchFeatures::new(backbone, &cfg.layers, cfg.patch_size, cfg.pretrain_dim, cfg.target_dim)?;
-        let adaptor_params = ParamStore::new(cfg.seed);
-        let disc_params = ParamStore::new(cfg.seed ^ 0xd15c_0000_0000_0005);
+        let backbone = cfg.common.backbone.build(cfg.common.seed ^ 0x7eac_4e2d_0000_0004, device)?;
+        let features = PatchFeatures::new(backbone, &cfg.common.layers, cfg.patch_size, cfg.pretrain_dim, cfg.target_dim)?;
+        let adaptor_params = ParamStore::new(cfg.common.seed);
+        let disc_params = ParamStore::new(cfg.common.seed ^ 0xd15c_0000_0000_0005);
         let d = cfg.target_dim;
         let adaptor = linear(d, d, true, adaptor_params.var_builder(device).pp("pre_projection.layers.0.fc"))?;
         let disc = Discriminator::new(d, cfg.hidden, disc_params.var_builder(device).pp("discriminator"))?;
@@ -198,7 +184,7 @@ impl EpochModel for Trainer<'_> {
         // The noise of step k depends on the seed and k only (candle's own
         // random numbers cannot be seeded), so a resumed run draws the same.
         let k = self.opt_d.steps_taken();
-        let mut rng = ChaCha8Rng::seed_from_u64(c.seed ^ 0x5eed_0000_0000_0000 ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = ChaCha8Rng::seed_from_u64(c.common.seed ^ 0x5eed_0000_0000_0000 ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let normal = Normal::new(0.0f32, c.noise_std as f32)?;
         let noise: Vec<f32> = (0..real.elem_count()).map(|_| normal.sample(&mut rng)).collect();
         let fake = (&real + Tensor::from_vec(noise, real.dims(), &self.det.device)?)?;
@@ -233,7 +219,7 @@ impl EpochModel for Trainer<'_> {
 
 impl Detector for SimpleNet {
     fn spec(&self) -> DetectorSpec {
-        DetectorSpec::square(METHOD, self.cfg.image_size, self.cfg.batch_size)
+        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size)
     }
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
@@ -241,9 +227,9 @@ impl Detector for SimpleNet {
         let plan = EpochPlan {
             name: "SimpleNet",
             image: self.image_config(),
-            batch_size: c.batch_size,
+            batch_size: c.common.batch_size,
             epochs: c.epochs,
-            seed: c.seed,
+            seed: c.common.seed,
             lower_on_divergence: "`disc_lr`",
         };
         writeln!(
@@ -271,7 +257,7 @@ impl Detector for SimpleNet {
         let s = self.disc.forward(&self.adaptor.forward(&f.flatten_to(1)?)?, false)?.neg()?; // −D
         let patch = s.reshape((b, 1, h, w))?;
         let scores = patch.flatten_from(1)?.max(1)?.to_vec1::<f32>()?;
-        let (maps, _) = upsample_smooth_max(&patch, self.cfg.image_size as usize, self.cfg.sigma)?;
+        let (maps, _) = upsample_smooth_max(&patch, self.cfg.common.image_size as usize, self.cfg.common.sigma)?;
         Ok((maps, scores))
     }
 }

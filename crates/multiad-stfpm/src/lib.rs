@@ -16,9 +16,10 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use multiad_backbones::backbone::{Backbone, BackboneConfig, BackboneKind};
+use multiad_backbones::backbone::{Backbone, BackboneKind};
+use multiad_backbones::CommonConfig;
 use multiad_data::{Batch, Sample};
-use multiad_detector::config::{check_common, positive};
+use multiad_detector::config::positive;
 use multiad_detector::epochs::{train_epochs, EpochPlan, FeatureCache, LossTrainer};
 use multiad_detector::{ConfigFile, Detector, DetectorSpec, FitOptions, FitOutcome, RunDir};
 use multiad_nn::resample::{gaussian_blur, resize_bilinear};
@@ -31,28 +32,22 @@ pub const METHOD: &str = "stfpm";
 
 /// STFPM's config file (`method: stfpm`); defaults are the paper's recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct StfpmConfig {
-    pub method: String,
-    pub preset: String,
-    /// Fixes the student's initialisation and the batch order.
-    pub seed: u64,
-    pub image_size: u32,
-    pub backbone: BackboneConfig,
-    /// Teacher levels matched (0-based; ResNet layer1-3 = 0, 1, 2); their
-    /// strides must be 4, 8, 16, ... in order.
-    pub layers: Vec<usize>,
+    /// `method`, `preset`, `seed`, `image_size`, `backbone`, `layers`, `sigma`, `batch_size`.
+    /// `seed` fixes the student's initialisation and the batch order;
+    /// `layers` are the teacher levels matched (ResNet layer1-3 = 0, 1, 2),
+    /// whose strides must be 4, 8, 16, ... in order; `sigma` 0 (no smoothing)
+    /// is the reference's choice.
+    #[serde(flatten)]
+    pub common: CommonConfig,
     /// Channels of the student's stem (ResNet-18: 64).
     pub student_stem: usize,
     /// Basic blocks per student stage (ResNet-18: 2).
     pub student_blocks: usize,
     pub epochs: usize,
-    pub batch_size: usize,
     pub lr: f64,
     pub momentum: f64,
     pub weight_decay: f64,
-    /// Gaussian σ of the final map (0 = none, the reference's choice).
-    pub sigma: f64,
     /// Teacher features of training images kept between epochs, MiB.
     pub teacher_cache_mib: usize,
 }
@@ -61,20 +56,13 @@ pub struct StfpmConfig {
 impl Default for StfpmConfig {
     fn default() -> Self {
         Self {
-            method: METHOD.into(),
-            preset: String::new(),
-            seed: 0,
-            image_size: 256,
-            backbone: BackboneConfig::of(BackboneKind::Resnet18),
-            layers: vec![0, 1, 2],
+            common: CommonConfig { sigma: 0.0, batch_size: 32, ..CommonConfig::new(METHOD, 256, BackboneKind::Resnet18, &[0, 1, 2]) },
             student_stem: 64,
             student_blocks: 2,
             epochs: 100,
-            batch_size: 32,
             lr: 0.4,
             momentum: 0.9,
             weight_decay: 1e-4,
-            sigma: 0.0,
             teacher_cache_mib: 2048,
         }
     }
@@ -84,13 +72,13 @@ impl ConfigFile for StfpmConfig {
     const METHOD: &'static str = METHOD;
 
     fn validate(&self) -> std::result::Result<(), String> {
-        check_common(METHOD, &self.method, self.image_size, &self.layers)?;
+        self.common.check(METHOD)?;
         positive("lr", self.lr)?;
         if !(0.0..1.0).contains(&self.momentum) || self.weight_decay < 0.0 {
             return Err("`momentum` must be in [0, 1) and `weight_decay` >= 0".into());
         }
-        if self.epochs == 0 || self.batch_size < 2 || self.student_stem == 0 || self.student_blocks == 0 || self.sigma < 0.0 {
-            return Err("`epochs`, `student_stem`, `student_blocks` must be >= 1, `batch_size` >= 2 (batch norm), `sigma` >= 0".into());
+        if self.epochs == 0 || self.common.batch_size < 2 || self.student_stem == 0 || self.student_blocks == 0 {
+            return Err("`epochs`, `student_stem`, `student_blocks` must be >= 1, `batch_size` >= 2 (batch norm)".into());
         }
         Ok(())
     }
@@ -126,36 +114,44 @@ pub fn loss(t: &[Tensor], s: &[Tensor]) -> candle_core::Result<Tensor> {
 impl Stfpm {
     pub fn new(cfg: &StfpmConfig, device: &Device) -> Result<Self> {
         cfg.validate().map_err(anyhow::Error::msg)?;
-        let teacher = cfg.backbone.build(cfg.seed ^ 0x7eac_4e2d_0000_0002, device)?;
+        let teacher = cfg.common.backbone.build(cfg.common.seed ^ 0x7eac_4e2d_0000_0002, device)?;
         let levels = teacher.levels();
         let mut widths = Vec::new();
-        for (i, &l) in cfg.layers.iter().enumerate() {
-            let Some(&(c, stride)) = levels.get(l) else { bail!("`layers`: level {l} does not exist ({} has {})", cfg.backbone.kind.name(), levels.len()) };
+        for (i, &l) in cfg.common.layers.iter().enumerate() {
+            let Some(&(c, stride)) = levels.get(l) else {
+                bail!("`layers`: level {l} does not exist ({} has {})", cfg.common.backbone.kind.name(), levels.len())
+            };
             if stride != 4 << i {
                 bail!("`layers`: the student's stage {} has stride {}, teacher level {l} has {stride}", i + 1, 4 << i);
             }
             widths.push(c);
         }
-        let params = ParamStore::new(cfg.seed);
+        let params = ParamStore::new(cfg.common.seed);
         let student = Student::new(&widths, cfg.student_blocks, cfg.student_stem, params.var_builder(device))?;
         Ok(Self { cfg: cfg.clone(), teacher, student, params })
     }
 
     fn teacher_features(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
-        let all = self.teacher.features_upto(x, self.cfg.layers.last().unwrap() + 1)?;
-        Ok(self.cfg.layers.iter().map(|&l| all[l].clone()).collect())
+        let all = self.teacher.features_upto(x, self.cfg.common.layers.last().unwrap() + 1)?;
+        Ok(self.cfg.common.layers.iter().map(|&l| all[l].clone()).collect())
     }
 }
 
 impl Detector for Stfpm {
     fn spec(&self) -> DetectorSpec {
-        DetectorSpec::square(METHOD, self.cfg.image_size, self.cfg.batch_size.min(16))
+        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size.min(16))
     }
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let c = &self.cfg;
-        let plan =
-            EpochPlan { name: "STFPM", image: self.image_config(), batch_size: c.batch_size, epochs: c.epochs, seed: c.seed, lower_on_divergence: "`lr`" };
+        let plan = EpochPlan {
+            name: "STFPM",
+            image: self.image_config(),
+            batch_size: c.common.batch_size,
+            epochs: c.epochs,
+            seed: c.common.seed,
+            lower_on_divergence: "`lr`",
+        };
         writeln!(log, "STFPM: {} images, student {} parameters", train.len(), self.params.num_parameters())?;
         let opt = Sgd::new(self.params.trainable(), SgdConfig { lr: c.lr, momentum: c.momentum, weight_decay: c.weight_decay });
         let mut trainer = LossTrainer::new(&self.params, "student.", opt, c.teacher_cache_mib, |b: &Batch, cache: &mut FeatureCache| {
@@ -170,7 +166,7 @@ impl Detector for Stfpm {
     }
 
     fn predict(&self, images: &Tensor) -> Result<(Tensor, Vec<f32>)> {
-        let size = self.cfg.image_size as usize;
+        let size = self.cfg.common.image_size as usize;
         let t = self.teacher_features(images)?;
         let s = self.student.forward(images, false)?;
         let mut map: Option<Tensor> = None;
@@ -182,7 +178,7 @@ impl Detector for Stfpm {
                 None => m,
             });
         }
-        let map = gaussian_blur(&map.context("no layers")?, self.cfg.sigma)?;
+        let map = gaussian_blur(&map.context("no layers")?, self.cfg.common.sigma)?;
         let scores = map.flatten_from(1)?.max(1)?.to_vec1::<f32>()?;
         Ok((map.squeeze(1)?, scores))
     }
