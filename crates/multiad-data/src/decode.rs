@@ -79,6 +79,9 @@ pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
             format!("not an image format multiad can read (supported: PNG, JPEG, TIFF, BMP; file starts with bytes {})", head.join(" ")),
         ));
     };
+    if format == image::ImageFormat::Png {
+        check_png_palette(bytes).map_err(|m| DataError::file(path, m))?;
+    }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
@@ -97,6 +100,26 @@ pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
         ),
         e => DataError::file(path, format!("cannot decode {format:?} image (truncated or corrupt?): {e}")),
     })
+}
+
+/// Refuses a PNG whose palette (`PLTE`) length is not a multiple of 3, an
+/// error by the PNG specification (11.2.3). The `png` crate (0.18.1) accepts
+/// such a chunk and then panics while expanding the palette; fuzzing found
+/// it. Only the chunk list is walked: anything else is the decoder's to judge.
+fn check_png_palette(bytes: &[u8]) -> std::result::Result<(), String> {
+    let mut at = 8; // the signature
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        match &head[4..8] {
+            b"PLTE" if len % 3 != 0 => {
+                return Err(format!("invalid PNG: its palette (PLTE chunk) is {len} bytes, not a whole number of 3-byte RGB entries"));
+            }
+            b"IDAT" | b"IEND" => break, // a palette must come before the image data
+            _ => {}
+        }
+        at = at.saturating_add(12).saturating_add(len); // length, type, data, CRC
+    }
+    Ok(())
 }
 
 /// Decodes, resizes (bilinear with antialiasing, like PIL's) and normalises an

@@ -142,3 +142,38 @@ fn a_png_claiming_two_to_the_forty_pixels_is_refused_before_allocating() {
     let e = multiad_data::decode(&p).unwrap_err().to_string();
     assert!(e.contains("huge.png") && e.contains("header claims an image larger than multiad decodes"), "{e}");
 }
+
+/// A palette PNG whose PLTE chunk is 5 bytes (not whole RGB entries), with
+/// correct CRCs: the `png` crate would panic expanding it (found by fuzzing).
+#[test]
+fn a_png_palette_of_partial_entries_is_refused_not_a_panic() {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        let crc = crc32(&c[4..]);
+        c.extend_from_slice(&crc.to_be_bytes());
+        c
+    };
+    // 1x1, bit depth 8, colour type 3 (palette); the one pixel is index 1.
+    let ihdr = [0, 0, 0, 1, 0, 0, 0, 1, 8, 3, 0, 0, 0];
+    // zlib stream of the scanline [filter 0, index 1], stored (no compression).
+    let idat = [0x78, 0x01, 0x01, 0x02, 0x00, 0xfd, 0xff, 0x00, 0x01, 0x00, 0x03, 0x00, 0x02];
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(&b"IHDR"[..], &ihdr[..]), (b"PLTE", &[10, 20, 30, 40, 50]), (b"IDAT", &idat), (b"IEND", &[])] {
+        png.extend(chunk(kind, data));
+    }
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("palette.png");
+    std::fs::write(&p, &png).unwrap();
+    let e = multiad_data::decode(&p).unwrap_err().to_string();
+    assert!(e.contains("palette.png") && e.contains("(PLTE chunk) is 5 bytes"), "{e}");
+    // The same file with whole entries decodes: the check refuses only the fault.
+    let mut good = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(&b"IHDR"[..], &ihdr[..]), (b"PLTE", &[10, 20, 30, 40, 50, 60]), (b"IDAT", &idat), (b"IEND", &[])] {
+        good.extend(chunk(kind, data));
+    }
+    std::fs::write(&p, &good).unwrap();
+    let img = multiad_data::decode(&p).unwrap().to_rgb8();
+    assert_eq!(img.get_pixel(0, 0).0, [40, 50, 60]);
+}
