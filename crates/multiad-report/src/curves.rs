@@ -6,7 +6,7 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::draw::{err, render_both, Figure};
+use crate::draw::{err, framed_chart, legend, render_both, Figure};
 
 /// A curve to draw: its points and the area quoted in the legend.
 #[derive(Debug, Clone, Default)]
@@ -40,20 +40,7 @@ pub fn line_chart<DB: DrawingBackend>(
     series: &[(String, Vec<(f64, f64)>)],
     diagonal: bool,
 ) -> Result<()> {
-    root.fill(&WHITE).map_err(err)?;
-    let mut b = ChartBuilder::on(root);
-    b.margin(12).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text { 50 } else { 5 });
-    if text {
-        b.caption(title, ("sans-serif", 18));
-    }
-    let mut chart = b.build_cartesian_2d(0f64..x_max, 0f64..1.0f64).map_err(err)?;
-    let mut mesh = chart.configure_mesh();
-    if text {
-        mesh.x_desc(xd).y_desc(yd);
-    } else {
-        mesh.x_labels(0).y_labels(0);
-    }
-    mesh.draw().map_err(err)?;
+    let mut chart = framed_chart(root, text, title, (xd, yd), 0f64..x_max, 0f64..1.0f64)?;
     if diagonal {
         chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (x_max, x_max.min(1.0))], BLACK.mix(0.3))).map_err(err)?;
     }
@@ -64,10 +51,7 @@ pub fn line_chart<DB: DrawingBackend>(
             s.label(name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
         }
     }
-    if text && !series.is_empty() {
-        chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
-    }
-    Ok(())
+    legend(&mut chart, text && !series.is_empty(), SeriesLabelPosition::LowerRight)
 }
 
 /// Image-level ROC, and pixel-level ROC where the test set has masks.
@@ -93,7 +77,6 @@ pub fn pro(curve: &Curve, fpr_limit: f64) -> Result<Figure> {
 }
 
 fn histogram_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool, normal: &[f32], anomalous: &[f32], threshold: f32) -> Result<()> {
-    root.fill(&WHITE).map_err(err)?;
     let all = normal.iter().chain(anomalous).copied().chain(std::iter::once(threshold));
     let (lo, hi) = all.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     let (lo, hi) = (lo as f64, (hi as f64).max(lo as f64 + 1e-6));
@@ -108,19 +91,7 @@ fn histogram_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool
     };
     let (cn, ca) = (count(normal), count(anomalous));
     let top = cn.iter().chain(&ca).copied().max().unwrap_or(1).max(1) as f64 * 1.1;
-    let mut b = ChartBuilder::on(root);
-    b.margin(12).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text { 50 } else { 5 });
-    if text {
-        b.caption("Image scores", ("sans-serif", 18));
-    }
-    let mut chart = b.build_cartesian_2d(lo..hi, 0f64..top).map_err(err)?;
-    let mut mesh = chart.configure_mesh();
-    if text {
-        mesh.x_desc("anomaly score").y_desc("images");
-    } else {
-        mesh.x_labels(0).y_labels(0);
-    }
-    mesh.draw().map_err(err)?;
+    let mut chart = framed_chart(root, text, "Image scores", ("anomaly score", "images"), lo..hi, 0f64..top)?;
     for (k, (name, c)) in [("normal", &cn), ("anomalous", &ca)].into_iter().enumerate() {
         let color = Palette99::pick(k).mix(0.5);
         let rects = c.iter().enumerate().filter(|(_, &n)| n > 0).map(|(i, &n)| {
@@ -138,9 +109,8 @@ fn histogram_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool
     let s = chart.draw_series(LineSeries::new(vec![(t, 0.0), (t, top)], BLACK.stroke_width(2))).map_err(err)?;
     if text {
         s.label(format!("threshold {threshold:.3}")).legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK.stroke_width(2)));
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
     }
-    Ok(())
+    legend(&mut chart, text, SeriesLabelPosition::MiddleRight)
 }
 
 /// Histograms of the image scores of normal and anomalous test images, with

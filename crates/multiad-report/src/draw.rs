@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, Context, Result};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -41,6 +42,52 @@ pub fn png_text_available() -> bool {
 /// A Plotters error as an anyhow one.
 pub fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing a chart: {e:?}")
+}
+
+/// What [`framed_chart`] returns: a chart over the axes `x` and `y` describe.
+pub type FramedChart<'a, DB, X, Y> = ChartContext<'a, DB, Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>>;
+
+/// The house frame of a chart on `root`: white, with a caption and labelled
+/// axes when the figure carries text, thin bare margins when it does not (a
+/// PNG without a font), its mesh drawn over the ranges `x` and `y`.
+pub fn framed_chart<'a, DB, X, Y>(
+    root: &'a DrawingArea<DB, Shift>,
+    text: bool,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    x: X,
+    y: Y,
+) -> Result<FramedChart<'a, DB, X, Y>>
+where
+    DB: DrawingBackend,
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+    X::CoordDescType: ValueFormatter<X::Value>,
+    Y::CoordDescType: ValueFormatter<Y::Value>,
+{
+    root.fill(&WHITE).map_err(err)?;
+    let mut b = ChartBuilder::on(root);
+    b.margin(12).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text { 60 } else { 5 });
+    if text {
+        b.caption(title, ("sans-serif", 18));
+    }
+    let mut chart = b.build_cartesian_2d(x, y).map_err(err)?;
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc(x_desc).y_desc(y_desc);
+    } else {
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw().map_err(err)?;
+    Ok(chart)
+}
+
+/// The series' legend in a white box at `position`, when the figure carries text.
+pub fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(chart: &mut ChartContext<'a, DB, CT>, text: bool, position: SeriesLabelPosition) -> Result<()> {
+    if text {
+        chart.configure_series_labels().position(position).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    }
+    Ok(())
 }
 
 /// PNG bytes of an RGB buffer.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Result};
 use multiad_detector::write_atomic;
 use multiad_report::curves::{line_chart, thin, Curve};
-use multiad_report::draw::{err, render_both, PngDraw, SvgDraw};
+use multiad_report::draw::{err, framed_chart, legend, render_both, PngDraw, SvgDraw};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -91,10 +91,7 @@ fn bars<DB: DrawingBackend>(
             s.label(d.clone()).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
         }
     }
-    if text {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
-    }
-    Ok(())
+    legend(&mut chart, text, SeriesLabelPosition::MiddleRight)
 }
 
 fn losses<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool, r: &CellRecord) -> Result<()> {
@@ -107,20 +104,9 @@ fn losses<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool, r: &Cel
     let lo = all.iter().cloned().fold(f64::INFINITY, f64::min).min(1.0) / 2.0;
     let hi = all.iter().cloned().fold(0f64, f64::max).max(1.0) * 2.0;
     let epochs = r.history.len().max(2) as f64;
-    let mut b = ChartBuilder::on(root);
-    b.margin(10).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text { 60 } else { 5 });
-    if text {
-        let name = r.study.map(|s| format!("study {s}")).unwrap_or_else(|| r.method.clone());
-        b.caption(format!("{} {name}: losses per epoch", r.dataset), ("sans-serif", 18));
-    }
-    let mut chart = b.build_cartesian_2d(1f64..epochs, (lo..hi).log_scale()).map_err(err)?;
-    let mut mesh = chart.configure_mesh();
-    if text {
-        mesh.x_desc("epoch").y_desc("loss (log scale)");
-    } else {
-        mesh.x_labels(0).y_labels(0);
-    }
-    mesh.draw().map_err(err)?;
+    let name = r.study.map(|s| format!("study {s}")).unwrap_or_else(|| r.method.clone());
+    let title = format!("{} {name}: losses per epoch", r.dataset);
+    let mut chart = framed_chart(root, text, &title, ("epoch", "loss (log scale)"), 1f64..epochs, (lo..hi).log_scale())?;
     for (k, (name, pts)) in series.into_iter().enumerate() {
         if pts.is_empty() {
             continue;
@@ -131,10 +117,7 @@ fn losses<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool, r: &Cel
             s.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
         }
     }
-    if text {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
-    }
-    Ok(())
+    legend(&mut chart, text, SeriesLabelPosition::MiddleRight)
 }
 
 fn rocs<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool, kind: SweepKind, dataset: &str, rs: &[&CellRecord]) -> Result<()> {
