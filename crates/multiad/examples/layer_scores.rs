@@ -2,7 +2,8 @@
 //! (Ψ-normalised, upsampled, smoothed, max: Eqs 14-15 over the subset), one
 //! row per test image, for finding which layers carry the signal (a
 //! debugging aid; reading it off the test set chooses nothing):
-//! `cargo run -p multiad --example layer_scores -- RUN_DIR > scores.csv`.
+//! `cargo run -p multiad --example layer_scores -- RUN_DIR [train] > scores.csv`
+//! (`train`: the training images instead of the test set).
 //! On stderr, each subset's share of normal maxima in the border band (as
 //! `multiad test` reports it for the whole map): which layers put them there.
 use multiad::anomaly_map::{fuse, image_scores, FusionStats};
@@ -13,7 +14,8 @@ use multiad_detector::Detector;
 use multiad_detector::RunDir;
 
 fn main() -> anyhow::Result<()> {
-    let dir = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: layer_scores RUN_DIR"))?;
+    let dir = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: layer_scores RUN_DIR [train]"))?;
+    let on_train = std::env::args().nth(2).as_deref() == Some("train");
     let run = RunDir::open(std::path::Path::new(&dir))?;
     let model = load_trained(&run)?;
     let ds = run.data()?.load()?;
@@ -23,7 +25,7 @@ fn main() -> anyhow::Result<()> {
     let names: Vec<String> = subsets.iter().map(|s| s.iter().map(|l| format!("M{}", l + 1)).collect::<Vec<_>>().join("+")).collect();
     println!("label,{}", names.join(","));
     let mut borders = vec![BorderCounter::new(size); subsets.len()];
-    let loader = BatchLoader::new(ds.test.clone(), model.image_config(), 16);
+    let loader = BatchLoader::new(if on_train { ds.train.clone() } else { ds.test.clone() }, model.image_config(), 16);
     for batch in loader.iter() {
         let batch = batch?;
         let maps = model.layer_maps(&batch.images)?;
