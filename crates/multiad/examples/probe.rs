@@ -1,6 +1,7 @@
 //! Per-layer teacher/student statistics of a trained run, in training and
-//! inference mode (a debugging aid):
-//! `cargo run -p multiad --example probe -- RUN_DIR`
+//! inference mode, and in inference mode the teacher's feature norm and the
+//! distance (Eq 13) in the cells within 16 px of the border against those
+//! inside (a debugging aid): `cargo run -p multiad --example probe -- RUN_DIR`
 use multiad::load_trained;
 use multiad_data::BatchLoader;
 use multiad_detector::Detector;
@@ -22,7 +23,31 @@ fn main() -> anyhow::Result<()> {
                 c.mean_all()?.to_scalar::<f32>()?,
                 c.max_all()?.to_scalar::<f32>()?
             );
+            if !train {
+                let band = (16 * a.dim(2)?).div_ceil(model.cfg.image_size as usize).max(1);
+                let norm = a.sqr()?.sum_keepdim(1)?.sqrt()?;
+                let (ne, ni) = edge_and_inside(&norm, band)?;
+                let (de, di) = edge_and_inside(&multiad::loss::cosine_distance_map(a, c)?, band)?;
+                println!("  border band ({band} cells) / inside: T norm {ne:.4} / {ni:.4}, dist {de:.4} / {di:.4}");
+            }
         }
     }
     Ok(())
+}
+
+/// Means of a (b, 1, h, w) map over the cells within `band` of the border and over the rest.
+fn edge_and_inside(m: &candle_core::Tensor, band: usize) -> anyhow::Result<(f32, f32)> {
+    let (h, w) = (m.dim(2)?, m.dim(3)?);
+    let v = m.flatten_from(1)?.to_vec2::<f32>()?;
+    let (mut e, mut i) = ((0f64, 0usize), (0f64, 0usize));
+    for row in &v {
+        for (k, &x) in row.iter().enumerate() {
+            let (y, xx) = (k / w, k % w);
+            let d = y.min(xx).min(h - 1 - y).min(w - 1 - xx);
+            let acc = if d < band { &mut e } else { &mut i };
+            acc.0 += x as f64;
+            acc.1 += 1;
+        }
+    }
+    Ok(((e.0 / e.1.max(1) as f64) as f32, (i.0 / i.1.max(1) as f64) as f32))
 }
