@@ -124,20 +124,15 @@ pub struct Mkd {
 
 /// Per-sample Σ_l (1 − cos(vec)) + λ Σ_l mean((S − C)²): (B).
 fn per_sample_loss(s: &[&Tensor], c: &[&Tensor], lambda: f64) -> candle_core::Result<Tensor> {
-    let mut total: Option<Tensor> = None;
-    for (a, b) in s.iter().zip(c) {
+    let per_layer = s.iter().zip(c).map(|(a, b)| {
         let (a, b) = (a.flatten_from(1)?, b.flatten_from(1)?);
         let dot = (&a * &b)?.sum(1)?;
         let norms = (a.sqr()?.sum(1)?.sqrt()? * b.sqr()?.sum(1)?.sqrt()?)?;
         let cos = (dot / norms.clamp(1e-8, f64::MAX)?)?;
         let mse = (&a - &b)?.sqr()?.mean(1)?;
-        let l = ((1.0 - cos)? + (mse * lambda)?)?;
-        total = Some(match total {
-            Some(t) => (t + l)?,
-            None => l,
-        });
-    }
-    total.ok_or_else(|| candle_core::Error::Msg("no layers".into()))
+        (1.0 - cos)? + (mse * lambda)?
+    });
+    multiad_nn::sum_terms(per_layer, "layers")
 }
 
 impl Mkd {

@@ -67,5 +67,21 @@ pub use params::ParamStore;
 pub use pool::max_pool2d;
 pub use resample::{gaussian_blur, gaussian_kernel_size, resize_bilinear, resize_bilinear_centred};
 pub use runtime::set_default_threads;
+
+use candle_core::{Result, Tensor};
+
+/// Σ of same-shaped terms in order, left to right (a loss or a map summed
+/// over layers); `what` names the terms in the error when there are none.
+pub fn sum_terms(terms: impl IntoIterator<Item = Result<Tensor>>, what: &str) -> Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for t in terms {
+        let t = t?;
+        total = Some(match total {
+            Some(acc) => (acc + t)?,
+            None => t,
+        });
+    }
+    total.ok_or_else(|| candle_core::Error::Msg(format!("no {what} to sum")))
+}
 pub use sgd::{Sgd, SgdConfig};
 pub use spectral_norm::SpectralNorm;

@@ -13,7 +13,7 @@ pub mod model;
 
 use std::io::Write;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneKind};
 use multiad_backbones::CommonConfig;
@@ -100,20 +100,15 @@ pub struct Rd4ad {
 
 /// Σ_l mean_b (1 − cos(vec(E_l[b]), vec(D_l[b]))).
 pub fn loss(e: &[Tensor], d: &[Tensor]) -> candle_core::Result<Tensor> {
-    let mut total: Option<Tensor> = None;
-    for (a, b) in e.iter().zip(d) {
+    let per_layer = e.iter().zip(d).map(|(a, b)| {
         let (a, b) = (a.flatten_from(1)?, b.flatten_from(1)?);
         let dot = (&a * &b)?.sum(1)?;
         let na = a.sqr()?.sum(1)?.sqrt()?;
         let nb = b.sqr()?.sum(1)?.sqrt()?;
         let cos = (dot / (na * nb)?.clamp(1e-8, f64::MAX)?)?;
-        let l = (1.0 - cos)?.mean_all()?;
-        total = Some(match total {
-            Some(x) => (x + l)?,
-            None => l,
-        });
-    }
-    total.ok_or_else(|| candle_core::Error::Msg("no layers".into()))
+        (1.0 - cos)?.mean_all()
+    });
+    multiad_nn::sum_terms(per_layer, "layers")
 }
 
 /// 1 − cos over channels at every position: (B, 1, h, w).
@@ -190,15 +185,9 @@ impl Detector for Rd4ad {
         let size = self.cfg.common.image_size as usize;
         let e = self.encode(images)?;
         let d = self.decode(&e, false)?;
-        let mut total: Option<Tensor> = None;
-        for (a, b) in e.iter().zip(&d) {
-            let m = multiad_nn::resize_bilinear(&cosine_distance_map(a, &b.detach())?, size, size)?;
-            total = Some(match total {
-                Some(x) => (x + m)?,
-                None => m,
-            });
-        }
+        let per_layer = e.iter().zip(&d).map(|(a, b)| multiad_nn::resize_bilinear(&cosine_distance_map(a, &b.detach())?, size, size));
+        let total = multiad_nn::sum_terms(per_layer, "layers")?;
         // Upsampling is done per layer above; this only smooths and takes the maximum.
-        Ok(upsample_smooth_max(&total.context("no layers")?, size, self.cfg.common.sigma)?)
+        Ok(upsample_smooth_max(&total, size, self.cfg.common.sigma)?)
     }
 }

@@ -99,16 +99,11 @@ fn normalize(f: &Tensor) -> candle_core::Result<Tensor> {
 
 /// Σ_l (1/2 h w) Σ_{b,c,i,j} (F̂_t − F̂_s)².
 pub fn loss(t: &[Tensor], s: &[Tensor]) -> candle_core::Result<Tensor> {
-    let mut total: Option<Tensor> = None;
-    for (a, b) in t.iter().zip(s) {
+    let per_layer = t.iter().zip(s).map(|(a, b)| {
         let (_, _, h, w) = a.dims4()?;
-        let l = ((normalize(a)? - normalize(b)?)?.sqr()?.sum_all()? * (0.5 / (h * w) as f64))?;
-        total = Some(match total {
-            Some(x) => (x + l)?,
-            None => l,
-        });
-    }
-    total.ok_or_else(|| candle_core::Error::Msg("no layers".into()))
+        (normalize(a)? - normalize(b)?)?.sqr()?.sum_all()? * (0.5 / (h * w) as f64)
+    });
+    multiad_nn::sum_terms(per_layer, "layers")
 }
 
 impl Stfpm {

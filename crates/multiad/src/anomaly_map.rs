@@ -73,19 +73,14 @@ pub fn layer_maps(t: &[Tensor], s: &[Tensor]) -> Result<Vec<Tensor>> {
 /// map. `stats` = Ψ's statistics (MFF on), `None` = plain sum (MFF off);
 /// `grid`: where the maps' cells sit on the image.
 pub fn fuse(maps: &[Tensor], stats: Option<&FusionStats>, grid: CellGrid, h: usize, w: usize, sigma: f64) -> Result<Tensor> {
-    let mut total: Option<Tensor> = None;
-    for (n, m) in maps.iter().enumerate() {
+    let upsampled = maps.iter().enumerate().map(|(n, m)| {
         let m = match stats {
             Some(st) => ((m - st.mean[n])? / (st.std[n] * st.std[n] + 1e-5).sqrt())?.relu()?,
             None => m.clone(),
         };
-        let up = grid.upsample(&m, h, w)?;
-        total = Some(match total {
-            None => up,
-            Some(acc) => (acc + up)?,
-        });
-    }
-    gaussian_blur(&total.expect("at least one layer"), sigma)
+        grid.upsample(&m, h, w)
+    });
+    gaussian_blur(&multiad_nn::sum_terms(upsampled, "layer maps")?, sigma)
 }
 
 /// Eq 15: φ = max of the smoothed map, per image.
