@@ -119,10 +119,12 @@ pub fn from_bytes(raw: &[u8], path: &Path) -> Result<Volume> {
     };
     let header = Header::parse(bytes, path)?;
     let shape = header.shape();
-    let n: usize = shape.iter().product(); // bounded by voxel_extent
+    // First: it refuses dimensions whose product overflows, which the plain
+    // product below would panic on (found by the nifti fuzz target).
+    let need = voxel_extent(&header, path)?;
+    let n: usize = shape.iter().product();
     let width = header.datatype.bytes();
     let start = header.data_offset();
-    let need = voxel_extent(&header, path)?;
     if need > bytes.len() {
         return Err(NiftiError::new(
             path,
