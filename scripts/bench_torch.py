@@ -17,6 +17,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--preset", default="paper")
 p.add_argument("--batch", type=int, default=2)
 p.add_argument("--size", type=int, default=256)
+p.add_argument("--device", default="cpu", help="cpu or cuda[:N], as multiad's --device")
 a = p.parse_args()
 torch.set_num_threads(torch.get_num_threads())
 cfg = yaml.safe_load(open(f"experiments/{a.preset}.yaml"))
@@ -138,16 +139,24 @@ elif kind == "efficientnet_lite0":
 else:
     raise SystemExit(f"teacher kind {kind!r} is not mirrored here")
 
-student = Student(out)
+dev = torch.device(a.device)
+t = t.to(dev)
+student = Student(out).to(dev)
 opt = torch.optim.Adam(student.parameters(), lr=1e-3)
-x = torch.randn(a.batch, 3, a.size, a.size)
+x = torch.randn(a.batch, 3, a.size, a.size, device=dev)
+
+
+def sync():
+    """Waits for queued GPU kernels, so that a time covers the work."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 def best(f, reps=2):
-    f()
+    f(); sync()
     b = float("inf")
     for _ in range(reps):
-        t0 = time.perf_counter(); f(); b = min(b, time.perf_counter() - t0)
+        t0 = time.perf_counter(); f(); sync(); b = min(b, time.perf_counter() - t0)
     return b
 
 
@@ -181,7 +190,7 @@ def flops(f):
 
 def gemm_peak(n=2048):
     """The machine's attainable f32 rate: one large matrix product."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     return 2 * n**3 / best(lambda: a @ b, reps=3)
 
 

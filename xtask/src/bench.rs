@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// keeps its best time (this machine's speed drifts between minutes).
     #[arg(long, default_value_t = 2)]
     rounds: usize,
+    /// Where the model bench runs, both sides: cpu or cuda[:N] (a
+    /// `--features cuda` build; PyTorch then times the same GPU).
+    #[arg(long, default_value = "cpu")]
+    device: multiad_nn::DeviceSpec,
     /// Training images of the PatchCore fit.
     #[arg(long, default_value_t = 200)]
     train_images: usize,
@@ -72,7 +76,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         crate::model_bench::conv()?;
     }
     if a.which == Which::Model {
-        crate::model_bench::model(&a.preset, a.batch, a.rounds.max(1))?;
+        crate::model_bench::model(&a.preset, a.batch, a.rounds.max(1), a.device)?;
     }
     if a.which == Which::Patchcore {
         crate::patchcore_bench::run(a.train_images, a.coreset_ratio)?;

@@ -61,7 +61,7 @@ struct Harness {
 }
 
 pub fn run(a: FaultArgs) -> Result<()> {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = crate::repo_root();
     let bin = match a.multiad {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("multiad"),

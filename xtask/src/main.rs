@@ -32,6 +32,17 @@ enum Command {
     Faults(faults::FaultArgs),
 }
 
+/// The repository: the current directory when it is one (an xtask binary
+/// carried to another machine, `scripts/device_check.sh`), else the one
+/// this xtask was built from.
+pub fn repo_root() -> std::path::PathBuf {
+    let here = std::path::PathBuf::from(".");
+    if here.join("experiments").is_dir() && here.join("scripts").is_dir() {
+        return std::fs::canonicalize(&here).unwrap_or(here);
+    }
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Bench(a) => bench::run(a),

@@ -1,6 +1,5 @@
 //! `cargo xtask bench conv` and `cargo xtask bench model`.
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -9,12 +8,20 @@ use multiad::loss::distillation_loss;
 use multiad::{ExperimentConfig, MultiAd};
 use multiad_detector::ConfigFile;
 
-fn best_of<F: FnMut() -> Result<()>>(reps: usize, mut f: F) -> Result<f64> {
+fn best_of<F: FnMut() -> Result<()>>(reps: usize, f: F) -> Result<f64> {
+    best_of_on(&Device::Cpu, reps, f)
+}
+
+/// The best time of `reps` calls after a warm-up; on a GPU each call is
+/// timed to the end of its kernels (candle queues them asynchronously).
+fn best_of_on<F: FnMut() -> Result<()>>(dev: &Device, reps: usize, mut f: F) -> Result<f64> {
     f()?; // warm-up
+    dev.synchronize()?;
     let mut best = f64::INFINITY;
     for _ in 0..reps {
         let t = Instant::now();
         f()?;
+        dev.synchronize()?;
         best = best.min(t.elapsed().as_secs_f64());
     }
     Ok(best)
@@ -109,13 +116,13 @@ pub fn conv() -> Result<()> {
 
 /// Times the preset's networks with random weights (speed does not depend on
 /// the values), and PyTorch's equivalents when `torch` is importable.
-pub fn model(preset: &str, batch: usize, rounds: usize) -> Result<()> {
+pub fn model(preset: &str, batch: usize, rounds: usize, device: multiad_nn::DeviceSpec) -> Result<()> {
     multiad_nn::set_default_threads();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = crate::repo_root();
     let mut cfg = ExperimentConfig::from_yaml_file(&root.join(format!("experiments/{preset}.yaml")))?;
     // Random teacher weights of the right architecture: write them to a
     // temporary safetensors file through the parameter store.
-    let dev = Device::Cpu;
+    let dev = device.open().map_err(anyhow::Error::msg)?;
     let tmp = tempfile::tempdir()?;
     let wpath = tmp.path().join("teacher.safetensors");
     {
@@ -139,7 +146,7 @@ pub fn model(preset: &str, batch: usize, rounds: usize) -> Result<()> {
         }
     }
     let size = cfg.image_size as usize;
-    println!("\n== Multi-AD `{preset}` networks, batch {batch}, {size}x{size}, {rounds} round(s) ==");
+    println!("\n== Multi-AD `{preset}` networks on {device}, batch {batch}, {size}x{size}, {rounds} round(s) ==");
     let model = MultiAd::build(&cfg, &dev)?;
     let x = Tensor::randn(0f32, 1.0, (batch, 3, size, size), &dev)?;
     let t_feats = model.teacher.forward(&x)?;
@@ -173,13 +180,13 @@ pub fn model(preset: &str, batch: usize, rounds: usize) -> Result<()> {
     let mut torch: Option<TorchTimes> = None;
     let mut torch_missing = false;
     for round in 0..rounds {
-        let t_teacher = best_of(2, || {
+        let t_teacher = best_of_on(&dev, 2, || {
             model.teacher.forward(&x)?;
             Ok(())
         })?;
         // The step's three parts, from the last timed repetition.
         let mut step_parts = [0f64; 3];
-        let t_step = best_of(2, || {
+        let t_step = best_of_on(&dev, 2, || {
             let t0 = Instant::now();
             let s = model.student.forward(&x, true)?;
             let l = distillation_loss(&t_feats, &s)?;
@@ -192,7 +199,7 @@ pub fn model(preset: &str, batch: usize, rounds: usize) -> Result<()> {
         })?;
         // MultiAd::layer_maps's steps, timed one by one.
         let mut infer_parts = [0f64; 3];
-        let t_infer = best_of(2, || {
+        let t_infer = best_of_on(&dev, 2, || {
             let t0 = Instant::now();
             let t = model.teacher.forward(&x)?;
             let t1 = Instant::now();
@@ -216,7 +223,7 @@ pub fn model(preset: &str, batch: usize, rounds: usize) -> Result<()> {
         if torch_missing {
             continue;
         }
-        match (torch_times(preset, batch, size), &mut torch) {
+        match (torch_times(preset, batch, size, device), &mut torch) {
             (None, _) => torch_missing = true,
             (Some(v), None) => torch = Some(v),
             (Some(v), Some(kept)) => {
@@ -329,7 +336,7 @@ fn gemm_peak(dev: &Device) -> Result<f64> {
     let n = 2048;
     let a = Tensor::randn(0f32, 1.0, (n, n), dev)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), dev)?;
-    let t = best_of(3, || {
+    let t = best_of_on(dev, 3, || {
         a.matmul(&b)?;
         Ok(())
     })?;
@@ -343,16 +350,16 @@ struct TorchTimes {
 }
 
 /// Runs scripts/bench_torch.py when `python3 -c "import torch"` works.
-fn torch_times(preset: &str, batch: usize, size: usize) -> Option<TorchTimes> {
+fn torch_times(preset: &str, batch: usize, size: usize, device: multiad_nn::DeviceSpec) -> Option<TorchTimes> {
     let ok = std::process::Command::new("python3").args(["-c", "import torch"]).output().ok()?.status.success();
     if !ok {
         return None;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = crate::repo_root();
     let out = std::process::Command::new("python3")
         .current_dir(&root)
         .arg(root.join("scripts/bench_torch.py"))
-        .args(["--preset", preset, "--batch", &batch.to_string(), "--size", &size.to_string()])
+        .args(["--preset", preset, "--batch", &batch.to_string(), "--size", &size.to_string(), "--device", &device.to_string()])
         .output()
         .ok()?;
     if !out.status.success() {

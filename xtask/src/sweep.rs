@@ -50,6 +50,9 @@ pub struct SweepCli {
     /// Override the preset's seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Where every cell runs: cpu, cuda or cuda:N (default: the presets' `device`).
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<multiad_nn::DeviceSpec>,
     /// The multiad binary to run cells with (default: build it now).
     #[arg(long)]
     multiad: Option<PathBuf>,
@@ -135,6 +138,10 @@ fn build_multiad() -> Result<PathBuf> {
     if profile == "release" {
         cmd.arg("--release");
     }
+    // The cells' binary can use a GPU when this xtask was built to.
+    if multiad_nn::device::CUDA_BUILT {
+        cmd.args(["--features", "cuda"]);
+    }
     let status = cmd.status().context("running cargo build -p multiad-cli")?;
     if !status.success() {
         bail!("building the multiad binary failed");
@@ -172,7 +179,7 @@ pub fn run(kind: SweepKind, a: SweepCli) -> Result<()> {
     if kind == SweepKind::Benchmark && a.configs.is_some() {
         bail!("--configs selects Table 4 studies; it belongs to `cargo xtask ablation`");
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = crate::repo_root();
     let args = SweepArgs {
         kind,
         suite: a.suite,
@@ -184,6 +191,7 @@ pub fn run(kind: SweepKind, a: SweepCli) -> Result<()> {
         out: a.out,
         epochs: a.epochs,
         seed: a.seed,
+        device: a.device,
         experiments: root.join("experiments"),
         mlflow: None,
     };

@@ -2,10 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use multiad_nn::DeviceSpec;
+
 use crate::backbone::{BackboneConfig, BackboneKind};
 
-/// `method`, `preset`, `seed`, `image_size`, `backbone`, `layers`, `sigma`
-/// and `batch_size`: held by
+/// `method`, `preset`, `seed`, `device`, `image_size`, `backbone`, `layers`,
+/// `sigma` and `batch_size`: held by
 /// each baseline's config as `#[serde(flatten)] pub common: CommonConfig`, so
 /// the file stays flat. Each method's `Default` picks its own values with
 /// [`CommonConfig::new`], and `ConfigFile::from_yaml_str` lays the file over
@@ -19,6 +21,8 @@ pub struct CommonConfig {
     pub preset: String,
     /// Fixes every random choice of the method (and a random backbone's weights).
     pub seed: u64,
+    /// Where it runs: `cpu`, `cuda` or `cuda:N` (`--device` overrides it).
+    pub device: DeviceSpec,
     /// Input side (square); a multiple of 32, the deepest stride.
     pub image_size: u32,
     pub backbone: BackboneConfig,
@@ -38,6 +42,7 @@ impl CommonConfig {
             method: method.into(),
             preset: String::new(),
             seed: 0,
+            device: DeviceSpec::Cpu,
             image_size,
             backbone: BackboneConfig::of(backbone),
             layers: layers.to_vec(),

@@ -91,6 +91,9 @@ struct TrainArgs {
     /// Override the experiment's seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Where to run: cpu, cuda or cuda:N (default: the config's `device`, else cpu).
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<multiad_nn::DeviceSpec>,
     #[command(flatten)]
     mlflow: MlflowArgs,
 }
@@ -112,6 +115,9 @@ struct TestArgs {
     /// panels (default: the pixel-level F1-optimal threshold of this test).
     #[arg(long)]
     threshold: Option<f32>,
+    /// Where to run: cpu, cuda or cuda:N (default: the config's `device`, else cpu).
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<multiad_nn::DeviceSpec>,
     #[command(flatten)]
     mlflow: MlflowArgs,
 }
@@ -128,6 +134,9 @@ struct PredictArgs {
     /// panels (default: the tested run's F1-optimal threshold).
     #[arg(long)]
     threshold: Option<f32>,
+    /// Where to run: cpu, cuda or cuda:N (default: the config's `device`, else cpu).
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<multiad_nn::DeviceSpec>,
     /// Image files.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -142,14 +151,15 @@ fn train(a: TrainArgs) -> Result<()> {
         RunDir::open(&a.out)?
     } else {
         let config = a.config.as_deref().context("--config is required")?;
-        let cfg = multiad_methods::parse_file(config, Overrides { seed: a.seed, epochs: a.epochs })?;
+        let cfg = multiad_methods::parse_file(config, Overrides { seed: a.seed, epochs: a.epochs, device: a.device })?;
         let data = DataRef::from_arg(a.data.as_deref().context("--data is required")?, &a.data_root)?;
         RunDir::create(&a.out, cfg.as_run_config(), &data)?
     };
     if run.is_trained() {
         bail!("{} has finished training already; test it with `multiad test --run {}`", run.dir.display(), run.dir.display());
     }
-    multiad_methods::train(&run, FitOptions { resume: a.resume, stop_after_epochs: None }, &mut err)?;
+    // With --resume, --device moves the run (a checkpoint is device-free).
+    multiad_methods::train(&run, FitOptions { resume: a.resume, stop_after_epochs: None }, a.device, &mut err)?;
     println!("run written to {}", run.dir.display());
     if let Some(t) = a.mlflow.tracking() {
         t.settle(&run.dir, multiad_mlflow::log_training(&t, &run))?;
@@ -187,7 +197,7 @@ fn print_metrics(m: &TestMetrics) {
 
 fn test(a: TestArgs) -> Result<()> {
     let run = RunDir::open(&a.run)?;
-    let det = multiad_methods::load_trained(&run)?;
+    let det = multiad_methods::load_trained(&run, a.device)?;
     let opts = multiad_detector::TestOptions { save_maps: a.save_maps, save_images: a.save_images, threshold: a.threshold };
     let m = multiad_detector::test(det.as_ref(), &run, &opts, &mut std::io::stderr())?;
     print_metrics(&m);
@@ -200,7 +210,7 @@ fn test(a: TestArgs) -> Result<()> {
 
 fn predict(a: PredictArgs) -> Result<()> {
     let run = RunDir::open(&a.run)?;
-    let det = multiad_methods::load_trained(&run)?;
+    let det = multiad_methods::load_trained(&run, a.device)?;
     multiad_detector::predict(det.as_ref(), &run, &a.images, &a.out, a.threshold, &mut std::io::stdout())?;
     println!("wrote {}", a.out.join("scores.csv").display());
     Ok(())

@@ -182,6 +182,7 @@ fn train_and_test_log_params_metrics_and_artefacts_to_a_real_mlflow_server() {
         out: Some(out.clone()),
         epochs: Some(2),
         seed: Some(0),
+        device: None,
         experiments: repo().join("experiments"),
         mlflow: Some(SweepTracking { uri: server.uri.clone(), experiment: "multiad-sweep-test".into(), on_error: "fail".into() }),
     };

@@ -37,6 +37,7 @@ fn args(data_root: &Path, out: &Path, datasets: Option<Vec<String>>, configs: Op
         out: Some(out.to_path_buf()),
         epochs: Some(epochs),
         seed: Some(0),
+        device: None,
         experiments: repo().join("experiments"),
         mlflow: None,
     }

@@ -70,12 +70,13 @@ pub struct BatchLoader {
     order: Vec<usize>,
     drop_last: bool,
     pool: Option<Arc<rayon::ThreadPool>>,
+    device: Device,
 }
 
 impl BatchLoader {
     pub fn new(samples: Vec<Sample>, cfg: ImageConfig, batch_size: usize) -> Self {
         let order = (0..samples.len()).collect();
-        Self { samples: Arc::new(samples), cfg, batch_size: batch_size.max(1), order, drop_last: false, pool: None }
+        Self { samples: Arc::new(samples), cfg, batch_size: batch_size.max(1), order, drop_last: false, pool: None, device: Device::Cpu }
     }
 
     /// Visits samples in an order fixed by `seed` (one order per epoch: pass
@@ -97,6 +98,13 @@ impl BatchLoader {
     /// the threads used next to a model's own, or to benchmark).
     pub fn with_pool(mut self, pool: Arc<rayon::ThreadPool>) -> Self {
         self.pool = Some(pool);
+        self
+    }
+
+    /// Puts each batch's images on `device` (a GPU), in the background
+    /// thread, so the copy overlaps the model's work on the last batch.
+    pub fn on_device(mut self, device: &Device) -> Self {
+        self.device = device.clone();
         self
     }
 
@@ -142,7 +150,9 @@ impl BatchLoader {
             images.extend_from_slice(&l.image);
             masks.extend_from_slice(&l.mask);
         }
-        let images = Tensor::from_vec(images, (indices.len(), 3, h, w), &Device::Cpu).map_err(|e| DataError::Other(format!("building image tensor: {e}")))?;
+        let images = Tensor::from_vec(images, (indices.len(), 3, h, w), &Device::Cpu)
+            .and_then(|t| t.to_device(&self.device))
+            .map_err(|e| DataError::Other(format!("building image tensor: {e}")))?;
         let labels = indices.iter().map(|&i| self.samples[i].label).collect();
         Ok(Batch { images, masks, indices, labels })
     }

@@ -80,6 +80,8 @@ pub struct EpochPlan<'a> {
     pub batch_size: usize,
     pub epochs: usize,
     pub seed: u64,
+    /// Where the model's tensors live: batches go there.
+    pub device: Device,
     /// The config keys to lower when the loss diverges (`` `lr` ``).
     pub lower_on_divergence: &'a str,
 }
@@ -181,7 +183,10 @@ pub fn train_epochs(model: &mut dyn EpochModel, plan: &EpochPlan, run: &RunDir, 
         let t0 = Instant::now();
         // The order depends on seed and epoch only: a resumed run sees the
         // batches an uninterrupted one would.
-        let loader = BatchLoader::new(train.to_vec(), plan.image, bs).shuffled(plan.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)).drop_last(true);
+        let loader = BatchLoader::new(train.to_vec(), plan.image, bs)
+            .shuffled(plan.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64))
+            .drop_last(true)
+            .on_device(&plan.device);
         let nb = loader.num_batches();
         model.begin_epoch(epoch, nb);
         let mut sums = EpochSums::default();
@@ -191,7 +196,10 @@ pub fn train_epochs(model: &mut dyn EpochModel, plan: &EpochPlan, run: &RunDir, 
                 Ok(_) => bail!("{}", divergence(plan, run, plan.name, epoch, k)),
                 Err(e) => match e.downcast_ref::<NonFinite>() {
                     Some(nf) => bail!("{}{}", nf.detail.as_deref().map(|d| format!("{d}: ")).unwrap_or_default(), divergence(plan, run, &nf.which, epoch, k)),
-                    None => return Err(e),
+                    None => match e.downcast_ref::<candle_core::Error>().and_then(|c| multiad_nn::device::out_of_memory_advice(c, bs)) {
+                        Some(advice) => bail!("{advice}"),
+                        None => return Err(e),
+                    },
                 },
             };
             sums.add(&losses);

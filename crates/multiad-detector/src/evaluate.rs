@@ -175,7 +175,7 @@ pub fn test(model: &dyn Detector, run: &RunDir, opts: &TestOptions, log: &mut dy
         bail!("{}: test needs square inputs, the method asks for {}x{}", run.dir.display(), img_cfg.width, img_cfg.height);
     }
     check_all(&dataset.test, &img_cfg).with_context(|| format!("{}: the test images do not all load; fix or remove them", dataset.root.display()))?;
-    let loader = BatchLoader::new(dataset.test.clone(), img_cfg, model.batch_size());
+    let loader = BatchLoader::new(dataset.test.clone(), img_cfg, model.batch_size()).on_device(&model.device());
     let mut image_scores = BinaryScores::new();
     let mut pixel = BinaryScores::new();
     let mut scores = vec![0f32; dataset.test.len()];
@@ -425,7 +425,7 @@ pub fn predict(
     for (p, name) in images.iter().zip(&names) {
         let (x, _) = load_image(p, &img_cfg)?;
         let (rgb, _) = load_image(p, &plain)?;
-        let x = Tensor::from_vec(x, (1, 3, size, size), &Device::Cpu)?;
+        let x = Tensor::from_vec(x, (1, 3, size, size), &Device::Cpu)?.to_device(&model.device())?;
         let (map, sc) = model.predict(&x)?;
         let map: Vec<f32> = map.flatten_all()?.to_vec1()?;
         let heat = multiad_report::heat::HeatScale::for_map(&map, fixed_scale);

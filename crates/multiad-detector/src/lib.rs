@@ -21,7 +21,7 @@ pub mod testing;
 use std::io::Write;
 
 use anyhow::Result;
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use multiad_data::{ImageConfig, Sample};
 use multiad_nn::ParamStore;
 
@@ -71,6 +71,9 @@ impl DetectorSpec {
 pub trait Detector {
     /// Its name, image decoding and inference batch.
     fn spec(&self) -> DetectorSpec;
+    /// Where its tensors live (the device it was built on); the shared
+    /// loops put images there.
+    fn device(&self) -> Device;
     /// The parameter stores training changes, each with the prefix of its
     /// tensors' names in model.safetensors. The default [`Detector::save`]
     /// and [`Detector::load`] write and read exactly these.

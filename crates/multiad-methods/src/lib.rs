@@ -11,6 +11,7 @@ use anyhow::{bail, Result};
 use candle_core::Device;
 pub use multiad_detector::preset_file;
 use multiad_detector::{ConfigFile, Detector, FitOptions, FitOutcome, RunConfig, RunDir};
+use multiad_nn::DeviceSpec;
 use serde_yaml_ng::Value;
 
 /// A registered method.
@@ -124,6 +125,19 @@ impl MethodConfig {
         }
     }
 
+    /// Where the config says it runs.
+    pub fn device(&self) -> DeviceSpec {
+        match self {
+            MethodConfig::Multiad(c) => c.device,
+            MethodConfig::Padim(c) => c.common.device,
+            MethodConfig::Patchcore(c) => c.common.device,
+            MethodConfig::Stfpm(c) => c.common.device,
+            MethodConfig::Rd4ad(c) => c.common.device,
+            MethodConfig::Simplenet(c) => c.common.device,
+            MethodConfig::Mkd(c) => c.common.device,
+        }
+    }
+
     /// Training epochs; `None` for methods that fit in one pass.
     pub fn epochs(&self) -> Option<usize> {
         match self {
@@ -155,6 +169,7 @@ impl MethodConfig {
 pub struct Overrides {
     pub seed: Option<u64>,
     pub epochs: Option<usize>,
+    pub device: Option<DeviceSpec>,
 }
 
 /// Parses a config file's text for the method it names, with `overrides`
@@ -167,6 +182,9 @@ pub fn parse(text: &str, path: &Path, overrides: Overrides, cwd: &Path) -> Resul
     if let Some(map) = v.as_mapping_mut() {
         if let Some(s) = overrides.seed {
             map.insert("seed".into(), s.into());
+        }
+        if let Some(d) = overrides.device {
+            map.insert("device".into(), d.to_string().into());
         }
         if let (Some(e), true) = (overrides.epochs, m.trains) {
             // Multi-AD keeps epochs under `train:`, the baselines at the top.
@@ -223,16 +241,26 @@ pub fn run_config(run: &RunDir) -> Result<MethodConfig> {
     parse(&text, &run.path("config.yaml"), Overrides::default(), Path::new("/"))
 }
 
-/// Fits (or, with `opts.resume`, continues fitting) the run's detector.
-pub fn train(run: &RunDir, opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
+/// The device a run's detector is built on: `device` if given (`--device`),
+/// else the one its config names.
+pub fn open_device(cfg: &MethodConfig, device: Option<DeviceSpec>, run: &RunDir) -> Result<Device> {
+    let spec = device.unwrap_or(cfg.device());
+    spec.open().map_err(|e| anyhow::anyhow!("{}: {e}", run.dir.display()))
+}
+
+/// Fits (or, with `opts.resume`, continues fitting) the run's detector, on
+/// `device` if given, else where its config says.
+pub fn train(run: &RunDir, opts: FitOptions, device: Option<DeviceSpec>, log: &mut dyn Write) -> Result<FitOutcome> {
     let cfg = run_config(run)?;
-    let mut det = cfg.build(&Device::Cpu)?;
+    let mut det = cfg.build(&open_device(&cfg, device, run)?)?;
     multiad_detector::train_run(det.as_mut(), run, opts, log)
 }
 
-/// The fitted detector of a finished run.
-pub fn load_trained(run: &RunDir) -> Result<Box<dyn Detector>> {
-    let mut det = run_config(run)?.build(&Device::Cpu)?;
+/// The fitted detector of a finished run, on `device` if given, else where
+/// its config says.
+pub fn load_trained(run: &RunDir, device: Option<DeviceSpec>) -> Result<Box<dyn Detector>> {
+    let cfg = run_config(run)?;
+    let mut det = cfg.build(&open_device(&cfg, device, run)?)?;
     multiad_detector::load_fitted(det.as_mut(), run)?;
     Ok(det)
 }

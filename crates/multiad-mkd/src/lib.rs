@@ -212,6 +212,10 @@ fn min_max(m: &mut [f32]) {
 }
 
 impl Detector for Mkd {
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+
     fn spec(&self) -> DetectorSpec {
         DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size.min(16))
     }
@@ -220,6 +224,7 @@ impl Detector for Mkd {
         let c = &self.cfg;
         let plan = EpochPlan {
             name: "MKD",
+            device: self.device.clone(),
             image: self.image_config(),
             batch_size: c.common.batch_size,
             epochs: c.epochs,

@@ -190,7 +190,7 @@ impl CustomOp2 for AffineResidual {
 }
 
 fn fused_applies(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && x.rank() >= 2
+    crate::device::cpu_kernels_apply(&[x]) && x.rank() >= 2
 }
 
 /// The same map with candle's ops (other devices and dtypes, and the
@@ -323,7 +323,7 @@ impl CustomOp2 for PlaneDot {
 /// block's ReLU) as one pass on the CPU in f32; candle's ops elsewhere.
 /// Gradients reach all three operands.
 pub fn plane_scale_residual(x: &Tensor, s: &Tensor, r: &Tensor, act: Activation) -> Result<Tensor> {
-    if !(fused_applies(x) && fused_applies(r) && s.device().is_cpu() && s.dtype() == candle_core::DType::F32) {
+    if !(fused_applies(x) && fused_applies(r) && crate::device::cpu_kernels_apply(&[s])) {
         return plane_scale_residual_composed(x, s, r, act);
     }
     x.contiguous()?.apply_op3(&s.contiguous()?, &r.contiguous()?, PlaneScaleResidual(act))

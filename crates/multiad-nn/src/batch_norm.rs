@@ -215,7 +215,7 @@ impl BatchNorm {
         if n * l < 2 {
             candle_core::bail!("batch norm: training needs more than one value per channel, got input {:?}", x.shape());
         }
-        let (y, mean, var) = if x.device().is_cpu() && x.dtype() == DType::F32 {
+        let (y, mean, var) = if crate::device::cpu_kernels_apply(&[x]) {
             let stats = Arc::new(Mutex::new(Stats::default()));
             let op = BnTrain { eps: self.eps, relu, stats: stats.clone() };
             let y = x.contiguous()?.apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, op)?;

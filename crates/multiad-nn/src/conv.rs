@@ -12,7 +12,7 @@
 //! All three products call the `gemm` crate on the tensors' own buffers:
 //! no copies of inputs or outputs around the custom op.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 
 use crate::cpu::{f32_values, with_f32};
 use crate::sgemm;
@@ -430,8 +430,8 @@ pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize, dilation: u
 /// [`conv2d`] that can skip the input gradient (`input_grad = false` for a
 /// first layer, whose input is data).
 pub fn conv2d_opts(x: &Tensor, w: &Tensor, padding: usize, stride: usize, dilation: usize, input_grad: bool) -> Result<Tensor> {
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
-        return x.conv2d(w, padding, stride, dilation, 1);
+    if !crate::device::cpu_kernels_apply(&[x, w]) {
+        return crate::generic::conv2d(x, w, padding, stride, dilation);
     }
     x.contiguous()?.apply_op2(&w.contiguous()?, Conv(ConvParams { padding, stride, dilation, input_grad }))
 }

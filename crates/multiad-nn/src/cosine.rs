@@ -8,7 +8,7 @@
 //! `a / max(‖a‖, 1e-8)`: a zero feature vector gives cos 0, and below the
 //! clamp the norm has no gradient.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::{f32_values, with_f32};
@@ -128,7 +128,7 @@ pub fn cosine_distance_map(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.dims() != b.dims() || a.rank() != 4 {
         candle_core::bail!("cosine distance: feature maps must be (B, C, H, W) of one shape, got {:?} and {:?}", a.dims(), b.dims());
     }
-    if a.device().is_cpu() && a.dtype() == DType::F32 && b.dtype() == DType::F32 {
+    if crate::device::cpu_kernels_apply(&[a, b]) {
         return a.contiguous()?.apply_op2(&b.contiguous()?, CosineDistance);
     }
     cosine_distance_map_composed(a, b)

@@ -6,7 +6,9 @@
 //!
 //! y[b,c,oy,ox] = Σ_{ky,kx} w[c,ky,kx] · x[b,c,oy·s+ky−p, ox·s+kx−p] (zero outside).
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+use crate::generic;
 use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy)]
@@ -247,21 +249,28 @@ impl CustomOp2 for Depthwise {
 }
 
 /// `x.conv2d(w, padding, stride, 1, channels)` for a (C, 1, k, k) kernel:
-/// our direct kernel on the CPU in f32, candle's grouped convolution elsewhere.
+/// our direct kernel on the CPU in f32; elsewhere a sum over the kernel's
+/// taps ([`crate::generic::depthwise_conv2d`]), not candle's grouped
+/// convolution, which is one convolution per channel.
 pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
-    let c = x.dim(1)?;
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
-        return x.conv2d(w, padding, stride, 1, c);
+    if !crate::device::cpu_kernels_apply(&[x, w]) {
+        let (_, _, h, wd) = x.dims4()?;
+        let k = w.dim(2)?;
+        let (rows, cols) = (generic::Axis::symmetric(h, k, stride, padding)?, generic::Axis::symmetric(wd, k, stride, padding)?);
+        return generic::depthwise_conv2d(x, w, stride, rows, cols);
     }
     apply(x, w, stride, Padding::Symmetric(padding))
 }
 
 /// Depthwise convolution with TensorFlow's "SAME" padding (output =
 /// ceil(input / stride), the odd zero row / column at the bottom / right),
-/// without materialising the padded input. CPU and f32 only.
+/// without materialising the padded input on the CPU; elsewhere padded and
+/// summed over taps ([`crate::generic::depthwise_conv2d`]).
 pub fn depthwise_conv2d_same(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
-        candle_core::bail!("depthwise conv2d with SAME padding: CPU and f32 only");
+    if !crate::device::cpu_kernels_apply(&[x, w]) {
+        let (_, _, h, wd) = x.dims4()?;
+        let k = w.dim(2)?;
+        return generic::depthwise_conv2d(x, w, stride, generic::Axis::same(h, k, stride)?, generic::Axis::same(wd, k, stride)?);
     }
     apply(x, w, stride, Padding::Same)
 }

@@ -2,7 +2,9 @@
 //! max(x, 0); backward passes only positive gradients, and only where the
 //! input was positive. MKD's saliency maps use it in the cloner.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::op::Relu;
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
 struct GuidedRelu;
 
@@ -15,6 +17,12 @@ impl CustomOp1 for GuidedRelu {
         let data = crate::cpu::f32_values(s, l, "guided relu: input")?;
         let out: Vec<f32> = data.iter().map(|&v| v.max(0.0)).collect();
         Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    /// On a GPU the forward is candle's own ReLU kernel; only the backward
+    /// is ours, and it is made of tensor ops.
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        Ok((s.unary_impl::<Relu>(l)?, l.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {

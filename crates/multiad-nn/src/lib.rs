@@ -22,6 +22,11 @@
 //! * [`guided`]: the ReLU of guided backpropagation (saliency maps);
 //! * [`pool`]: max pooling with padding and kernel != stride (the ResNet stem),
 //!   as a custom op with its own backward;
+//! * [`device`]: the `device:` key and `--device` (cpu, cuda, cuda:N), with
+//!   errors that say what to do;
+//! * [`generic`]: the compositions of candle's ops that padded max pooling
+//!   and "SAME" depthwise convolution take off the CPU (every op here
+//!   has such a path; [`device::with_generic_ops`] runs them on the CPU);
 //! * [`params`]: a parameter store whose initialisation is fixed by a seed
 //!   (candle's CPU random numbers cannot be seeded), saved to and loaded from
 //!   safetensors with errors that name the tensor;
@@ -44,6 +49,8 @@ pub mod cosine;
 mod cpu;
 pub mod deconv;
 pub mod depthwise;
+pub mod device;
+pub mod generic;
 pub mod guided;
 pub mod optimiser;
 pub mod params;
@@ -61,6 +68,7 @@ pub use conv::{conv2d, conv2d_opts, Conv2d, ConvSpec};
 pub use cosine::cosine_distance_map;
 pub use deconv::{conv_transpose2x2, ConvTranspose2x2};
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_same};
+pub use device::DeviceSpec;
 pub use guided::guided_relu;
 pub use optimiser::Optimiser;
 pub use params::ParamStore;

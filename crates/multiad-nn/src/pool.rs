@@ -119,7 +119,7 @@ impl CustomOp3 for MaxPoolBackward {
 
 /// Max pooling of a (N, C, H, W) f32 tensor with `kernel`, `stride` and
 /// implicit -inf `padding` (PyTorch's `nn.MaxPool2d(kernel, stride, padding)`),
-/// differentiable.
+/// differentiable. Our kernel on the CPU in f32; elsewhere [`crate::generic::max_pool2d`].
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     if kernel == 0 || stride == 0 || 2 * padding > kernel {
         candle_core::bail!("max_pool2d: invalid kernel {kernel}, stride {stride}, padding {padding}");
@@ -127,6 +127,10 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
     let (_, _, h, w) = x.dims4()?;
     if h + 2 * padding < kernel || w + 2 * padding < kernel {
         candle_core::bail!("max_pool2d: input {h}x{w} is smaller than the kernel {kernel}");
+    }
+    if !crate::device::cpu_kernels_apply(&[x]) {
+        let (rows, cols) = (crate::generic::Axis::symmetric(h, kernel, stride, padding)?, crate::generic::Axis::symmetric(w, kernel, stride, padding)?);
+        return crate::generic::max_pool2d(x, kernel, stride, rows, cols);
     }
     x.contiguous()?.apply_op1(MaxPool(Geometry { k: kernel, s: stride, p: padding }))
 }

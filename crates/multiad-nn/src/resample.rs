@@ -6,7 +6,7 @@
 //! kernel instead (with the transposed kernel as its backward): the dense
 //! matrices multiplied mostly zeros and needed two transposed copies.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Interpolation weights of PyTorch's bilinear resize with
@@ -217,7 +217,7 @@ pub fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor>
     if out_h == 0 || out_w == 0 || h == 0 || w == 0 {
         candle_core::bail!("resize bilinear: cannot resize {h}x{w} to {out_h}x{out_w}");
     }
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if crate::device::cpu_kernels_apply(&[x]) {
         return x.contiguous()?.apply_op1(Bilinear { h, w, out_h, out_w });
     }
     resize_bilinear_separable(x, out_h, out_w)

@@ -140,12 +140,16 @@ impl Padim {
 }
 
 impl Detector for Padim {
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+
     fn spec(&self) -> DetectorSpec {
         DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size)
     }
 
     fn fit(&mut self, _run: &RunDir, train: &[Sample], _opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
-        let loader = BatchLoader::new(train.to_vec(), self.image_config(), self.cfg.common.batch_size);
+        let loader = BatchLoader::new(train.to_vec(), self.image_config(), self.cfg.common.batch_size).on_device(&self.device);
         let nb = loader.num_batches();
         let d = self.channels.len();
         let mut feats: Vec<f32> = Vec::new();

@@ -96,6 +96,7 @@ pub struct Rd4ad {
     ocbe: Ocbe,
     decoder: Decoder,
     params: ParamStore,
+    device: Device,
 }
 
 /// Σ_l mean_b (1 − cos(vec(E_l[b]), vec(D_l[b]))).
@@ -139,7 +140,7 @@ impl Rd4ad {
         let vb = params.var_builder(device);
         let ocbe = Ocbe::new(&shapes, vb.pp("bn"))?;
         let decoder = Decoder::new(&shapes, vb.pp("decoder"))?;
-        Ok(Self { cfg: cfg.clone(), encoder, ocbe, decoder, params })
+        Ok(Self { cfg: cfg.clone(), encoder, ocbe, decoder, params, device: device.clone() })
     }
 
     fn encode(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
@@ -153,6 +154,10 @@ impl Rd4ad {
 }
 
 impl Detector for Rd4ad {
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+
     fn spec(&self) -> DetectorSpec {
         DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size)
     }
@@ -161,6 +166,7 @@ impl Detector for Rd4ad {
         let c = &self.cfg;
         let plan = EpochPlan {
             name: "RD4AD",
+            device: self.device.clone(),
             image: self.image_config(),
             batch_size: c.common.batch_size,
             epochs: c.epochs,

@@ -218,6 +218,10 @@ impl EpochModel for Trainer<'_> {
 }
 
 impl Detector for SimpleNet {
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+
     fn spec(&self) -> DetectorSpec {
         DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size)
     }
@@ -226,6 +230,7 @@ impl Detector for SimpleNet {
         let c = &self.cfg;
         let plan = EpochPlan {
             name: "SimpleNet",
+            device: self.device.clone(),
             image: self.image_config(),
             batch_size: c.common.batch_size,
             epochs: c.epochs,

@@ -89,6 +89,7 @@ pub struct Stfpm {
     teacher: Backbone,
     student: Student,
     params: ParamStore,
+    device: Device,
 }
 
 /// F / ‖F‖ over channels (F.normalize(p=2, dim=1), eps 1e-12).
@@ -123,7 +124,7 @@ impl Stfpm {
         }
         let params = ParamStore::new(cfg.common.seed);
         let student = Student::new(&widths, cfg.student_blocks, cfg.student_stem, params.var_builder(device))?;
-        Ok(Self { cfg: cfg.clone(), teacher, student, params })
+        Ok(Self { cfg: cfg.clone(), teacher, student, params, device: device.clone() })
     }
 
     fn teacher_features(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
@@ -133,6 +134,10 @@ impl Stfpm {
 }
 
 impl Detector for Stfpm {
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+
     fn spec(&self) -> DetectorSpec {
         DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size.min(16))
     }
@@ -141,6 +146,7 @@ impl Detector for Stfpm {
         let c = &self.cfg;
         let plan = EpochPlan {
             name: "STFPM",
+            device: self.device.clone(),
             image: self.image_config(),
             batch_size: c.common.batch_size,
             epochs: c.epochs,

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use multiad::ExperimentConfig;
 use multiad_data::{DatasetSpec, Suite};
 use multiad_methods::{MethodConfig, Overrides};
+use multiad_nn::DeviceSpec;
 
 use crate::paper::study_switches;
 
@@ -47,6 +48,9 @@ pub struct SweepArgs {
     pub out: Option<PathBuf>,
     pub epochs: Option<usize>,
     pub seed: Option<u64>,
+    /// Where every cell runs (`--device`); `None`: as each preset says.
+    #[serde(default)]
+    pub device: Option<DeviceSpec>,
     /// The repository's `experiments/` directory (names resolve there).
     pub experiments: PathBuf,
     /// Log every cell (and the tables) to MLflow.
@@ -180,7 +184,7 @@ impl Plan {
             suite.select(names)?;
         }
         let preset_file = resolve(&a.preset, &a.experiments, "preset")?;
-        let overrides = Overrides { seed: a.seed, epochs: a.epochs };
+        let overrides = Overrides { seed: a.seed, epochs: a.epochs, device: a.device };
         let base = match multiad_methods::parse_file(&preset_file, overrides)? {
             MethodConfig::Multiad(c) => c,
             other => bail!("{}: the preset must be a Multi-AD experiment (it names method {:?})", preset_file.display(), other.method()),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use multiad_detector::config::positive;
 use multiad_detector::ConfigFile;
+use multiad_nn::DeviceSpec;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,6 +19,8 @@ pub struct ExperimentConfig {
     pub preset: String,
     /// Fixes every random choice: initialisation, shuffling, dropout.
     pub seed: u64,
+    /// Where it runs: `cpu`, `cuda` or `cuda:N` (`--device` overrides it).
+    pub device: DeviceSpec,
     /// Input side (square); must be divisible by 32 (the deepest stride).
     pub image_size: u32,
     pub teacher: TeacherConfig,
@@ -34,6 +37,7 @@ impl Default for ExperimentConfig {
             method: crate::METHOD.into(),
             preset: String::new(),
             seed: 0,
+            device: DeviceSpec::Cpu,
             image_size: 256,
             teacher: TeacherConfig::default(),
             student: StudentConfig::default(),

@@ -24,6 +24,10 @@ pub fn load_trained(run: &RunDir) -> Result<MultiAd> {
 }
 
 impl Detector for MultiAd {
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+
     fn spec(&self) -> DetectorSpec {
         DetectorSpec::square(crate::METHOD, self.cfg.image_size, self.cfg.inference.batch_size)
     }
@@ -33,6 +37,7 @@ impl Detector for MultiAd {
         let (cfg, tc) = (&self.cfg, &self.cfg.train);
         let plan = EpochPlan {
             name: "Multi-AD",
+            device: self.device.clone(),
             image: self.image_config(),
             batch_size: tc.batch_size,
             epochs: tc.epochs,

@@ -219,7 +219,7 @@ fn descend(loss: &Tensor, net: Network, opt: &mut Adam, inspect: &mut dyn FnMut(
 pub fn fit_fusion(model: &mut MultiAd, train: &[multiad_data::Sample], log: &mut dyn Write) -> Result<()> {
     let cfg = &model.cfg;
     let take = if cfg.inference.fit_images == 0 { train.len() } else { cfg.inference.fit_images.min(train.len()) };
-    let loader = BatchLoader::new(train[..take].to_vec(), model.image_config(), cfg.inference.batch_size);
+    let loader = BatchLoader::new(train[..take].to_vec(), model.image_config(), cfg.inference.batch_size).on_device(&model.device);
     let mut acc = StatsAccumulator::default();
     let mut per_batch_maps = Vec::new();
     for b in loader.iter() {

@@ -93,28 +93,50 @@ impl Worst {
 
 #[test]
 fn one_training_step_and_the_map_match_pytorch() {
+    compare_with_pytorch(&Device::Cpu);
+}
+
+/// The same through the ops' generic paths, the ones a GPU runs
+/// (`multiad_nn::device::with_generic_ops`): a CUDA device then differs
+/// from this only by candle's own kernels.
+#[test]
+fn the_gpu_paths_match_pytorch_too() {
+    multiad_nn::device::with_generic_ops(|| compare_with_pytorch(&Device::Cpu));
+}
+
+/// The same with the model on the GPU (a build with `--features cuda` on a
+/// machine with one; `scripts/device_check.sh`).
+#[test]
+fn on_a_gpu_too() {
+    match multiad_nn::DeviceSpec::Cuda(0).open() {
+        Ok(gpu) => compare_with_pytorch(&gpu),
+        Err(e) => println!("SKIPPED: no CUDA device ({e})"),
+    }
+}
+
+/// The fixture is read on the CPU; the model and its batch live on `dev`.
+fn compare_with_pytorch(dev: &Device) {
     let path = std::env::var_os("MULTIAD_GOLDEN")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smoke_golden.safetensors"));
     let config = std::env::var_os("MULTIAD_GOLDEN_CONFIG").map(PathBuf::from).unwrap_or_else(|| repo().join("experiments/smoke.yaml"));
-    let dev = Device::Cpu;
-    let fx: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &dev).unwrap();
+    let fx: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
     let mut cfg = ExperimentConfig::from_yaml_file(&config).unwrap();
     cfg.discriminator.dropout = 0.0; // as the fixture was made (examples/golden_inputs.rs)
     println!("{}: preset {}, fixture {}", config.display(), cfg.preset, path.display());
-    let model = MultiAd::build(&cfg, &dev).unwrap();
+    let model = MultiAd::build(&cfg, dev).unwrap();
     // A random teacher takes the fixture's weights; a pretrained one was
     // built from the file the config names.
     if let Some(p) = model.teacher.random_params() {
         p.load_from(&fx, "teacher.", &path).unwrap();
     }
     model.load_weights(&fx, &path).unwrap();
-    let images = &fx["input.images"];
+    let images = &fx["input.images"].to_device(dev).unwrap();
     let mut worst = Worst { what: String::new(), err: 0.0, failures: Vec::new() };
     // With a float64 reference as well (MULTIAD_GOLDEN_F64): where PyTorch's
     // own float32 result is farther than 1e-4 from its float64 one, multiad
     // may be as far as twice that (float32 itself is ill-conditioned there).
-    let fx64: Option<HashMap<String, Tensor>> = std::env::var_os("MULTIAD_GOLDEN_F64").map(|p| candle_core::safetensors::load(p, &dev).unwrap());
+    let fx64: Option<HashMap<String, Tensor>> = std::env::var_os("MULTIAD_GOLDEN_F64").map(|p| candle_core::safetensors::load(p, &Device::Cpu).unwrap());
     let tol = |key: &str| -> f64 {
         match &fx64 {
             Some(f) => TOLERANCE.max(2.0 * relative(&fx[key], &f[key])),
@@ -135,7 +157,7 @@ fn one_training_step_and_the_map_match_pytorch() {
     let mut acc = StatsAccumulator::default();
     acc.add(&maps).unwrap();
     let stats = acc.finish(0.0);
-    let to_tensor = |v: &[f64]| Tensor::new(v.iter().map(|&x| x as f32).collect::<Vec<_>>().as_slice(), &dev).unwrap();
+    let to_tensor = |v: &[f64]| Tensor::new(v.iter().map(|&x| x as f32).collect::<Vec<_>>().as_slice(), dev).unwrap();
     worst.check("Ψ mean", &to_tensor(&stats.mean), &reference("psi.mean"), tol("psi.mean"));
     worst.check("Ψ std", &to_tensor(&stats.std), &reference("psi.std"), tol("psi.std"));
     let reference_stats = FusionStats {
@@ -148,7 +170,7 @@ fn one_training_step_and_the_map_match_pytorch() {
     let fused = fuse(&maps, Some(&reference_stats), cfg.cell_grid(), s, s, cfg.inference.sigma).unwrap();
     worst.check("map", &fused.squeeze(1).unwrap(), &reference("map"), tol("map"));
     let scores = image_scores(&fused).unwrap();
-    worst.check("score", &Tensor::new(scores.as_slice(), &dev).unwrap(), &reference("score"), tol("score"));
+    worst.check("score", &Tensor::new(scores.as_slice(), dev).unwrap(), &reference("score"), tol("score"));
 
     // One step of Algorithm 1, through the training loop's own step.
     let tcfg = &cfg.train;
@@ -172,7 +194,7 @@ fn one_training_step_and_the_map_match_pytorch() {
         }
     })
     .unwrap();
-    let scalar = |v: f64| Tensor::new(&[v as f32], &dev).unwrap();
+    let scalar = |v: f64| Tensor::new(&[v as f32], dev).unwrap();
     worst.check("L_G", &scalar(losses.g), &reference("loss.g"), tol("loss.g"));
     worst.check("L_D", &scalar(losses.d.unwrap()), &reference("loss.d"), tol("loss.d"));
     worst.check("L_adv", &scalar(losses.adv.unwrap()), &reference("loss.adv"), tol("loss.adv"));

@@ -1,0 +1,156 @@
+//! Where a model's tensors live: the `device:` key of every experiment file
+//! and the `--device` option (docs/gpu.md).
+
+use std::cell::Cell;
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::{DType, Device, Tensor};
+
+/// `cpu`, `cuda` (the first GPU) or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("unknown device `{s}`: write cpu, cuda or cuda:N (N the GPU's index, as nvidia-smi numbers them)");
+        match s.trim() {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            t => match t.strip_prefix("cuda:") {
+                Some(n) => n.parse().map(Self::Cuda).map_err(|_| bad()),
+                None => Err(bad()),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceSpec {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(d: DeviceSpec) -> String {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Whether this build can run on NVIDIA GPUs (the `cuda` feature).
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
+
+impl DeviceSpec {
+    /// Opens the device. A CUDA device in a build without the `cuda`
+    /// feature, or one the driver cannot open, is an error that says what
+    /// to do.
+    pub fn open(&self) -> Result<Device, String> {
+        match *self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda(n) => open_cuda(n),
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda(n: usize) -> Result<Device, String> {
+    Device::new_cuda(n).map_err(|e| {
+        format!("cannot open CUDA device {n}: {e}. Check that `nvidia-smi` lists GPU {n} and that the driver is CUDA 13.0 or newer; or run with --device cpu")
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(n: usize) -> Result<Device, String> {
+    Err(format!(
+        "device cuda:{n} asked for, but this multiad was built without CUDA support. \
+         Rebuild with `cargo build --release --features cuda` (docs/gpu.md), or run with --device cpu"
+    ))
+}
+
+thread_local! {
+    static GENERIC_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every op of this crate on its generic path (a composition
+/// of candle's own ops), the path tensors on a GPU take, even for tensors on
+/// the CPU. This is how the CPU checks the arithmetic a GPU will run: the
+/// tests compare each op, and a whole training step, on both paths. Applies
+/// to this thread only.
+pub fn with_generic_ops<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            GENERIC_ONLY.with(|g| g.set(self.0));
+        }
+    }
+    let _reset = Reset(GENERIC_ONLY.with(|g| g.replace(true)));
+    f()
+}
+
+/// Whether the ops may use their CPU kernels on these tensors: all f32 on
+/// the CPU, and not inside [`with_generic_ops`].
+pub fn cpu_kernels_apply(tensors: &[&Tensor]) -> bool {
+    !GENERIC_ONLY.with(Cell::get) && tensors.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// What to do when `e` is the GPU running out of memory: lower the batch
+/// size. `None` for any other error.
+pub fn out_of_memory_advice(e: &candle_core::Error, batch_size: usize) -> Option<String> {
+    let text = e.to_string();
+    (text.contains("OUT_OF_MEMORY") || text.contains("out of memory")).then(|| {
+        format!(
+            "out of GPU memory with batches of {batch_size} images: lower `batch_size` in the config \
+             (the last checkpoint is intact; continue with `multiad train --resume`). The device said: {text}"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse_and_print_back() {
+        assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+        assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+        assert_eq!("cuda:3".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(3));
+        assert_eq!(DeviceSpec::Cuda(3).to_string(), "cuda:3");
+        for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", "metal"] {
+            let e = bad.parse::<DeviceSpec>().unwrap_err();
+            assert!(e.contains(&format!("`{bad}`")) && e.contains("cuda:N"), "{e}");
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_says_how_to_rebuild() {
+        let e = DeviceSpec::Cuda(0).open().unwrap_err();
+        assert!(e.contains("--features cuda") && e.contains("--device cpu"), "{e}");
+        assert!(DeviceSpec::Cpu.open().unwrap().is_cpu());
+    }
+
+    #[test]
+    fn out_of_memory_names_the_batch_size() {
+        let e = candle_core::Error::Msg("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into());
+        let m = out_of_memory_advice(&e, 8).expect("recognised");
+        assert!(m.contains("batches of 8") && m.contains("batch_size") && m.contains("--resume"), "{m}");
+        assert!(out_of_memory_advice(&candle_core::Error::Msg("shape mismatch".into()), 8).is_none());
+    }
+}

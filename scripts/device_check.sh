@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The GPU check (issue 19, docs/gpu.md), in two halves:
+#
+#   scripts/device_check.sh pack   # here: build with --features cuda, strip,
+#                                  # compress into device-check/ (git-ignored)
+#   scripts/device_check.sh run    # on the GPU machine, from the repository
+#                                  # root, with device-check/ carried there
+#
+# The GPU machine has CUDA 13.0, a driver, python3 with torch, and no Rust
+# toolchain or registry, so the binaries are built here against the PyPI
+# CUDA 13.0 wheels (scripts/cuda_toolkit.sh) and carried. `run` prints, in
+# order, and goes on past a failed step (exit 1 at the end if any failed):
+#   1. every op of multiad-nn on the GPU against its CPU kernel, forward and
+#      backward (crates/multiad-nn/tests/generic_paths.rs);
+#   2. the smoke differential test on the GPU: one Multi-AD training step
+#      and the map against the committed PyTorch fixture;
+#   3. the same at the `paper` scale (random WideResNet-50-2 weights, batch
+#      2; PyTorch makes the fixture there), when numpy and PyYAML import;
+#   4. `xtask bench model --preset paper --device cuda` against
+#      scripts/bench_torch.py on the same GPU, with the ratio;
+#   5. one epoch of the `paper` preset on a synthetic 256 px category:
+#      seconds per epoch and per image, peak GPU memory, and the GPU-hours
+#      of Table 4 that implies.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+pack_dir=device-check
+
+pack() {
+  set -e
+  # shellcheck source=scripts/cuda_toolkit.sh
+  source scripts/cuda_toolkit.sh
+  local target="${CUDA_TARGET_DIR:-$HOME/.cache/multiad-ci/cuda-target}"
+  local feat=(--locked --features multiad-nn/cuda --target-dir "$target")
+  cargo build "${feat[@]}" -p multiad-cli -p xtask
+  cargo build "${feat[@]}" -p multiad --example golden_inputs
+  local tests
+  tests=$(cargo test "${feat[@]}" --no-run --message-format=json -p multiad-nn --test generic_paths -p multiad --test golden \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["target"]["name"], m["executable"])')
+  rm -rf "$pack_dir"; mkdir -p "$pack_dir"
+  put() { strip -o "$pack_dir/$1" "$2"; xz -T0 -6 "$pack_dir/$1"; }
+  put multiad "$target/debug/multiad"
+  put xtask "$target/debug/xtask"
+  put golden_inputs "$target/debug/examples/golden_inputs"
+  while read -r name exe; do put "$name" "$exe"; done <<< "$tests"
+  du -ch "$pack_dir"/* | tail -n1
+  echo "carry $pack_dir/ (it is git-ignored) and run: scripts/device_check.sh run"
+}
+
+failed=()
+step() { # name, command...
+  local name=$1; shift
+  echo; echo "== $name"
+  local t0=$SECONDS
+  if "$@"; then echo "-- $name: ok ($((SECONDS - t0)) s)"; else echo "-- $name: FAILED ($((SECONDS - t0)) s)"; failed+=("$name"); fi
+}
+
+run() {
+  local bin; bin=$(mktemp -d)
+  for f in "$pack_dir"/*.xz; do xz -dc "$f" > "$bin/$(basename "$f" .xz)"; chmod +x "$bin/$(basename "$f" .xz)"; done
+  # The CUDA libraries the binaries link (cuBLAS, cuRAND, NVRTC, runtime
+  # 13): the machine's toolkit, else PyTorch's wheels.
+  local libs
+  libs=$(python3 - <<'EOF' 2>/dev/null
+import glob, os
+dirs = set()
+for root in ["/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib"]:
+    if glob.glob(root + "/libcublas.so.13*"): dirs.add(root)
+try:
+    import nvidia, os.path as p
+    for base in nvidia.__path__:
+        for f in glob.glob(base + "/**/lib/lib*.so.1[03]*", recursive=True): dirs.add(p.dirname(f))
+except ImportError:
+    pass
+print(":".join(sorted(dirs)))
+EOF
+)
+  export LD_LIBRARY_PATH="${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  local work; work=$(mktemp -d)
+
+  step "ops on the GPU against the CPU kernels" "$bin/generic_paths" cuda_matches_the_cpu_kernels --nocapture --test-threads 1
+
+  step "smoke differential test on the GPU" env MULTIAD_GOLDEN="$PWD/crates/multiad/tests/fixtures/smoke_golden.safetensors" \
+    MULTIAD_GOLDEN_CONFIG="$PWD/experiments/smoke.yaml" "$bin/golden" on_a_gpu_too --nocapture
+
+  # The paper-scale inputs (random WideResNet-50-2 weights) serve steps 3 and 5.
+  step "paper inputs" "$bin/golden_inputs" experiments/paper.yaml "$work/paper" 2
+  if python3 -c "import torch, numpy, yaml" 2>/dev/null; then
+    step "paper differential fixture (PyTorch)" python3 scripts/golden_fixture.py --config "$work/paper/config.yaml" \
+      --inputs "$work/paper/inputs.safetensors" --out "$work/paper/golden.safetensors" --frozen-d
+    step "paper differential test on the GPU" env MULTIAD_GOLDEN="$work/paper/golden.safetensors" \
+      MULTIAD_GOLDEN_CONFIG="$work/paper/config.yaml" MULTIAD_GOLDEN_FROZEN_D=1 "$bin/golden" on_a_gpu_too --nocapture
+    step "paper networks: multiad against PyTorch on the GPU" "$bin/xtask" bench model --preset paper --device cuda --batch 8 --rounds 2
+  else
+    echo "SKIPPED: paper differential test and model bench (torch, numpy or PyYAML does not import)"
+  fi
+
+  step "synthetic 256 px category" "$bin/multiad" synth --out "$work/data" --category bench --seed 0 --size 256 --train 64 --test-good 4 --test-per-defect 2
+  local mem_log="$work/memory.csv"
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$mem_log" 2>/dev/null &
+  local smi=$!
+  step "one paper epoch on the GPU" "$bin/multiad" train --config "$work/paper/config.yaml" --data "$work/data/bench" \
+    --out "$work/run" --epochs 1 --device cuda
+  kill "$smi" 2>/dev/null
+  local peak; peak=$(sort -n "$mem_log" 2>/dev/null | tail -n1)
+  local secs; secs=$(python3 -c "import json; print(json.load(open('$work/run/training.json'))['seconds'])" 2>/dev/null)
+  if [ -n "$secs" ]; then
+    # Table 4: 8 studies x 250 epochs over MVTec AD's 3629 training images
+    # (15 categories) and the paper's three medical sets, counted here as
+    # another 3629 (docs/gpu.md says how this estimate is made).
+    python3 -c "s=$secs/64; print(f'one paper epoch: {$secs:.1f} s for 64 images ({s*1e3:.0f} ms per image, includes the Ψ pass)'); print(f'Table 4 estimate: {s*7258*250*8/3600:.0f} GPU-hours (8 studies x 250 epochs x 7258 training images)')"
+  fi
+  echo "peak GPU memory in use: ${peak:-unknown} MiB"
+  rm -rf "$bin"
+  echo
+  if [ ${#failed[@]} -gt 0 ]; then echo "FAILED: ${failed[*]}"; return 1; fi
+  echo "device check: all steps passed"
+}
+
+case "${1:-}" in
+  pack) pack ;;
+  run) run ;;
+  *) echo "usage: scripts/device_check.sh pack|run" >&2; exit 2 ;;
+esac
