@@ -153,6 +153,9 @@ fn train(a: TrainArgs) -> Result<()> {
         let config = a.config.as_deref().context("--config is required")?;
         let cfg = multiad_methods::parse_file(config, Overrides { seed: a.seed, epochs: a.epochs, device: a.device })?;
         let data = DataRef::from_arg(a.data.as_deref().context("--data is required")?, &a.data_root)?;
+        // A device that cannot be opened fails before the run directory
+        // exists, so the same --out can be used again.
+        cfg.device().open().map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
         RunDir::create(&a.out, cfg.as_run_config(), &data)?
     };
     if run.is_trained() {

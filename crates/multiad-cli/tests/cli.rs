@@ -125,3 +125,38 @@ fn train_lists_every_bad_training_image_before_the_first_epoch() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!run.join("model.safetensors").exists());
 }
+
+/// A device this build cannot use is refused with what to do, before
+/// anything is written; a misspelt one names the choices; a trained run
+/// tests on the device asked for.
+#[test]
+fn devices_are_checked_before_anything_is_written() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let (ok, _, stderr) = multiad(&["synth", "--out", data.to_str().unwrap(), "--category", "c", "--seed", "0", "--size", "64", "--train", "8"]);
+    assert!(ok, "{stderr}");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments/methods/padim/smoke.yaml");
+    let run = t.path().join("run");
+    let train = |device: &str| multiad(&["train", "--config", config, "--data", data.join("c").to_str().unwrap(), "--out", run.to_str().unwrap(), "--device", device]);
+    let (ok, _, stderr) = train("gpu");
+    assert!(!ok && stderr.contains("unknown device `gpu`") && stderr.contains("cuda:N"), "{stderr}");
+    if !multiad_nn::device::CUDA_BUILT {
+        let (ok, _, stderr) = train("cuda:1");
+        assert!(!ok, "cuda:1 accepted by a CPU build");
+        assert!(stderr.contains("smoke.yaml") && stderr.contains("--features cuda") && stderr.contains("--device cpu"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!run.exists(), "a run directory was left behind");
+    }
+    let (ok, _, stderr) = train("cpu");
+    assert!(ok, "{stderr}");
+    let text = std::fs::read_to_string(run.join("config.yaml")).unwrap();
+    assert!(text.contains("device: cpu"), "{text}");
+    let (ok, stdout, stderr) = multiad(&["test", "--run", run.to_str().unwrap(), "--device", "cpu"]);
+    assert!(ok && stdout.contains("image AUROC"), "{stderr}");
+    if !multiad_nn::device::CUDA_BUILT {
+        let (ok, _, stderr) = multiad(&["test", "--run", run.to_str().unwrap(), "--device", "cuda"]);
+        assert!(!ok && stderr.contains("--features cuda") && !stderr.contains("panicked"), "{stderr}");
+        let (ok, _, stderr) = multiad(&["predict", "--run", run.to_str().unwrap(), "--out", t.path().join("heat").to_str().unwrap(), "--device", "cuda", data.join("c/test/good/000.png").to_str().unwrap()]);
+        assert!(!ok && stderr.contains("--features cuda") && !stderr.contains("panicked"), "{stderr}");
+    }
+}
