@@ -137,7 +137,8 @@ fn devices_are_checked_before_anything_is_written() {
     assert!(ok, "{stderr}");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments/methods/padim/smoke.yaml");
     let run = t.path().join("run");
-    let train = |device: &str| multiad(&["train", "--config", config, "--data", data.join("c").to_str().unwrap(), "--out", run.to_str().unwrap(), "--device", device]);
+    let train =
+        |device: &str| multiad(&["train", "--config", config, "--data", data.join("c").to_str().unwrap(), "--out", run.to_str().unwrap(), "--device", device]);
     let (ok, _, stderr) = train("gpu");
     assert!(!ok && stderr.contains("unknown device `gpu`") && stderr.contains("cuda:N"), "{stderr}");
     if !multiad_nn::device::CUDA_BUILT {
@@ -156,7 +157,16 @@ fn devices_are_checked_before_anything_is_written() {
     if !multiad_nn::device::CUDA_BUILT {
         let (ok, _, stderr) = multiad(&["test", "--run", run.to_str().unwrap(), "--device", "cuda"]);
         assert!(!ok && stderr.contains("--features cuda") && !stderr.contains("panicked"), "{stderr}");
-        let (ok, _, stderr) = multiad(&["predict", "--run", run.to_str().unwrap(), "--out", t.path().join("heat").to_str().unwrap(), "--device", "cuda", data.join("c/test/good/000.png").to_str().unwrap()]);
+        let (ok, _, stderr) = multiad(&[
+            "predict",
+            "--run",
+            run.to_str().unwrap(),
+            "--out",
+            t.path().join("heat").to_str().unwrap(),
+            "--device",
+            "cuda",
+            data.join("c/test/good/000.png").to_str().unwrap(),
+        ]);
         assert!(!ok && stderr.contains("--features cuda") && !stderr.contains("panicked"), "{stderr}");
     }
 }

@@ -49,7 +49,7 @@ pub enum FitOutcome {
 }
 
 /// What the shared protocol needs to know of a detector besides its maps.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DetectorSpec {
     /// The registry name (`multiad`, `padim`, ...).
     pub method: &'static str,
@@ -57,23 +57,23 @@ pub struct DetectorSpec {
     pub image: ImageConfig,
     /// Images per inference batch.
     pub batch_size: usize,
+    /// Where its tensors live (the device it was built on); the shared
+    /// loops put images there.
+    pub device: Device,
 }
 
 impl DetectorSpec {
-    /// Square `size` x `size` inputs with ImageNet normalisation.
-    pub fn square(method: &'static str, size: u32, batch_size: usize) -> Self {
-        Self { method, image: ImageConfig::square(size), batch_size }
+    /// Square `size` x `size` inputs with ImageNet normalisation, on `device`.
+    pub fn square(method: &'static str, size: u32, batch_size: usize, device: &Device) -> Self {
+        Self { method, image: ImageConfig::square(size), batch_size, device: device.clone() }
     }
 }
 
 /// An anomaly detector: learns from normal images only, then gives every
 /// image an anomaly map at the input's resolution and a score.
 pub trait Detector {
-    /// Its name, image decoding and inference batch.
+    /// Its name, image decoding, inference batch and device.
     fn spec(&self) -> DetectorSpec;
-    /// Where its tensors live (the device it was built on); the shared
-    /// loops put images there.
-    fn device(&self) -> Device;
     /// The parameter stores training changes, each with the prefix of its
     /// tensors' names in model.safetensors. The default [`Detector::save`]
     /// and [`Detector::load`] write and read exactly these.
@@ -115,5 +115,8 @@ pub trait Detector {
     }
     fn batch_size(&self) -> usize {
         self.spec().batch_size
+    }
+    fn device(&self) -> Device {
+        self.spec().device
     }
 }

@@ -140,12 +140,8 @@ impl PatchCore {
 }
 
 impl Detector for PatchCore {
-    fn device(&self) -> Device {
-        self.device.clone()
-    }
-
     fn spec(&self) -> DetectorSpec {
-        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size)
+        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size, &self.device)
     }
 
     fn fit(&mut self, _run: &RunDir, train: &[Sample], _opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {

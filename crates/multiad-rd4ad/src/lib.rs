@@ -154,12 +154,8 @@ impl Rd4ad {
 }
 
 impl Detector for Rd4ad {
-    fn device(&self) -> Device {
-        self.device.clone()
-    }
-
     fn spec(&self) -> DetectorSpec {
-        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size)
+        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size, &self.device)
     }
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {

@@ -218,12 +218,8 @@ impl EpochModel for Trainer<'_> {
 }
 
 impl Detector for SimpleNet {
-    fn device(&self) -> Device {
-        self.device.clone()
-    }
-
     fn spec(&self) -> DetectorSpec {
-        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size)
+        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size, &self.device)
     }
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {

@@ -134,12 +134,8 @@ impl Stfpm {
 }
 
 impl Detector for Stfpm {
-    fn device(&self) -> Device {
-        self.device.clone()
-    }
-
     fn spec(&self) -> DetectorSpec {
-        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size.min(16))
+        DetectorSpec::square(METHOD, self.cfg.common.image_size, self.cfg.common.batch_size.min(16), &self.device)
     }
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {

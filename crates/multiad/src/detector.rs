@@ -24,12 +24,8 @@ pub fn load_trained(run: &RunDir) -> Result<MultiAd> {
 }
 
 impl Detector for MultiAd {
-    fn device(&self) -> Device {
-        self.device.clone()
-    }
-
     fn spec(&self) -> DetectorSpec {
-        DetectorSpec::square(crate::METHOD, self.cfg.image_size, self.cfg.inference.batch_size)
+        DetectorSpec::square(crate::METHOD, self.cfg.image_size, self.cfg.inference.batch_size, &self.device)
     }
 
     /// Algorithm 1 with its per-epoch checkpoints, then Ψ from the training images.
