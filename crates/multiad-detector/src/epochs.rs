@@ -17,7 +17,7 @@ use multiad_data::{Batch, BatchLoader, ImageConfig, Sample};
 use multiad_nn::{Optimiser, ParamStore};
 
 use crate::history::{append_history, EpochLog};
-use crate::{checkpoint, FitOptions, FitOutcome, RunDir};
+use crate::{checkpoint, DetectorSpec, FitOptions, FitOutcome, RunDir};
 
 /// What the loop needs from a method.
 pub trait EpochModel {
@@ -84,6 +84,14 @@ pub struct EpochPlan<'a> {
     pub device: Device,
     /// The config keys to lower when the loss diverges (`` `lr` ``).
     pub lower_on_divergence: &'a str,
+}
+
+impl<'a> EpochPlan<'a> {
+    /// The plan for a detector of this `spec` (its images and device):
+    /// `name` for messages, and the config keys to lower on divergence.
+    pub fn new(name: &'a str, spec: &DetectorSpec, batch_size: usize, epochs: usize, seed: u64, lower_on_divergence: &'a str) -> Self {
+        Self { name, image: spec.image, batch_size, epochs, seed, device: spec.device.clone(), lower_on_divergence }
+    }
 }
 
 /// `1m05s`, `2h03m`: the progress line's ETA.

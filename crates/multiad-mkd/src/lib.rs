@@ -218,15 +218,7 @@ impl Detector for Mkd {
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let c = &self.cfg;
-        let plan = EpochPlan {
-            name: "MKD",
-            device: self.device.clone(),
-            image: self.image_config(),
-            batch_size: c.common.batch_size,
-            epochs: c.epochs,
-            seed: c.common.seed,
-            lower_on_divergence: "`lr`",
-        };
+        let plan = EpochPlan::new("MKD", &self.spec(), c.common.batch_size, c.epochs, c.common.seed, "`lr`");
         writeln!(log, "MKD: {} images, cloner {} parameters", train.len(), self.params.num_parameters())?;
         let opt = Adam::new(self.params.trainable(), AdamConfig { lr: c.lr, ..Default::default() })?;
         let mut trainer = LossTrainer::new(&self.params, "cloner.", opt, c.teacher_cache_mib, |b: &Batch, cache: &mut FeatureCache| {

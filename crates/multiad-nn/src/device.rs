@@ -57,6 +57,20 @@ impl fmt::Display for DeviceSpec {
 /// Whether this build can run on NVIDIA GPUs (the `cuda` feature).
 pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 
+/// The first GPU for a test that compares it with the CPU: `None` (the
+/// test prints `SKIPPED: no CUDA device`) where there is none, unless
+/// `MULTIAD_REQUIRE_CUDA=1` (the device check), where that is a failure.
+pub fn gpu_for_tests() -> Option<Device> {
+    match DeviceSpec::Cuda(0).open() {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var("MULTIAD_REQUIRE_CUDA").is_ok_and(|v| v == "1") => panic!("MULTIAD_REQUIRE_CUDA=1 but {e}"),
+        Err(e) => {
+            println!("SKIPPED: no CUDA device ({e})");
+            None
+        }
+    }
+}
+
 impl DeviceSpec {
     /// Opens the device. A CUDA device in a build without the `cuda`
     /// feature, or one the driver cannot open, is an error that says what
@@ -72,6 +86,11 @@ impl DeviceSpec {
 #[cfg(feature = "cuda")]
 fn open_cuda(n: usize) -> Result<Device, String> {
     Device::new_cuda(n).map_err(|e| {
+        // The driver's error without the backtrace candle attaches under RUST_BACKTRACE.
+        let e = match e {
+            candle_core::Error::WithBacktrace { inner, .. } => *inner,
+            e => e,
+        };
         format!("cannot open CUDA device {n}: {e}. Check that `nvidia-smi` lists GPU {n} and that the driver is CUDA 13.0 or newer; or run with --device cpu")
     })
 }

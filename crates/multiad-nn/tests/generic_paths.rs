@@ -5,7 +5,6 @@
 
 use candle_core::{Device, Result, Tensor, Var};
 use multiad_nn::device::with_generic_ops;
-use multiad_nn::DeviceSpec;
 use multiad_nn::{
     channel_affine, conv2d, conv_transpose2x2, cosine_distance_map, depthwise_conv2d, depthwise_conv2d_same, max_pool2d, resize_bilinear, Activation,
     BatchNorm, ParamStore,
@@ -81,9 +80,8 @@ fn generic_paths_match_the_cpu_kernels() {
 
 #[test]
 fn cuda_matches_the_cpu_kernels() {
-    match DeviceSpec::Cuda(0).open() {
-        Ok(gpu) => every_op(&Side::On(gpu)),
-        Err(e) => println!("SKIPPED: no CUDA device ({e})"),
+    if let Some(gpu) = multiad_nn::device::gpu_for_tests() {
+        every_op(&Side::On(gpu));
     }
 }
 

@@ -160,15 +160,7 @@ impl Detector for Rd4ad {
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let c = &self.cfg;
-        let plan = EpochPlan {
-            name: "RD4AD",
-            device: self.device.clone(),
-            image: self.image_config(),
-            batch_size: c.common.batch_size,
-            epochs: c.epochs,
-            seed: c.common.seed,
-            lower_on_divergence: "`lr`",
-        };
+        let plan = EpochPlan::new("RD4AD", &self.spec(), c.common.batch_size, c.epochs, c.common.seed, "`lr`");
         writeln!(log, "RD4AD: {} images, bottleneck + decoder {} parameters", train.len(), self.params.num_parameters())?;
         let adam = AdamConfig { lr: c.lr, beta1: c.beta1, beta2: c.beta2, eps: 1e-8, weight_decay: 0.0 };
         let opt = Adam::new(self.params.trainable(), adam)?;

@@ -224,15 +224,7 @@ impl Detector for SimpleNet {
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let c = &self.cfg;
-        let plan = EpochPlan {
-            name: "SimpleNet",
-            device: self.device.clone(),
-            image: self.image_config(),
-            batch_size: c.common.batch_size,
-            epochs: c.epochs,
-            seed: c.common.seed,
-            lower_on_divergence: "`disc_lr`",
-        };
+        let plan = EpochPlan::new("SimpleNet", &self.spec(), c.common.batch_size, c.epochs, c.common.seed, "`disc_lr`");
         writeln!(
             log,
             "SimpleNet: {} images, adaptor {} + discriminator {} parameters",

@@ -140,15 +140,7 @@ impl Detector for Stfpm {
 
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let c = &self.cfg;
-        let plan = EpochPlan {
-            name: "STFPM",
-            device: self.device.clone(),
-            image: self.image_config(),
-            batch_size: c.common.batch_size,
-            epochs: c.epochs,
-            seed: c.common.seed,
-            lower_on_divergence: "`lr`",
-        };
+        let plan = EpochPlan::new("STFPM", &self.spec(), c.common.batch_size, c.epochs, c.common.seed, "`lr`");
         writeln!(log, "STFPM: {} images, student {} parameters", train.len(), self.params.num_parameters())?;
         let opt = Sgd::new(self.params.trainable(), SgdConfig { lr: c.lr, momentum: c.momentum, weight_decay: c.weight_decay });
         let mut trainer = LossTrainer::new(&self.params, "student.", opt, c.teacher_cache_mib, |b: &Batch, cache: &mut FeatureCache| {

@@ -31,15 +31,7 @@ impl Detector for MultiAd {
     /// Algorithm 1 with its per-epoch checkpoints, then Ψ from the training images.
     fn fit(&mut self, run: &RunDir, train: &[Sample], opts: FitOptions, log: &mut dyn Write) -> Result<FitOutcome> {
         let (cfg, tc) = (&self.cfg, &self.cfg.train);
-        let plan = EpochPlan {
-            name: "Multi-AD",
-            device: self.device.clone(),
-            image: self.image_config(),
-            batch_size: tc.batch_size,
-            epochs: tc.epochs,
-            seed: cfg.seed,
-            lower_on_divergence: "`train.lr` / `train.disc_lr` or `discriminator.lambda`",
-        };
+        let plan = EpochPlan::new("Multi-AD", &self.spec(), tc.batch_size, tc.epochs, cfg.seed, "`train.lr` / `train.disc_lr` or `discriminator.lambda`");
         let disc = if self.disc.is_some() { format!(", discriminator {}", self.disc_params.num_parameters()) } else { String::new() };
         writeln!(
             log,

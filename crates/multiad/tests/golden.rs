@@ -108,9 +108,8 @@ fn the_gpu_paths_match_pytorch_too() {
 /// machine with one; `scripts/device_check.sh`).
 #[test]
 fn on_a_gpu_too() {
-    match multiad_nn::DeviceSpec::Cuda(0).open() {
-        Ok(gpu) => compare_with_pytorch(&gpu),
-        Err(e) => println!("SKIPPED: no CUDA device ({e})"),
+    if let Some(gpu) = multiad_nn::device::gpu_for_tests() {
+        compare_with_pytorch(&gpu);
     }
 }
 
