@@ -204,10 +204,7 @@ pub fn train_epochs(model: &mut dyn EpochModel, plan: &EpochPlan, run: &RunDir, 
                 Ok(_) => bail!("{}", divergence(plan, run, plan.name, epoch, k)),
                 Err(e) => match e.downcast_ref::<NonFinite>() {
                     Some(nf) => bail!("{}{}", nf.detail.as_deref().map(|d| format!("{d}: ")).unwrap_or_default(), divergence(plan, run, &nf.which, epoch, k)),
-                    None => match e.downcast_ref::<candle_core::Error>().and_then(|c| multiad_nn::device::out_of_memory_advice(c, bs)) {
-                        Some(advice) => bail!("{advice}"),
-                        None => return Err(e),
-                    },
+                    None => return Err(crate::evaluate::out_of_memory(e, bs)),
                 },
             };
             sums.add(&losses);

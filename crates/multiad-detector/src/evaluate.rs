@@ -18,6 +18,15 @@ use crate::by_type::{metrics_by_defect_type, DefectTypeMetrics, ScoredImage};
 use crate::run_dir::{write_atomic, RunDir};
 use crate::{Detector, FitOptions, FitOutcome};
 
+/// A GPU running out of memory as what to do (a smaller `batch_size`);
+/// other errors as they are. Training and inference both go through it.
+pub(crate) fn out_of_memory(e: anyhow::Error, batch_size: usize) -> anyhow::Error {
+    match e.downcast_ref::<candle_core::Error>().and_then(|c| multiad_nn::device::out_of_memory_advice(c, batch_size)) {
+        Some(advice) => anyhow::anyhow!(advice),
+        None => e,
+    }
+}
+
 /// training.json, written last by a fit: training finished.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainingRecord {
@@ -191,7 +200,7 @@ pub fn test(model: &dyn Detector, run: &RunDir, opts: &TestOptions, log: &mut dy
     let nb = loader.num_batches();
     for (k, b) in loader.iter().enumerate() {
         let b = b?;
-        let (maps, sc) = model.predict(&b.images)?;
+        let (maps, sc) = model.predict(&b.images).map_err(|e| out_of_memory(e, model.batch_size()))?;
         let maps: Vec<f32> = maps.flatten_all()?.to_vec1()?;
         for (j, &i) in b.indices.iter().enumerate() {
             let s = &dataset.test[i];
