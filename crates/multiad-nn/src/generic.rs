@@ -107,7 +107,8 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, stride: usize, rows: Axis, cols:
 /// convolution's output padding from the height alone, so an input whose
 /// unread remainder differs between height and width (11 x 10 at stride 2)
 /// fails there with a shape mismatch. Cut to what is read, both remainders
-/// are 0, and the unread edge gets a zero gradient, as it should.
+/// are 0, and the unread edge gets a zero gradient, as it should. Where the
+/// remainders are equal, candle's op is called as it is.
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize, dilation: usize) -> Result<Tensor> {
     let (_, _, h, wd) = x.dims4()?;
     let (_, _, kh, kw) = w.dims4()?;
@@ -119,6 +120,11 @@ pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize, dilation: u
     let (Some(rh), Some(rw)) = (read(h, kh), read(wd, kw)) else {
         return x.conv2d(w, padding, stride, dilation, 1); // candle names the bad geometry
     };
+    // Equal unread remainders (every square input, every stride-1
+    // convolution) are what candle's backward assumes: no copy needed.
+    if h + 2 * padding - rh == wd + 2 * padding - rw {
+        return x.conv2d(w, padding, stride, dilation, 1);
+    }
     let padded = x.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)?;
     let cut = if (rh, rw) == (h + 2 * padding, wd + 2 * padding) { padded } else { padded.narrow(2, 0, rh)?.narrow(3, 0, rw)? };
     cut.conv2d(w, 0, stride, dilation, 1)

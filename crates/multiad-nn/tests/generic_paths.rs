@@ -89,6 +89,8 @@ fn convolutions(side: &Side) {
     for (p, s, d) in [(1, 1, 1), (0, 2, 1), (2, 1, 2), (3, 2, 1)] {
         compare(side, &format!("conv2d p{p} s{s} d{d}"), &[&[2, 3, 11, 10], &[4, 3, 3, 3]], |t| conv2d(&t[0], &t[1], p, s, d));
     }
+    // Equal unread remainders (1 row and 1 column): candle's op as it is.
+    compare(side, "conv2d p0 s2 d1 10x10", &[&[2, 3, 10, 10], &[4, 3, 3, 3]], |t| conv2d(&t[0], &t[1], 0, 2, 1));
     compare(side, "conv_transpose2x2", &[&[2, 3, 5, 4], &[3, 4, 2, 2]], |t| conv_transpose2x2(&t[0], &t[1]));
 }
 
