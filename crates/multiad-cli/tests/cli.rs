@@ -98,14 +98,22 @@ fn prep_brats_then_inspect() {
     assert!(!ok && stderr.contains("/nonexistent/btcv: directory not found"), "{stderr}");
 }
 
+/// A 64 px synthetic category `c` with `train` normal training images, in
+/// a temporary directory: (the directory, the data root holding `c`).
+fn synthetic_category(train: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let n = train.to_string();
+    let (ok, _, stderr) = multiad(&["synth", "--out", data.to_str().unwrap(), "--category", "c", "--seed", "0", "--size", "64", "--train", &n]);
+    assert!(ok, "{stderr}");
+    (t, data)
+}
+
 /// A truncated image is found before the first epoch, with every other bad
 /// file, not when its batch comes up; nothing is trained.
 #[test]
 fn train_lists_every_bad_training_image_before_the_first_epoch() {
-    let t = tempfile::tempdir().unwrap();
-    let data = t.path().join("data");
-    let (ok, _, stderr) = multiad(&["synth", "--out", data.to_str().unwrap(), "--category", "c", "--seed", "0", "--size", "64", "--train", "6"]);
-    assert!(ok, "{stderr}");
+    let (t, data) = synthetic_category(6);
     let good = data.join("c/train/good");
     let mut files: Vec<_> = std::fs::read_dir(&good).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
@@ -131,10 +139,7 @@ fn train_lists_every_bad_training_image_before_the_first_epoch() {
 /// tests on the device asked for.
 #[test]
 fn devices_are_checked_before_anything_is_written() {
-    let t = tempfile::tempdir().unwrap();
-    let data = t.path().join("data");
-    let (ok, _, stderr) = multiad(&["synth", "--out", data.to_str().unwrap(), "--category", "c", "--seed", "0", "--size", "64", "--train", "8"]);
-    assert!(ok, "{stderr}");
+    let (t, data) = synthetic_category(8);
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments/methods/padim/smoke.yaml");
     let run = t.path().join("run");
     let train =
