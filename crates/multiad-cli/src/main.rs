@@ -144,25 +144,27 @@ struct PredictArgs {
 
 fn train(a: TrainArgs) -> Result<()> {
     let mut err = std::io::stderr();
-    let run = if a.resume {
+    let (run, device) = if a.resume {
         if a.config.is_some() || a.data.is_some() || a.epochs.is_some() || a.seed.is_some() {
             bail!("--resume continues the run exactly as configured in {}; drop --config/--data/--epochs/--seed", a.out.display());
         }
-        RunDir::open(&a.out)?
+        let run = RunDir::open(&a.out)?;
+        // --device moves the run (a checkpoint is device-free).
+        let device = multiad_methods::open_device(&multiad_methods::run_config(&run)?, a.device, &run.dir)?;
+        (run, device)
     } else {
         let config = a.config.as_deref().context("--config is required")?;
         let cfg = multiad_methods::parse_file(config, Overrides { seed: a.seed, epochs: a.epochs, device: a.device })?;
         let data = DataRef::from_arg(a.data.as_deref().context("--data is required")?, &a.data_root)?;
         // A device that cannot be opened fails before the run directory
         // exists, so the same --out can be used again.
-        cfg.device().open().map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
-        RunDir::create(&a.out, cfg.as_run_config(), &data)?
+        let device = multiad_methods::open_device(&cfg, None, config)?;
+        (RunDir::create(&a.out, cfg.as_run_config(), &data)?, device)
     };
     if run.is_trained() {
         bail!("{} has finished training already; test it with `multiad test --run {}`", run.dir.display(), run.dir.display());
     }
-    // With --resume, --device moves the run (a checkpoint is device-free).
-    multiad_methods::train(&run, FitOptions { resume: a.resume, stop_after_epochs: None }, a.device, &mut err)?;
+    multiad_methods::train(&run, FitOptions { resume: a.resume, stop_after_epochs: None }, &device, &mut err)?;
     println!("run written to {}", run.dir.display());
     if let Some(t) = a.mlflow.tracking() {
         t.settle(&run.dir, multiad_mlflow::log_training(&t, &run))?;

@@ -241,18 +241,18 @@ pub fn run_config(run: &RunDir) -> Result<MethodConfig> {
     parse(&text, &run.path("config.yaml"), Overrides::default(), Path::new("/"))
 }
 
-/// The device a run's detector is built on: `device` if given (`--device`),
-/// else the one its config names.
-pub fn open_device(cfg: &MethodConfig, device: Option<DeviceSpec>, run: &RunDir) -> Result<Device> {
+/// The device a detector of `cfg` is built on: `device` if given
+/// (`--device`), else the one the config names; errors name `source`.
+pub fn open_device(cfg: &MethodConfig, device: Option<DeviceSpec>, source: &Path) -> Result<Device> {
     let spec = device.unwrap_or(cfg.device());
-    spec.open().map_err(|e| anyhow::anyhow!("{}: {e}", run.dir.display()))
+    spec.open().map_err(|e| anyhow::anyhow!("{}: {e}", source.display()))
 }
 
-/// Fits (or, with `opts.resume`, continues fitting) the run's detector, on
-/// `device` if given, else where its config says.
-pub fn train(run: &RunDir, opts: FitOptions, device: Option<DeviceSpec>, log: &mut dyn Write) -> Result<FitOutcome> {
-    let cfg = run_config(run)?;
-    let mut det = cfg.build(&open_device(&cfg, device, run)?)?;
+/// Fits (or, with `opts.resume`, continues fitting) the run's detector on
+/// `device` (opened by the caller, [`open_device`], so that a device that
+/// cannot be used is found before a run directory is created).
+pub fn train(run: &RunDir, opts: FitOptions, device: &Device, log: &mut dyn Write) -> Result<FitOutcome> {
+    let mut det = run_config(run)?.build(device)?;
     multiad_detector::train_run(det.as_mut(), run, opts, log)
 }
 
@@ -260,7 +260,7 @@ pub fn train(run: &RunDir, opts: FitOptions, device: Option<DeviceSpec>, log: &m
 /// its config says.
 pub fn load_trained(run: &RunDir, device: Option<DeviceSpec>) -> Result<Box<dyn Detector>> {
     let cfg = run_config(run)?;
-    let mut det = cfg.build(&open_device(&cfg, device, run)?)?;
+    let mut det = cfg.build(&open_device(&cfg, device, &run.dir)?)?;
     multiad_detector::load_fitted(det.as_mut(), run)?;
     Ok(det)
 }
