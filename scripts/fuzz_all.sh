@@ -21,11 +21,11 @@ target_dir="${FUZZ_TARGET_DIR:-$PWD/target}"
 unset CARGO_TARGET_DIR
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-"${fuzz[@]}" build -s none -a --target-dir "$target_dir"
+"${fuzz[@]}" build -s none -O --target-dir "$target_dir"
 for t in $("${fuzz[@]}" list); do
   mkdir -p "$scratch/$t"
   echo "fuzz: $t for ${seconds}s"
-  if ! "${fuzz[@]}" run -s none -a --target-dir "$target_dir" "$t" "$scratch/$t" "corpus/$t" -- \
+  if ! "${fuzz[@]}" run -s none -O --target-dir "$target_dir" "$t" "$scratch/$t" "corpus/$t" -- \
       -max_total_time="$seconds" -rss_limit_mb=3072 -timeout=30 -print_final_stats=1 >"$scratch/$t.log" 2>&1; then
     tail -n 40 "$scratch/$t.log"
     echo "fuzz: $t FAILED (the input is saved under fuzz/artifacts/$t/)"

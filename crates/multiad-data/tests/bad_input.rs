@@ -177,3 +177,17 @@ fn a_png_palette_of_partial_entries_is_refused_not_a_panic() {
     let img = multiad_data::decode(&p).unwrap().to_rgb8();
     assert_eq!(img.get_pixel(0, 0).0, [40, 50, 60]);
 }
+
+/// A corrupt baseline JPEG (found by fuzzing, `fuzz/corpus/image/jpeg-dc-overflow`)
+/// whose DC differences add up past what `zune-jpeg`'s `i32` DC arithmetic
+/// holds. The product builds dependencies without overflow checks, as a
+/// release build does (Cargo.toml, `profile.dev.package."*"`), so the sum wraps
+/// and decoding ends in a result, never a panic; an error names the file.
+#[test]
+fn a_jpeg_whose_dc_sum_overflows_is_not_a_panic() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dc-overflow.jpg");
+    match multiad_data::decode(&p) {
+        Ok(img) => assert_eq!((img.width(), img.height()), (4104, 8), "the size its SOF0 header gives"),
+        Err(e) => assert!(e.to_string().contains("dc-overflow.jpg"), "{e}"),
+    }
+}
