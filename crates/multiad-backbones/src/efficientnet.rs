@@ -105,10 +105,6 @@ impl EfficientNetLite0 {
 }
 
 impl FeatureExtractor for EfficientNetLite0 {
-    fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        self.stage_features(x, 7)
-    }
-
     fn features_upto(&self, x: &Tensor, n: usize) -> Result<Vec<Tensor>> {
         self.stage_features(x, n)
     }

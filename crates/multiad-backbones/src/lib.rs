@@ -28,15 +28,14 @@ use multiad_nn::{channel_affine, Activation};
 
 /// A frozen feature extractor: one tensor per requested level, shallow to deep.
 pub trait FeatureExtractor: Send + Sync {
-    /// Features at every level this backbone exposes, shallow to deep.
-    fn features(&self, x: &Tensor) -> Result<Vec<Tensor>>;
     /// (channels, stride) of each level of [`FeatureExtractor::features`].
     fn levels(&self) -> Vec<(usize, usize)>;
-    /// The first `n` levels only; backbones override it to skip deeper work.
-    fn features_upto(&self, x: &Tensor, n: usize) -> Result<Vec<Tensor>> {
-        let mut f = self.features(x)?;
-        f.truncate(n);
-        Ok(f)
+    /// The first `n` levels' features, shallow to deep, computing nothing
+    /// deeper.
+    fn features_upto(&self, x: &Tensor, n: usize) -> Result<Vec<Tensor>>;
+    /// Features at every level this backbone exposes, shallow to deep.
+    fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        self.features_upto(x, self.levels().len())
     }
 }
 

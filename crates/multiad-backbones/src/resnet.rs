@@ -137,10 +137,6 @@ impl ResNet {
 }
 
 impl FeatureExtractor for ResNet {
-    fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        self.layers_upto(x, 4)
-    }
-
     fn features_upto(&self, x: &Tensor, n: usize) -> Result<Vec<Tensor>> {
         self.layers_upto(x, n)
     }

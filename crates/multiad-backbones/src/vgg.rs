@@ -53,10 +53,6 @@ impl Vgg16 {
 }
 
 impl FeatureExtractor for Vgg16 {
-    fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        self.blocks_upto(x, 5)
-    }
-
     fn levels(&self) -> Vec<(usize, usize)> {
         BLOCKS.iter().enumerate().map(|(i, b)| (*b.last().unwrap(), 2 << i)).collect()
     }

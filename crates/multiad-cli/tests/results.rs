@@ -21,6 +21,39 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Trains the preset `config` (a path in the repository, with `extra`
+/// arguments) into `dir/run` on a synthetic 64 px category of `train` normal
+/// training images and `test_good` normal and `per_defect` defective test
+/// images per type; returns the run directory.
+fn train_on_synthetic(dir: &Path, [train, test_good, per_defect]: [usize; 3], config: &str, extra: &[&str]) -> PathBuf {
+    let data = dir.join("data");
+    let counts = [train, test_good, per_defect].map(|n| n.to_string());
+    multiad(&[
+        "synth",
+        "--out",
+        s(&data),
+        "--category",
+        "demo",
+        "--seed",
+        "0",
+        "--size",
+        "64",
+        "--train",
+        &counts[0],
+        "--test-good",
+        &counts[1],
+        "--test-per-defect",
+        &counts[2],
+    ]);
+    let run = dir.join("run");
+    let cfg = repo().join(config);
+    let category = data.join("demo");
+    let mut args = vec!["train", "--config", s(&cfg), "--data", s(&category), "--out", s(&run)];
+    args.extend_from_slice(extra);
+    multiad(&args);
+    run
+}
+
 /// Every summary value of every event file of a run directory.
 fn events(run: &Path) -> Vec<Record> {
     event_files(run).unwrap().iter().flat_map(|f| read_events(f).unwrap()).collect()
@@ -63,11 +96,8 @@ print(json.dumps(out))
 #[test]
 fn a_run_writes_tensorboard_events_panels_and_curves() {
     let t = tempfile::tempdir().unwrap();
+    let run = train_on_synthetic(t.path(), [12, 4, 2], "experiments/smoke.yaml", &["--epochs", "3"]);
     let data = t.path().join("data");
-    multiad(&["synth", "--out", s(&data), "--category", "demo", "--seed", "0", "--size", "64", "--train", "12", "--test-good", "4", "--test-per-defect", "2"]);
-    let run = t.path().join("run");
-    let cfg = repo().join("experiments/smoke.yaml");
-    multiad(&["train", "--config", s(&cfg), "--data", s(&data.join("demo")), "--out", s(&run), "--epochs", "3"]);
     multiad(&["test", "--run", s(&run), "--save-images"]);
     let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
 
@@ -155,11 +185,7 @@ fn a_run_writes_tensorboard_events_panels_and_curves() {
 #[test]
 fn a_method_without_epochs_still_writes_its_config_and_test_events() {
     let t = tempfile::tempdir().unwrap();
-    let data = t.path().join("data");
-    multiad(&["synth", "--out", s(&data), "--category", "demo", "--seed", "0", "--size", "64", "--train", "8", "--test-good", "2", "--test-per-defect", "1"]);
-    let run = t.path().join("run");
-    let cfg = repo().join("experiments/methods/padim/smoke.yaml");
-    multiad(&["train", "--config", s(&cfg), "--data", s(&data.join("demo")), "--out", s(&run)]);
+    let run = train_on_synthetic(t.path(), [8, 2, 1], "experiments/methods/padim/smoke.yaml", &[]);
     multiad(&["test", "--run", s(&run)]);
     let ev = events(&run);
     assert!(ev.iter().any(|r| r.tag == "config" && matches!(&r.entry, Entry::Text(t) if t.contains("method: padim"))));

@@ -46,37 +46,33 @@ fn empty_train_good() {
     assert!(e.contains("train/good") && e.contains("no images"), "{e}");
 }
 
-#[test]
-fn truncated_image() {
+/// In a fresh category, replaces the image `file` with `corrupt(its bytes)`:
+/// decoding the category then fails with an error that names `file` and
+/// says `what`.
+fn assert_corrupt_image_is_named(file: &str, corrupt: impl Fn(&[u8]) -> Vec<u8>, what: &str) {
     let t = tempfile::tempdir().unwrap();
     let c = category(t.path());
-    let f = c.join("train/good/001.png");
-    let bytes = std::fs::read(&f).unwrap();
-    std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+    let f = c.join(file);
+    std::fs::write(&f, corrupt(&std::fs::read(&f).unwrap())).unwrap();
     let e = decode_error(&c);
-    assert!(e.contains("001.png") && e.contains("cannot decode"), "{e}");
+    assert!(e.contains(file) && e.contains(what), "{e}");
+}
+
+#[test]
+fn truncated_image() {
+    assert_corrupt_image_is_named("train/good/001.png", |b| b[..b.len() / 2].to_vec(), "cannot decode");
 }
 
 #[test]
 fn zero_byte_file() {
-    let t = tempfile::tempdir().unwrap();
-    let c = category(t.path());
-    std::fs::write(c.join("test/good/000.png"), b"").unwrap();
-    let e = decode_error(&c);
-    assert!(e.contains("test/good/000.png") && e.contains("empty (0 bytes)"), "{e}");
+    assert_corrupt_image_is_named("test/good/000.png", |_| Vec::new(), "empty (0 bytes)");
 }
 
 #[test]
 fn unreadable_format() {
-    let t = tempfile::tempdir().unwrap();
-    let c = category(t.path());
     // A GIF (not a supported format) under a .png name, and plain text.
-    std::fs::write(c.join("train/good/000.png"), b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").unwrap();
-    let e = decode_error(&c);
-    assert!(e.contains("000.png") && e.contains("not an image format"), "{e}");
-    std::fs::write(c.join("train/good/000.png"), b"hello, I am not an image").unwrap();
-    let e = decode_error(&c);
-    assert!(e.contains("000.png") && e.contains("not an image format"), "{e}");
+    assert_corrupt_image_is_named("train/good/000.png", |_| b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(), "not an image format");
+    assert_corrupt_image_is_named("train/good/000.png", |_| b"hello, I am not an image".to_vec(), "not an image format");
 }
 
 #[test]

@@ -30,6 +30,78 @@ pub fn assert_bad_configs_name_the_key<C: ConfigFile>(file: &str, base: &str, ca
     }
 }
 
+/// The config `C`'s file `yaml` parses, but `build` refuses it with a message
+/// that contains `needle` (a choice that only the model can judge, such as
+/// layers whose strides a student cannot follow).
+pub fn assert_build_refuses<C: ConfigFile, D>(yaml: &str, build: impl Fn(&C, &Device) -> Result<D>, needle: &str) {
+    let file = Path::new("refused.yaml");
+    let cfg = C::from_yaml_str(yaml, file).unwrap_or_else(|e| panic!("{yaml:?} should parse: {e:#}"));
+    match build(&cfg, &Device::Cpu) {
+        Ok(_) => panic!("{yaml:?} was built"),
+        Err(e) => assert!(e.to_string().contains(needle), "{yaml:?}: {e}"),
+    }
+}
+
+/// The tests every method's crate runs, written by one call in its `tests/`
+/// (docs/methods.md, step 5):
+/// - `smoke_preset_separates_synthetic_defects_and_reloads`:
+///   [`smoke_fit_test_reload`], then the method's own `smoke_checks` on what
+///   it left, if given;
+/// - `bad_configs_name_the_key`: each `(line, key)` of `bad_keys`, added to
+///   the method's name and a `backbone`, is refused, naming the file and the
+///   key; so is another method's name;
+/// - `configs_the_model_cannot_build_are_refused`: each `(line, needle)` of
+///   `refused_by_build` parses, but the detector's constructor refuses it;
+/// - `an_interrupted_fit_resumes_to_the_same_weights` (methods trained in
+///   epochs, with `resume_epochs`): the smoke preset stopped after epoch 2
+///   and resumed ends bit-identical to an uninterrupted fit.
+#[macro_export]
+macro_rules! method_tests {
+    (
+        build: $build:path, config: $config:ident, backbone: $backbone:literal,
+        $(smoke_checks: $smoke_checks:path,)?
+        bad_keys: [$(($line:expr, $key:expr)),* $(,)?],
+        $(refused_by_build: [$(($r_line:expr, $needle:expr)),* $(,)?],)?
+        $(resume_epochs: $epochs:expr,)?
+    ) => {
+        #[test]
+        fn smoke_preset_separates_synthetic_defects_and_reloads() {
+            let _smoke = $crate::testing::smoke_fit_test_reload($build).unwrap();
+            $($smoke_checks(_smoke);)?
+        }
+
+        fn method_file_and_base() -> (String, String) {
+            let method = <$config as $crate::ConfigFile>::METHOD;
+            (format!("{method}.yaml"), format!("method: {method}\nbackbone: {{kind: {}}}\n", $backbone))
+        }
+
+        #[test]
+        fn bad_configs_name_the_key() {
+            let (file, base) = method_file_and_base();
+            $crate::testing::assert_bad_configs_name_the_key::<$config>(&file, &base, &[$(($line, $key)),*]);
+            let other = if <$config as $crate::ConfigFile>::METHOD == "padim" { "patchcore" } else { "padim" };
+            let backbone = format!("backbone: {{kind: {}}}\n", $backbone);
+            $crate::testing::assert_bad_configs_name_the_key::<$config>(&file, &backbone, &[(&format!("method: {other}\n"), "method")]);
+        }
+
+        $(
+        #[test]
+        fn configs_the_model_cannot_build_are_refused() {
+            let (_, base) = method_file_and_base();
+            $($crate::testing::assert_build_refuses::<$config, _>(&format!("{base}{}", $r_line), $build, $needle);)*
+        }
+        )?
+
+        $(
+        #[test]
+        fn an_interrupted_fit_resumes_to_the_same_weights() {
+            let cfg = $config { epochs: $epochs, ..$crate::testing::method_preset::<$config>("smoke") };
+            $crate::testing::assert_resume_matches(&cfg, $build, 0.0).unwrap();
+        }
+        )?
+    };
+}
+
 /// A 64x64 synthetic category (48 normal training images, 16 normal and
 /// 24 defective test images) written under `dir`.
 pub fn synthetic_category(dir: &Path, seed: u64) -> Result<DataRef> {
@@ -81,6 +153,13 @@ pub fn smoke_fit_test_reload<C: ConfigFile, D: Detector>(build: impl Fn(&C, &Dev
     assert_eq!(a.dims(), &[2, h, w]);
     assert_eq!(a.flatten_all()?.to_vec1::<f32>()?, b.flatten_all()?.to_vec1::<f32>()?, "{}: maps differ after reloading", C::METHOD);
     Ok(SmokeRun { dir, cfg, det, run, metrics })
+}
+
+/// A `smoke_checks` for [`method_tests!`]: over the smoke fit, the last
+/// epoch's `loss_g` is below the first's.
+pub fn assert_loss_fell<C, D>(smoke: SmokeRun<C, D>) {
+    let h = read_history(&smoke.run).unwrap();
+    assert!(h.len() >= 2 && h.last().unwrap().loss_g < h[0].loss_g, "the loss did not fall: {h:?}");
 }
 
 /// Resumption: `cfg` (3 epochs or more) fitted without a stop, and fitted

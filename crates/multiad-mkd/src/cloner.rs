@@ -32,7 +32,7 @@ impl Cloner {
                 let c = if last { out } else { width };
                 // No `first_layer()`: saliency maps need the input's gradient.
                 let conv = Conv2d::new(ConvSpec::new(cin, c, 3), vb.pp(format!("features.{idx}")))?;
-                let bn = if last { None } else { Some(BatchNorm::new(c, 1e-5, 0.1, vb.pp(format!("features.{}", idx + 1)))?) };
+                let bn = if last { None } else { Some(BatchNorm::torch_default(c, vb.pp(format!("features.{}", idx + 1)))?) };
                 idx += if last { 2 } else { 3 };
                 units.push(ConvUnit { conv, bn });
                 cin = c;

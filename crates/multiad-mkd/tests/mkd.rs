@@ -3,29 +3,22 @@
 //! finite differences; guided backpropagation changes the map, not the score.
 
 use candle_core::{Device, Tensor};
-use multiad_detector::testing::{assert_bad_configs_name_the_key, assert_resume_matches, method_preset, smoke_fit_test_reload};
+use multiad_detector::testing::{method_preset, SmokeRun};
 use multiad_detector::Detector;
 use multiad_mkd::{Localization, Mkd, MkdConfig};
 
-#[test]
-fn smoke_preset_separates_synthetic_defects_with_input_sized_saliency_maps() {
-    let smoke = smoke_fit_test_reload(Mkd::new).unwrap();
+/// Saliency maps have the input's size (checked by the smoke test); vanilla
+/// gradients give the same score as guided backpropagation and another map.
+fn guided_and_vanilla_maps_differ(smoke: SmokeRun<MkdConfig, Mkd>) {
     let (cfg, det, run) = (smoke.cfg, smoke.det, smoke.run);
     let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
     let (maps, scores) = det.predict(&x).unwrap();
-    // Vanilla gradients give the same score and another map.
     let mut vanilla = Mkd::new(&MkdConfig { localization: Localization::Gradients, ..cfg.clone() }, &Device::Cpu).unwrap();
     vanilla.load(&run).unwrap();
     let (vm, vs) = vanilla.predict(&x).unwrap();
     assert_eq!(vs, scores);
     let diff = (vm - &maps).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(diff > 1e-3, "guided and vanilla maps are identical");
-}
-
-#[test]
-fn an_interrupted_fit_resumes_to_the_same_weights() {
-    let cfg = MkdConfig { epochs: 3, ..method_preset::<MkdConfig>("smoke") };
-    assert_resume_matches(&cfg, Mkd::new, 0.0).unwrap();
 }
 
 #[test]
@@ -75,10 +68,9 @@ fn the_score_gradient_matches_finite_differences() {
     assert!(matched >= 5, "pixels (index, finite difference, gradient, ok): {report:?}");
 }
 
-#[test]
-fn bad_configs_name_the_key() {
-    let base = "method: mkd\nbackbone: {kind: random_vgg16}\n";
-    let cases =
-        [("score_layers: [7]\n", "score_layers"), ("lambda: -1\n", "lambda"), ("localization: lime\n", "lime"), ("cloner_convs: [2, 0]\n", "cloner_convs")];
-    assert_bad_configs_name_the_key::<MkdConfig>("mkd.yaml", base, &cases);
+multiad_detector::method_tests! {
+    build: Mkd::new, config: MkdConfig, backbone: "random_vgg16",
+    smoke_checks: guided_and_vanilla_maps_differ,
+    bad_keys: [("score_layers: [7]\n", "score_layers"), ("lambda: -1\n", "lambda"), ("localization: lime\n", "lime"), ("cloner_convs: [2, 0]\n", "cloner_convs")],
+    resume_epochs: 3,
 }

@@ -119,6 +119,15 @@ fn written(dir: &Path, name: &str) -> PathBuf {
     p
 }
 
+/// A valid 8x8x8 file `name` with the header bytes from `at` replaced by `with`.
+fn written_with(dir: &Path, name: &str, at: usize, with: &[u8]) -> PathBuf {
+    let p = written(dir, name);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[at..at + with.len()].copy_from_slice(with);
+    std::fs::write(&p, &bytes).unwrap();
+    p
+}
+
 #[test]
 fn bad_files_are_errors_naming_the_file_and_the_problem() {
     let t = tempfile::tempdir().unwrap();
@@ -133,16 +142,10 @@ fn bad_files_are_errors_naming_the_file_and_the_problem() {
     std::fs::write(&gz, &bytes[..bytes.len() / 2]).unwrap();
     assert!(err(&gz).contains("gzip stream is truncated or corrupt"));
     // Wrong magic.
-    let p = written(t.path(), "b.nii");
-    let mut bytes = std::fs::read(&p).unwrap();
-    bytes[344..348].copy_from_slice(b"abcd");
-    std::fs::write(&p, &bytes).unwrap();
+    let p = written_with(t.path(), "b.nii", 344, b"abcd");
     assert!(err(&p).contains("wrong magic"));
     // Dimensions that disagree with the data size.
-    let p = written(t.path(), "c.nii");
-    let mut bytes = std::fs::read(&p).unwrap();
-    bytes[46..48].copy_from_slice(&9i16.to_le_bytes()); // dim[3] = 9 for 8 slices of data
-    std::fs::write(&p, &bytes).unwrap();
+    let p = written_with(t.path(), "c.nii", 46, &9i16.to_le_bytes()); // dim[3] = 9 for 8 slices of data
     let e = err(&p);
     assert!(e.contains("dimensions [8, 8, 9]") && e.contains("truncated, or the header's dimensions are wrong"), "{e}");
     // Not NIfTI at all, too short, a .hdr/.img header, NIfTI-2.
@@ -151,10 +154,7 @@ fn bad_files_are_errors_naming_the_file_and_the_problem() {
     assert!(err(&p).contains("not a NIfTI-1 file"));
     std::fs::write(&p, b"short").unwrap();
     assert!(err(&p).contains("too short"));
-    let p = written(t.path(), "e.nii");
-    let mut bytes = std::fs::read(&p).unwrap();
-    bytes[344..348].copy_from_slice(b"ni1\0");
-    std::fs::write(&p, &bytes).unwrap();
+    let p = written_with(t.path(), "e.nii", 344, b"ni1\0");
     assert!(err(&p).contains(".hdr/.img pair"));
     let mut f = std::fs::File::create(t.path().join("n2.nii")).unwrap();
     f.write_all(&540i32.to_le_bytes()).unwrap();

@@ -183,6 +183,11 @@ impl BatchNorm {
         Ok(Self { weight, bias, running_mean: Var::from_tensor(&running_mean)?, running_var: Var::from_tensor(&running_var)?, eps, momentum })
     }
 
+    /// PyTorch's `BatchNorm2d` defaults: eps 1e-5, momentum 0.1.
+    pub fn torch_default(channels: usize, vb: VarBuilder) -> Result<Self> {
+        Self::new(channels, 1e-5, 0.1, vb)
+    }
+
     pub fn running_mean(&self) -> &Tensor {
         self.running_mean.as_tensor()
     }

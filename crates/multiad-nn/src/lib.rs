@@ -17,6 +17,8 @@
 //!   instead of candle's one convolution per channel;
 //! * [`batch_norm`]: batch normalisation whose training pass is one fused
 //!   op with its own backward, instead of about ten candle ops;
+//! * [`blocks`]: ResNet's trainable units (convolution + batch norm, the
+//!   projection shortcut) for the students and decoders trained here;
 //! * [`deconv`]: the 2x2 stride-2 transposed convolution of decoders, as a
 //!   1x1 convolution and a pixel shuffle;
 //! * [`guided`]: the ReLU of guided backpropagation (saliency maps);
@@ -44,6 +46,7 @@ pub mod adam;
 pub mod affine;
 pub mod allocator;
 pub mod batch_norm;
+pub mod blocks;
 pub mod conv;
 pub mod cosine;
 mod cpu;
@@ -64,6 +67,7 @@ pub mod spectral_norm;
 pub use adam::{Adam, AdamConfig};
 pub use affine::{channel_affine, Activation};
 pub use batch_norm::BatchNorm;
+pub use blocks::{ConvBn, Shortcut};
 pub use conv::{conv2d, conv2d_opts, Conv2d, ConvSpec};
 pub use cosine::cosine_distance_map;
 pub use deconv::{conv_transpose2x2, ConvTranspose2x2};

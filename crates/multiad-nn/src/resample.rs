@@ -98,9 +98,12 @@ pub fn separable(x: &Tensor, a: &[f32], out_h: usize, b: &[f32], out_w: usize) -
     y.reshape((n, c, out_w, out_h))?.transpose(2, 3)?.contiguous()
 }
 
-/// The two taps of each output index along one axis: (first input,
-/// second input, their weights), the rows of [`bilinear_matrix`].
-fn bilinear_taps(out: usize, inp: usize) -> Vec<(usize, usize, f32, f32)> {
+/// One output index's two taps: (first input, second input, their weights).
+type Tap = (usize, usize, f32, f32);
+
+/// The taps of each output index along one axis, the rows of
+/// [`bilinear_matrix`].
+fn bilinear_taps(out: usize, inp: usize) -> Vec<Tap> {
     let scale = inp as f64 / out as f64;
     (0..out)
         .map(|i| {
@@ -124,12 +127,23 @@ struct Bilinear {
 }
 
 impl Bilinear {
+    /// The row taps and the column taps.
+    fn taps(&self) -> (Vec<Tap>, Vec<Tap>) {
+        (bilinear_taps(self.out_h, self.h), bilinear_taps(self.out_w, self.w))
+    }
+
+    /// `each(out, plane, wide)` for every plane of `x` (`plane_len` values)
+    /// in parallel, into a zeroed `out` of `out_len` values, with a zeroed
+    /// H x out_W scratch `wide` (the row-interpolated intermediate).
+    fn per_plane(&self, x: &[f32], plane_len: usize, out_len: usize, each: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync) -> Vec<f32> {
+        let mut y = vec![0f32; x.len() / plane_len * out_len];
+        y.par_chunks_mut(out_len).zip(x.par_chunks(plane_len)).for_each(|(out, plane)| each(out, plane, &mut vec![0f32; self.h * self.out_w]));
+        y
+    }
+
     fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let (rows, cols) = (bilinear_taps(self.out_h, self.h), bilinear_taps(self.out_w, self.w));
-        let (hw, ohw) = (self.h * self.w, self.out_h * self.out_w);
-        let mut y = vec![0f32; x.len() / hw * ohw];
-        y.par_chunks_mut(ohw).zip(x.par_chunks(hw)).for_each(|(out, plane)| {
-            let mut wide = vec![0f32; self.h * self.out_w];
+        let (rows, cols) = self.taps();
+        self.per_plane(x, self.h * self.w, self.out_h * self.out_w, |out, plane, wide| {
             for (dst, src) in wide.chunks_exact_mut(self.out_w).zip(plane.chunks_exact(self.w)) {
                 for (d, &(j0, j1, a, b)) in dst.iter_mut().zip(&cols) {
                     *d = a * src[j0] + b * src[j1];
@@ -141,18 +155,14 @@ impl Bilinear {
                     *d = a * u + b * v;
                 }
             }
-        });
-        y
+        })
     }
 
     /// The transpose: each output gradient spread back onto its four inputs
     /// (rows first, then columns).
     fn backward(&self, dy: &[f32]) -> Vec<f32> {
-        let (rows, cols) = (bilinear_taps(self.out_h, self.h), bilinear_taps(self.out_w, self.w));
-        let (hw, ohw) = (self.h * self.w, self.out_h * self.out_w);
-        let mut dx = vec![0f32; dy.len() / ohw * hw];
-        dx.par_chunks_mut(hw).zip(dy.par_chunks(ohw)).for_each(|(gin, gout)| {
-            let mut wide = vec![0f32; self.h * self.out_w];
+        let (rows, cols) = self.taps();
+        self.per_plane(dy, self.out_h * self.out_w, self.h * self.w, |gin, gout, wide| {
             for (src, &(i0, i1, a, b)) in gout.chunks_exact(self.out_w).zip(&rows) {
                 for (j, &g) in src.iter().enumerate() {
                     wide[i0 * self.out_w + j] += a * g;
@@ -165,8 +175,7 @@ impl Bilinear {
                     dst[j1] += b * g;
                 }
             }
-        });
-        dx
+        })
     }
 
     fn out_shape(&self, x: &Shape) -> Result<Shape> {

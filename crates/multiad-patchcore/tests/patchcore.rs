@@ -2,18 +2,13 @@
 //! reloads to the same maps; the reweighted score; the feature pipeline's
 //! pieces against values worked out by hand; bad configs are named.
 
-use std::path::Path;
-
 use candle_core::{Device, Tensor};
 use multiad_backbones::patch_features::{adaptive_avg_pool1d, unfold};
-use multiad_detector::testing::{assert_bad_configs_name_the_key, smoke_fit_test_reload};
-use multiad_detector::ConfigFile;
+use multiad_detector::testing::SmokeRun;
 use multiad_detector::Detector;
 use multiad_patchcore::{PatchCore, PatchCoreConfig};
 
-#[test]
-fn smoke_preset_separates_synthetic_defects_and_reloads() {
-    let smoke = smoke_fit_test_reload(PatchCore::new).unwrap();
+fn the_bank_and_the_reweighted_score(smoke: SmokeRun<PatchCoreConfig, PatchCore>) {
     let (cfg, det, run) = (smoke.cfg, smoke.det, smoke.run);
     // 48 images x 8x8 patches, 10% kept.
     assert_eq!(det.bank_len(), (48.0f64 * 64.0 * 0.1).round() as usize);
@@ -59,12 +54,9 @@ fn unfold_orders_like_torch_unfold() {
     assert_eq!(top_left, vec![0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 3.0, 4.0]);
 }
 
-#[test]
-fn bad_configs_name_the_key() {
-    let base = "method: patchcore\nbackbone: {kind: random_resnet18}\n";
-    let cases = [("coreset_ratio: 0\n", "coreset_ratio"), ("patch_size: 2\n", "patch_size"), ("layers: []\n", "layers"), ("k: 1\n", "`k`")];
-    assert_bad_configs_name_the_key::<PatchCoreConfig>("pc.yaml", base, &cases);
-    let deep = PatchCoreConfig::from_yaml_str(&format!("{base}layers: [1, 7]\n"), Path::new("pc.yaml")).unwrap();
-    let e = PatchCore::new(&deep, &Device::Cpu).err().unwrap().to_string();
-    assert!(e.contains("level 7"), "{e}");
+multiad_detector::method_tests! {
+    build: PatchCore::new, config: PatchCoreConfig, backbone: "random_resnet18",
+    smoke_checks: the_bank_and_the_reweighted_score,
+    bad_keys: [("coreset_ratio: 0\n", "coreset_ratio"), ("patch_size: 2\n", "patch_size"), ("layers: []\n", "layers"), ("k: 1\n", "`k`")],
+    refused_by_build: [("layers: [1, 7]\n", "level 7")],
 }

@@ -7,63 +7,40 @@
 
 use candle_core::{ModuleT, Result, Tensor};
 use candle_nn::{Module, VarBuilder};
-use multiad_nn::BatchNorm;
-use multiad_nn::{Conv2d, ConvSpec, ConvTranspose2x2};
-
-fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    BatchNorm::new(c, 1e-5, 0.1, vb)
-}
+use multiad_nn::{BatchNorm, Conv2d, ConvBn, ConvSpec, ConvTranspose2x2, Shortcut};
 
 /// A residual bottleneck (1x1, 3x3 with stride, 1x1), as in ResNet.
 struct Bottleneck {
-    c1: Conv2d,
-    b1: BatchNorm,
-    c2: Conv2d,
-    b2: BatchNorm,
-    c3: Conv2d,
-    b3: BatchNorm,
-    down: Option<(Conv2d, BatchNorm)>,
+    a: ConvBn,
+    b: ConvBn,
+    c: ConvBn,
+    shortcut: Shortcut,
 }
 
 impl Bottleneck {
     fn new(cin: usize, width: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
-        let down = if stride != 1 || cin != cout {
-            Some((Conv2d::new(ConvSpec::new(cin, cout, 1).stride(stride), vb.pp("downsample.0"))?, bn(cout, vb.pp("downsample.1"))?))
-        } else {
-            None
-        };
+        // The shortcut first: parameters are drawn from the seed in creation order.
         Ok(Self {
-            c1: Conv2d::new(ConvSpec::new(cin, width, 1), vb.pp("conv1"))?,
-            b1: bn(width, vb.pp("bn1"))?,
-            c2: Conv2d::new(ConvSpec::new(width, width, 3).stride(stride), vb.pp("conv2"))?,
-            b2: bn(width, vb.pp("bn2"))?,
-            c3: Conv2d::new(ConvSpec::new(width, cout, 1), vb.pp("conv3"))?,
-            b3: bn(cout, vb.pp("bn3"))?,
-            down,
+            shortcut: Shortcut::new(cin, cout, stride, vb.clone())?,
+            a: ConvBn::new(ConvSpec::new(cin, width, 1), vb.pp("conv1"), vb.pp("bn1"))?,
+            b: ConvBn::new(ConvSpec::new(width, width, 3).stride(stride), vb.pp("conv2"), vb.pp("bn2"))?,
+            c: ConvBn::new(ConvSpec::new(width, cout, 1), vb.pp("conv3"), vb.pp("bn3"))?,
         })
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.b1.forward_relu_t(&self.c1.forward(x)?, train)?;
-        let h = self.b2.forward_relu_t(&self.c2.forward(&h)?, train)?;
-        let h = self.b3.forward_t(&self.c3.forward(&h)?, train)?;
-        let skip = match &self.down {
-            Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
-            None => x.clone(),
-        };
-        (h + skip)?.relu()
+        let h = self.b.forward_relu_t(&self.a.forward_relu_t(x, train)?, train)?;
+        (self.c.forward_t(&h, train)? + self.shortcut.forward_t(x, train)?)?.relu()
     }
 }
 
 /// The decoder's bottleneck: its middle convolution is a 2x2 stride-2
 /// transposed convolution when the block upsamples (the reference's `deBottleneck`).
 struct DeBottleneck {
-    c1: Conv2d,
-    b1: BatchNorm,
+    a: ConvBn,
     mid: Mid,
     b2: BatchNorm,
-    c3: Conv2d,
-    b3: BatchNorm,
+    c: ConvBn,
     skip: Option<(Skip, BatchNorm)>,
 }
 
@@ -85,53 +62,34 @@ impl DeBottleneck {
             Mid::Same(Conv2d::new(ConvSpec::new(width, width, 3), vb.pp("conv2"))?)
         };
         let skip = if up {
-            Some((Skip::Up(ConvTranspose2x2::new(cin, cout, false, vb.pp("upsample.0"))?), bn(cout, vb.pp("upsample.1"))?))
+            Some((Skip::Up(ConvTranspose2x2::new(cin, cout, false, vb.pp("upsample.0"))?), BatchNorm::torch_default(cout, vb.pp("upsample.1"))?))
         } else if cin != cout {
-            Some((Skip::Proj(Conv2d::new(ConvSpec::new(cin, cout, 1), vb.pp("upsample.0"))?), bn(cout, vb.pp("upsample.1"))?))
+            Some((Skip::Proj(Conv2d::new(ConvSpec::new(cin, cout, 1), vb.pp("upsample.0"))?), BatchNorm::torch_default(cout, vb.pp("upsample.1"))?))
         } else {
             None
         };
         Ok(Self {
-            c1: Conv2d::new(ConvSpec::new(cin, width, 1), vb.pp("conv1"))?,
-            b1: bn(width, vb.pp("bn1"))?,
+            a: ConvBn::new(ConvSpec::new(cin, width, 1), vb.pp("conv1"), vb.pp("bn1"))?,
             mid,
-            b2: bn(width, vb.pp("bn2"))?,
-            c3: Conv2d::new(ConvSpec::new(width, cout, 1), vb.pp("conv3"))?,
-            b3: bn(cout, vb.pp("bn3"))?,
+            b2: BatchNorm::torch_default(width, vb.pp("bn2"))?,
+            c: ConvBn::new(ConvSpec::new(width, cout, 1), vb.pp("conv3"), vb.pp("bn3"))?,
             skip,
         })
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.b1.forward_relu_t(&self.c1.forward(x)?, train)?;
+        let h = self.a.forward_relu_t(x, train)?;
         let h = match &self.mid {
             Mid::Up(d) => d.forward(&h)?,
             Mid::Same(c) => c.forward(&h)?,
         };
-        let h = self.b2.forward_relu_t(&h, train)?;
-        let h = self.b3.forward_t(&self.c3.forward(&h)?, train)?;
+        let h = self.c.forward_t(&self.b2.forward_relu_t(&h, train)?, train)?;
         let skip = match &self.skip {
             Some((Skip::Up(d), b)) => b.forward_t(&d.forward(x)?, train)?,
             Some((Skip::Proj(c), b)) => b.forward_t(&c.forward(x)?, train)?,
             None => x.clone(),
         };
         (h + skip)?.relu()
-    }
-}
-
-/// conv3x3 stride 2 + BN + ReLU (the fusion's downsampling steps).
-struct Down {
-    conv: Conv2d,
-    bn: BatchNorm,
-}
-
-impl Down {
-    fn new(cin: usize, cout: usize, vb: VarBuilder, bvb: VarBuilder) -> Result<Self> {
-        Ok(Self { conv: Conv2d::new(ConvSpec::new(cin, cout, 3).stride(2), vb)?, bn: bn(cout, bvb)? })
-    }
-
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_relu_t(&self.conv.forward(x)?, train)
     }
 }
 
@@ -156,9 +114,10 @@ impl Shapes {
 
 /// One-class bottleneck embedding.
 pub struct Ocbe {
-    d0a: Down,
-    d0b: Down,
-    d1: Down,
+    /// The fusion's downsampling steps: 3x3 stride-2 convolution, BN, ReLU.
+    d0a: ConvBn,
+    d0b: ConvBn,
+    d1: ConvBn,
     blocks: Vec<Bottleneck>,
 }
 
@@ -173,17 +132,17 @@ impl Ocbe {
             blocks.push(Bottleneck::new(cin, width, emb, stride, vb.pp(format!("bn_layer.{i}")))?);
         }
         Ok(Self {
-            d0a: Down::new(c0, c1, vb.pp("conv1"), vb.pp("bn1"))?,
-            d0b: Down::new(c1, c2, vb.pp("conv2"), vb.pp("bn2"))?,
-            d1: Down::new(c1, c2, vb.pp("conv3"), vb.pp("bn3"))?,
+            d0a: ConvBn::new(ConvSpec::new(c0, c1, 3).stride(2), vb.pp("conv1"), vb.pp("bn1"))?,
+            d0b: ConvBn::new(ConvSpec::new(c1, c2, 3).stride(2), vb.pp("conv2"), vb.pp("bn2"))?,
+            d1: ConvBn::new(ConvSpec::new(c1, c2, 3).stride(2), vb.pp("conv3"), vb.pp("bn3"))?,
             blocks,
         })
     }
 
     /// Encoder features (shallow to deep) -> the embedding (stride 8s).
     pub fn forward(&self, f: &[Tensor], train: bool) -> Result<Tensor> {
-        let l0 = self.d0b.forward(&self.d0a.forward(&f[0], train)?, train)?;
-        let l1 = self.d1.forward(&f[1], train)?;
+        let l0 = self.d0b.forward_relu_t(&self.d0a.forward_relu_t(&f[0], train)?, train)?;
+        let l1 = self.d1.forward_relu_t(&f[1], train)?;
         let mut h = Tensor::cat(&[&l0, &l1, &f[2]], 1)?;
         for b in &self.blocks {
             h = b.forward(&h, train)?;

@@ -1,25 +1,10 @@
 //! RD4AD at the smoke scale: separates synthetic defects and reloads; the
 //! bottleneck and decoder give back the encoder's shapes; bad configs are named.
 
-use std::path::Path;
-
 use candle_core::{DType, Device, Tensor};
-use multiad_detector::testing::{assert_bad_configs_name_the_key, assert_resume_matches, method_preset, smoke_fit_test_reload};
-use multiad_detector::ConfigFile;
 use multiad_nn::ParamStore;
 use multiad_rd4ad::model::{Decoder, Ocbe, Shapes};
 use multiad_rd4ad::{Rd4ad, Rd4adConfig};
-
-#[test]
-fn smoke_preset_separates_synthetic_defects_and_reloads() {
-    smoke_fit_test_reload(Rd4ad::new).unwrap();
-}
-
-#[test]
-fn an_interrupted_fit_resumes_to_the_same_weights() {
-    let cfg = Rd4adConfig { epochs: 3, ..method_preset::<Rd4adConfig>("smoke") };
-    assert_resume_matches(&cfg, Rd4ad::new, 0.0).unwrap();
-}
 
 #[test]
 fn decoder_gives_back_the_encoders_shapes_with_the_reference_block_counts() {
@@ -42,12 +27,9 @@ fn decoder_gives_back_the_encoders_shapes_with_the_reference_block_counts() {
     assert!(names.iter().any(|n| n == "decoder.layer1.0.upsample.0.weight"));
 }
 
-#[test]
-fn bad_configs_name_the_key() {
-    let base = "method: rd4ad\nbackbone: {kind: random_resnet18}\n";
-    let cases = [("layers: [0, 1]\n", "layers"), ("beta1: 1.0\n", "beta1"), ("lr: 0\n", "lr"), ("decoder_blocks: [1, 1]\n", "decoder_blocks")];
-    assert_bad_configs_name_the_key::<Rd4adConfig>("rd.yaml", base, &cases);
-    let gap = Rd4adConfig::from_yaml_str(&format!("{base}layers: [0, 1, 3]\n"), Path::new("rd.yaml")).unwrap();
-    let e = Rd4ad::new(&gap, &Device::Cpu).err().unwrap().to_string();
-    assert!(e.contains("strides"), "{e}");
+multiad_detector::method_tests! {
+    build: Rd4ad::new, config: Rd4adConfig, backbone: "random_resnet18",
+    bad_keys: [("layers: [0, 1]\n", "layers"), ("beta1: 1.0\n", "beta1"), ("lr: 0\n", "lr"), ("decoder_blocks: [1, 1]\n", "decoder_blocks")],
+    refused_by_build: [("layers: [0, 1, 3]\n", "strides")],
+    resume_epochs: 3,
 }

@@ -118,7 +118,7 @@ impl Discriminator {
     fn new(d: usize, hidden: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(Self {
             fc1: linear(d, hidden, true, vb.pp("body.block1.0"))?,
-            bn: BatchNorm::new(hidden, 1e-5, 0.1, vb.pp("body.block1.1"))?,
+            bn: BatchNorm::torch_default(hidden, vb.pp("body.block1.1"))?,
             fc2: linear(hidden, 1, false, vb.pp("tail"))?,
         })
     }

@@ -2,47 +2,29 @@
 //! blocks), trained from scratch; stage l's width equals the teacher's
 //! channels at its l-th matched level, so that features compare one to one.
 
-use candle_core::{ModuleT, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
-use multiad_nn::BatchNorm;
-use multiad_nn::{max_pool2d, Conv2d, ConvSpec};
-
-fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    BatchNorm::new(c, 1e-5, 0.1, vb)
-}
+use multiad_nn::{max_pool2d, BatchNorm, Conv2d, ConvBn, ConvSpec, Shortcut};
 
 struct BasicBlock {
-    conv1: Conv2d,
-    bn1: BatchNorm,
-    conv2: Conv2d,
-    bn2: BatchNorm,
-    down: Option<(Conv2d, BatchNorm)>,
+    a: ConvBn,
+    b: ConvBn,
+    shortcut: Shortcut,
 }
 
 impl BasicBlock {
     fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
-        let down = if stride != 1 || cin != cout {
-            Some((Conv2d::new(ConvSpec::new(cin, cout, 1).stride(stride), vb.pp("downsample.0"))?, bn(cout, vb.pp("downsample.1"))?))
-        } else {
-            None
-        };
+        // The shortcut first: parameters are drawn from the seed in creation order.
         Ok(Self {
-            conv1: Conv2d::new(ConvSpec::new(cin, cout, 3).stride(stride), vb.pp("conv1"))?,
-            bn1: bn(cout, vb.pp("bn1"))?,
-            conv2: Conv2d::new(ConvSpec::new(cout, cout, 3), vb.pp("conv2"))?,
-            bn2: bn(cout, vb.pp("bn2"))?,
-            down,
+            shortcut: Shortcut::new(cin, cout, stride, vb.clone())?,
+            a: ConvBn::new(ConvSpec::new(cin, cout, 3).stride(stride), vb.pp("conv1"), vb.pp("bn1"))?,
+            b: ConvBn::new(ConvSpec::new(cout, cout, 3), vb.pp("conv2"), vb.pp("bn2"))?,
         })
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
-        let h = self.bn2.forward_t(&self.conv2.forward(&h)?, train)?;
-        let skip = match &self.down {
-            Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
-            None => x.clone(),
-        };
-        (h + skip)?.relu()
+        let h = self.b.forward_t(&self.a.forward_relu_t(x, train)?, train)?;
+        (h + self.shortcut.forward_t(x, train)?)?.relu()
     }
 }
 
@@ -67,7 +49,11 @@ impl Student {
             }
             stages.push(s);
         }
-        Ok(Self { stem: Conv2d::new(ConvSpec::new(3, stem, 7).stride(2), vb.pp("conv1"))?.first_layer(), stem_bn: bn(stem, vb.pp("bn1"))?, stages })
+        Ok(Self {
+            stem: Conv2d::new(ConvSpec::new(3, stem, 7).stride(2), vb.pp("conv1"))?.first_layer(),
+            stem_bn: BatchNorm::torch_default(stem, vb.pp("bn1"))?,
+            stages,
+        })
     }
 
     /// Features after each stage.

@@ -49,7 +49,7 @@ impl Discriminator {
             if cfg.spectral_norm {
                 sn.push(SpectralNorm::new(c, vb.pp(format!("conv{}", i + 1)))?);
             }
-            let bn = BatchNorm::new(c, 1e-5, 0.1, vb.pp(format!("bn{}", i + 1)))?;
+            let bn = BatchNorm::torch_default(c, vb.pp(format!("bn{}", i + 1)))?;
             convs.push((conv, bn));
             cin = c;
         }

@@ -14,14 +14,10 @@
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use multiad_nn::affine::{channel_affine, plane_scale_residual, Activation};
-use multiad_nn::BatchNorm;
 use multiad_nn::{max_pool2d, resize_bilinear, Conv2d, ConvSpec};
+use multiad_nn::{BatchNorm, ConvBn, Shortcut};
 
 use crate::config::{StudentConfig, StudentPadding};
-
-fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    BatchNorm::new(c, 1e-5, 0.1, vb)
-}
 
 /// TensorFlow's "SAME" padding of a stride-2 layer whose kernel spans
 /// `extent` pixels, on an even input: extent - 2 zeros in all, the extra one
@@ -54,14 +50,12 @@ impl SqueezeExcite {
 }
 
 struct Bottleneck {
-    conv1: Conv2d,
-    bn1: BatchNorm,
-    conv2: Conv2d,
-    bn2: BatchNorm,
-    conv3: Conv2d,
-    bn3: BatchNorm,
+    /// 1x1, then the dilated 3x3 with the block's stride, then 1x1.
+    a: ConvBn,
+    b: ConvBn,
+    c: ConvBn,
     se: Option<SqueezeExcite>,
-    down: Option<(Conv2d, BatchNorm)>,
+    shortcut: Shortcut,
     /// `student.padding: same` on a stride-2 block: conv2's kernel extent
     /// (2·rate + 1), padded as "SAME" by hand, and a shortcut that samples
     /// the odd pixels (centre 2i + 1, like the main branch).
@@ -71,22 +65,16 @@ struct Bottleneck {
 impl Bottleneck {
     #[allow(clippy::too_many_arguments)]
     fn new(cin: usize, width: usize, cout: usize, stride: usize, dilation: usize, cfg: &StudentConfig, vb: VarBuilder) -> Result<Self> {
-        let down = if stride != 1 || cin != cout {
-            Some((Conv2d::new(ConvSpec::new(cin, cout, 1).stride(stride), vb.pp("downsample.0"))?, bn(cout, vb.pp("downsample.1"))?))
-        } else {
-            None
-        };
+        // The shortcut first: parameters are drawn from the seed in creation order.
+        let shortcut = Shortcut::new(cin, cout, stride, vb.clone())?;
         let same_extent = (cfg.padding == StudentPadding::Same && stride == 2).then_some(2 * dilation + 1);
         let pad2 = if same_extent.is_some() { 0 } else { dilation };
         Ok(Self {
-            conv1: Conv2d::new(ConvSpec::new(cin, width, 1), vb.pp("conv1"))?,
-            bn1: bn(width, vb.pp("bn1"))?,
-            conv2: Conv2d::new(ConvSpec::new(width, width, 3).padding(pad2).stride(stride).dilation(dilation), vb.pp("conv2"))?,
-            bn2: bn(width, vb.pp("bn2"))?,
-            conv3: Conv2d::new(ConvSpec::new(width, cout, 1), vb.pp("conv3"))?,
-            bn3: bn(cout, vb.pp("bn3"))?,
+            a: ConvBn::new(ConvSpec::new(cin, width, 1), vb.pp("conv1"), vb.pp("bn1"))?,
+            b: ConvBn::new(ConvSpec::new(width, width, 3).padding(pad2).stride(stride).dilation(dilation), vb.pp("conv2"), vb.pp("bn2"))?,
+            c: ConvBn::new(ConvSpec::new(width, cout, 1), vb.pp("conv3"), vb.pp("bn3"))?,
             se: if cfg.se { Some(SqueezeExcite::new(cout, cfg.se_reduction, vb.pp("se"))?) } else { None },
-            down,
+            shortcut,
             same_extent,
         })
     }
@@ -94,22 +82,16 @@ impl Bottleneck {
     /// `relu`: end in the ReLU after the shortcut add (ResNet's); false for
     /// a linear critical-layer output (`student.linear_outputs`).
     fn forward(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
-        let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
+        let h = self.a.forward_relu_t(x, train)?;
         let h = match self.same_extent {
             Some(e) => pad_same_stride2(&h, e)?,
             None => h,
         };
-        let h = self.bn2.forward_relu_t(&self.conv2.forward(&h)?, train)?;
-        let h = self.bn3.forward_t(&self.conv3.forward(&h)?, train)?;
-        let short = match &self.down {
-            Some((c, b)) => {
-                let x = match self.same_extent {
-                    Some(_) => x.narrow(2, 1, x.dim(2)? - 1)?.narrow(3, 1, x.dim(3)? - 1)?,
-                    None => x.clone(),
-                };
-                b.forward_t(&c.forward(&x)?, train)?
-            }
-            None => x.clone(),
+        let h = self.c.forward_t(&self.b.forward_relu_t(&h, train)?, train)?;
+        // "SAME" blocks are stride 2, so their shortcut is a projection.
+        let short = match self.same_extent {
+            Some(_) => self.shortcut.forward_t(&x.narrow(2, 1, x.dim(2)? - 1)?.narrow(3, 1, x.dim(3)? - 1)?, train)?,
+            None => self.shortcut.forward_t(x, train)?,
         };
         // Eq 4's scaling, the shortcut add and the ReLU in one pass.
         let act = if relu { Activation::Relu } else { Activation::Identity };
@@ -172,7 +154,7 @@ impl Student {
         // grid test (tests/grid_alignment.rs) reads receptive fields off
         // the input gradient.
         let stem = Conv2d::new(ConvSpec::new(3, cfg.stem_channels, 7).padding(if same { 0 } else { 3 }).stride(2), vb.pp("conv1"))?;
-        let stem_bn = bn(cfg.stem_channels, vb.pp("bn1"))?;
+        let stem_bn = BatchNorm::torch_default(cfg.stem_channels, vb.pp("bn1"))?;
         let mut cin = cfg.stem_channels;
         let mut stages = Vec::new();
         for (s, &cout) in out_channels.iter().enumerate().take(4) {
@@ -192,7 +174,7 @@ impl Student {
                 let f = vb.pp(format!("fuse{}", s + 1));
                 fuse.push(Fuse {
                     conv: Conv2d::new(ConvSpec::new(out_channels[s] + out_channels[s + 1], out_channels[s], 1), f.pp("conv"))?,
-                    bn: bn(out_channels[s], f.pp("bn"))?,
+                    bn: BatchNorm::torch_default(out_channels[s], f.pp("bn"))?,
                     relu: !cfg.linear_outputs,
                 });
             }
@@ -246,7 +228,7 @@ mod tests {
         let store = multiad_nn::ParamStore::new(3);
         let fuse = Fuse {
             conv: Conv2d::new(ConvSpec::new(6 + 10, 6, 1), store.var_builder(&dev).pp("conv")).unwrap(),
-            bn: bn(6, store.var_builder(&dev).pp("bn")).unwrap(),
+            bn: BatchNorm::torch_default(6, store.var_builder(&dev).pp("bn")).unwrap(),
             relu: true,
         };
         let low = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 6, 8, 10), &dev).unwrap()).unwrap();
