@@ -48,8 +48,8 @@ pub fn assert_build_refuses<C: ConfigFile, D>(yaml: &str, build: impl Fn(&C, &De
 ///   [`smoke_fit_test_reload`], then the method's own `smoke_checks` on what
 ///   it left, if given;
 /// - `bad_configs_name_the_key`: each `(line, key)` of `bad_keys`, added to
-///   the method's name and a `backbone`, is refused, naming the file and the
-///   key; so is another method's name;
+///   the method's name and the `backbone` (for methods that have one), is
+///   refused, naming the file and the key; so is another method's name;
 /// - `configs_the_model_cannot_build_are_refused`: each `(line, needle)` of
 ///   `refused_by_build` parses, but the detector's constructor refuses it;
 /// - `an_interrupted_fit_resumes_to_the_same_weights` (methods trained in
@@ -58,7 +58,7 @@ pub fn assert_build_refuses<C: ConfigFile, D>(yaml: &str, build: impl Fn(&C, &De
 #[macro_export]
 macro_rules! method_tests {
     (
-        build: $build:path, config: $config:ident, backbone: $backbone:literal,
+        build: $build:path, config: $config:ident, $(backbone: $backbone:literal,)?
         $(smoke_checks: $smoke_checks:path,)?
         bad_keys: [$(($line:expr, $key:expr)),* $(,)?],
         $(refused_by_build: [$(($r_line:expr, $needle:expr)),* $(,)?],)?
@@ -70,24 +70,26 @@ macro_rules! method_tests {
             $($smoke_checks(_smoke);)?
         }
 
-        fn method_file_and_base() -> (String, String) {
+        /// The config file's name, and its lines without the method's name
+        /// and with it.
+        fn method_file_and_base() -> (String, String, String) {
             let method = <$config as $crate::ConfigFile>::METHOD;
-            (format!("{method}.yaml"), format!("method: {method}\nbackbone: {{kind: {}}}\n", $backbone))
+            let backbone = String::new() $(+ &format!("backbone: {{kind: {}}}\n", $backbone))?;
+            (format!("{method}.yaml"), backbone.clone(), format!("method: {method}\n{backbone}"))
         }
 
         #[test]
         fn bad_configs_name_the_key() {
-            let (file, base) = method_file_and_base();
+            let (file, unnamed, base) = method_file_and_base();
             $crate::testing::assert_bad_configs_name_the_key::<$config>(&file, &base, &[$(($line, $key)),*]);
             let other = if <$config as $crate::ConfigFile>::METHOD == "padim" { "patchcore" } else { "padim" };
-            let backbone = format!("backbone: {{kind: {}}}\n", $backbone);
-            $crate::testing::assert_bad_configs_name_the_key::<$config>(&file, &backbone, &[(&format!("method: {other}\n"), "method")]);
+            $crate::testing::assert_bad_configs_name_the_key::<$config>(&file, &unnamed, &[(&format!("method: {other}\n"), "method")]);
         }
 
         $(
         #[test]
         fn configs_the_model_cannot_build_are_refused() {
-            let (_, base) = method_file_and_base();
+            let (_, _, base) = method_file_and_base();
             $($crate::testing::assert_build_refuses::<$config, _>(&format!("{base}{}", $r_line), $build, $needle);)*
         }
         )?
