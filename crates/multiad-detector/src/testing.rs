@@ -43,10 +43,11 @@ pub fn assert_build_refuses<C: ConfigFile, D>(yaml: &str, build: impl Fn(&C, &De
 }
 
 /// The tests every method's crate runs, written by one call in its `tests/`
-/// (docs/methods.md, step 5):
+/// (docs/methods.md, step 6):
 /// - `smoke_preset_separates_synthetic_defects_and_reloads`:
-///   [`smoke_fit_test_reload`], then the method's own `smoke_checks` on what
-///   it left, if given;
+///   [`smoke_fit_test_reload`]; for methods trained in epochs, a history line
+///   for each epoch; then the method's own `smoke_checks` on what it left, if
+///   given;
 /// - `bad_configs_name_the_key`: each `(line, key)` of `bad_keys`, added to
 ///   the method's name and the `backbone` (for methods that have one), is
 ///   refused, naming the file and the key; so is another method's name;
@@ -67,6 +68,10 @@ macro_rules! method_tests {
         #[test]
         fn smoke_preset_separates_synthetic_defects_and_reloads() {
             let _smoke = $crate::testing::smoke_fit_test_reload($build).unwrap();
+            $(
+            let _ = $epochs; // trained in epochs
+            assert_eq!($crate::history::read_history(&_smoke.run).unwrap().len(), _smoke.cfg.epochs);
+            )?
             $($smoke_checks(_smoke);)?
         }
 

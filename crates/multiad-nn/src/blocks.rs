@@ -47,10 +47,6 @@ impl Shortcut {
         Ok(Self(Some(ConvBn::new(ConvSpec::new(cin, cout, 1).stride(stride), vb.pp("downsample.0"), vb.pp("downsample.1"))?)))
     }
 
-    pub fn is_projection(&self) -> bool {
-        self.0.is_some()
-    }
-
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match &self.0 {
             Some(p) => p.forward_t(x, train),
