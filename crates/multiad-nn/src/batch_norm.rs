@@ -183,9 +183,12 @@ impl BatchNorm {
         Ok(Self { weight, bias, running_mean: Var::from_tensor(&running_mean)?, running_var: Var::from_tensor(&running_var)?, eps, momentum })
     }
 
+    /// PyTorch's default momentum of the running statistics.
+    pub const TORCH_MOMENTUM: f64 = 0.1;
+
     /// PyTorch's `BatchNorm2d` defaults: eps 1e-5, momentum 0.1.
     pub fn torch_default(channels: usize, vb: VarBuilder) -> Result<Self> {
-        Self::new(channels, 1e-5, 0.1, vb)
+        Self::new(channels, 1e-5, Self::TORCH_MOMENTUM, vb)
     }
 
     pub fn running_mean(&self) -> &Tensor {
@@ -289,4 +292,47 @@ impl candle_core::ModuleT for BatchNorm {
             self.forward_eval(x)
         }
     }
+}
+
+/// Precise batch-norm statistics (Wu & Johnson 2021, "Rethinking 'Batch' in
+/// BatchNorm"): replaces every running mean and variance in `store` by the
+/// average of its per-batch statistics over `batches`, the weights fixed.
+/// `forward_train` runs the network in training mode on one batch.
+///
+/// Why: the exponential running average trails the weights. With Adam
+/// moving a small network's weights fast, the statistics it ends an epoch
+/// with can be far from what the final weights produce, and inference mode
+/// then computes another function than the one trained (measured on
+/// Multi-AD, `docs/multiad.md`, "Batch-norm statistics").
+///
+/// Every batch norm in `store` must use [`BatchNorm::TORCH_MOMENTUM`] (all
+/// of this project's do): each batch's statistic is read back as the
+/// running value it leaves from zero, divided by the momentum. Returns the
+/// number of batches averaged.
+pub fn recompute_running_statistics<I, F>(store: &crate::ParamStore, batches: I, mut forward_train: F) -> Result<usize>
+where
+    I: IntoIterator<Item = Result<Tensor>>,
+    F: FnMut(&Tensor) -> Result<()>,
+{
+    let stats = store.running_statistics();
+    let mut sums: Vec<Tensor> = stats.iter().map(|(_, v)| v.as_tensor().zeros_like()).collect::<Result<_>>()?;
+    let mut count = 0usize;
+    for batch in batches {
+        let x = batch?;
+        for (_, v) in &stats {
+            v.set(&v.as_tensor().zeros_like()?)?;
+        }
+        forward_train(&x)?;
+        for ((_, v), sum) in stats.iter().zip(sums.iter_mut()) {
+            *sum = (&*sum + (v.as_tensor() / BatchNorm::TORCH_MOMENTUM)?)?;
+        }
+        count += 1;
+    }
+    if count == 0 {
+        candle_core::bail!("batch norm: no batch to recompute the running statistics from");
+    }
+    for ((_, v), sum) in stats.iter().zip(sums) {
+        v.set(&(sum / count as f64)?)?;
+    }
+    Ok(count)
 }

@@ -46,6 +46,12 @@ impl ParamStore {
         vars.iter().filter(|(k, _)| !is_buffer(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
+    /// Batch-norm running means and variances, sorted by name.
+    pub fn running_statistics(&self) -> Vec<(String, Var)> {
+        let vars = self.inner.vars.lock().unwrap();
+        vars.iter().filter(|(k, _)| k.ends_with("running_mean") || k.ends_with("running_var")).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     /// Every tensor (parameters and statistics) by name.
     pub fn tensors(&self) -> HashMap<String, Tensor> {
         let vars = self.inner.vars.lock().unwrap();

@@ -131,3 +131,52 @@ fn a_single_value_per_channel_is_refused() {
     let e = bn.forward_train(&x).err().unwrap().to_string();
     assert!(e.contains("more than one value per channel"), "{e}");
 }
+
+/// Precise BN: after some training passes (which leave exponential running
+/// averages), the recomputed statistics are the plain average of the batch
+/// means and of the unbiased batch variances over the batches given, for two
+/// layers in a row, whatever the running values were before.
+#[test]
+fn recomputed_statistics_average_the_batch_statistics() {
+    let dev = Device::Cpu;
+    let store = ParamStore::new(3);
+    let first = BatchNorm::torch_default(3, store.var_builder(&dev).pp("first")).unwrap();
+    let second = BatchNorm::torch_default(3, store.var_builder(&dev).pp("second")).unwrap();
+    let mut r = ChaCha8Rng::seed_from_u64(11);
+    let mut batch = |offset: f32| {
+        let v: Vec<f32> = (0..4 * 3 * 5).map(|_| r.random_range(-1.0f32..2.0) * 1.5 + offset).collect();
+        Tensor::from_vec(v, (4, 3, 5), &dev).unwrap()
+    };
+    let forward = |x: &Tensor| -> candle_core::Result<Tensor> { second.forward_train(&(first.forward_train(x)? * 2.0)?.exp()?) };
+    for k in 0..5 {
+        forward(&batch(k as f32)).unwrap();
+    }
+    let batches: Vec<Tensor> = (0..3).map(|k| batch(-(k as f32))).collect();
+    // What each layer sees in training mode: its batch's mean and unbiased variance.
+    let stats = |x: &Tensor| {
+        let flat = x.transpose(0, 1).unwrap().flatten_from(1).unwrap();
+        let n = flat.dim(1).unwrap() as f64;
+        let mean = flat.mean(1).unwrap();
+        let var = (flat.broadcast_sub(&mean.unsqueeze(1).unwrap()).unwrap().sqr().unwrap().sum(1).unwrap() / (n - 1.0)).unwrap();
+        (mean, var)
+    };
+    let (mut m1, mut v1, mut m2, mut v2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for x in &batches {
+        let (m, v) = stats(x);
+        m1.push(m);
+        v1.push(v);
+        let h = (first.forward_train(x).unwrap() * 2.0).unwrap().exp().unwrap();
+        let (m, v) = stats(&h);
+        m2.push(m);
+        v2.push(v);
+    }
+    let avg = |v: &[Tensor]| Tensor::stack(v, 0).unwrap().mean(0).unwrap();
+    let n = multiad_nn::batch_norm::recompute_running_statistics(&store, batches.iter().cloned().map(Ok), |x| forward(x).map(|_| ())).unwrap();
+    assert_eq!(n, 3);
+    for (bn, mean, var) in [(&first, avg(&m1), avg(&v1)), (&second, avg(&m2), avg(&v2))] {
+        let scale = var.abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
+        assert!(max_diff(bn.running_mean(), &mean) < 1e-5 * scale, "{} vs {}", bn.running_mean(), mean);
+        assert!(max_diff(bn.running_var(), &var) < 1e-5 * scale, "{} vs {}", bn.running_var(), var);
+    }
+    assert!(multiad_nn::batch_norm::recompute_running_statistics(&store, std::iter::empty(), |x| forward(x).map(|_| ())).is_err());
+}

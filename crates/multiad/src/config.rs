@@ -243,6 +243,13 @@ pub struct TrainConfig {
     /// allowed axis, drawn from the seed and the epoch, so resumption stays
     /// exact.
     pub flips: Flips,
+    /// After the last epoch, re-estimate the student's batch-norm running
+    /// statistics with its final weights: the average of each layer's batch
+    /// statistics over the training images in full batches of
+    /// `batch_size`, in training mode (precise BN). Off: the exponential
+    /// running averages (momentum 0.1) that training leaves, which trail
+    /// the weights (`docs/multiad.md`, "Batch-norm statistics").
+    pub precise_bn: bool,
 }
 
 /// Which flips training may apply to a batch (`train.flips`).
@@ -270,7 +277,7 @@ impl Flips {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { epochs: 250, batch_size: 16, lr: 1e-3, disc_lr: 1e-3, beta1: 0.9, beta2: 0.999, teacher_cache_mib: 4096, flips: Flips::None }
+        Self { epochs: 250, batch_size: 16, lr: 1e-3, disc_lr: 1e-3, beta1: 0.9, beta2: 0.999, teacher_cache_mib: 4096, flips: Flips::None, precise_bn: false }
     }
 }
 

@@ -13,7 +13,7 @@ use multiad_nn::ParamStore;
 
 use crate::anomaly_map::FusionStats;
 use crate::model::MultiAd;
-use crate::train::{fit_fusion, Trainer};
+use crate::train::{fit_fusion, recompute_student_statistics, Trainer};
 
 /// The fitted Multi-AD of a finished run (the registry's
 /// `multiad_methods::load_trained`, typed: examples and tests reach into it).
@@ -45,6 +45,9 @@ impl Detector for MultiAd {
         let mut trainer = Trainer::new(self)?;
         if train_epochs(&mut trainer, &plan, run, train, opts, log)? == FitOutcome::Stopped {
             return Ok(FitOutcome::Stopped);
+        }
+        if self.cfg.train.precise_bn {
+            recompute_student_statistics(self, train, log)?;
         }
         fit_fusion(self, train, log)?;
         Ok(FitOutcome::Finished)

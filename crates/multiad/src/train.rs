@@ -216,6 +216,20 @@ fn descend(loss: &Tensor, net: Network, opt: &mut Adam, inspect: &mut dyn FnMut(
 }
 
 /// Fits Ψ's statistics on (up to `inference.fit_images`) training images.
+/// Precise BN (`train.precise_bn`): the student's running statistics
+/// replaced by the mean of its batch statistics over the training images,
+/// in the order given, full batches only (training drops a final partial
+/// batch too; all of them when there is no full one).
+pub fn recompute_student_statistics(model: &MultiAd, train: &[multiad_data::Sample], log: &mut dyn Write) -> Result<()> {
+    let bs = model.cfg.train.batch_size;
+    let full = if train.len() >= bs { train.len() / bs * bs } else { train.len() };
+    let loader = BatchLoader::new(train[..full].to_vec(), model.image_config(), bs).on_device(&model.device);
+    let batches = loader.iter().map(|b| b.map(|b| b.images).map_err(|e| candle_core::Error::Msg(format!("{e:#}"))));
+    let n = multiad_nn::batch_norm::recompute_running_statistics(&model.student_params, batches, |x| model.student.forward(x, true).map(|_| ()))?;
+    writeln!(log, "recomputed the student's batch-norm statistics over {n} batches of {bs} training images (precise BN)")?;
+    Ok(())
+}
+
 pub fn fit_fusion(model: &mut MultiAd, train: &[multiad_data::Sample], log: &mut dyn Write) -> Result<()> {
     let cfg = &model.cfg;
     let take = if cfg.inference.fit_images == 0 { train.len() } else { cfg.inference.fit_images.min(train.len()) };

@@ -128,6 +128,40 @@ fn discriminator_knobs_resume_exactly_and_change_training() {
     assert_resume_matches(&cfg, MultiAd::build, 0.0).unwrap();
 }
 
+/// `train.precise_bn` changes the student's batch-norm statistics and
+/// nothing else (every trained weight bit-identical), and a resumed run
+/// recomputes them as an uninterrupted one does.
+#[test]
+fn precise_bn_replaces_only_the_running_statistics_and_resumes_exactly() {
+    multiad_nn::set_default_threads();
+    let t = tempfile::tempdir().unwrap();
+    let data = synthetic(&t.path().join("data"), 4);
+    let mut cfg = smoke_config();
+    cfg.train.epochs = 2;
+    let weights = |cfg: &ExperimentConfig, name: &str| {
+        let run = RunDir::create(&t.path().join(name), cfg, &data).unwrap();
+        train(&run, FitOptions::default()).unwrap();
+        candle_core::safetensors::load(run.path("model.safetensors"), &Device::Cpu).unwrap()
+    };
+    let running = weights(&cfg, "running");
+    cfg.train.precise_bn = true;
+    let precise = weights(&cfg, "precise");
+    let mut changed = 0;
+    for (name, a) in &running {
+        let b = &precise[name];
+        let same = a.flatten_all().unwrap().to_vec1::<f32>().unwrap() == b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let statistic = name.starts_with("student.") && (name.ends_with("running_mean") || name.ends_with("running_var"));
+        if statistic {
+            changed += usize::from(!same);
+        } else {
+            assert!(same, "{name} changed with precise_bn");
+        }
+    }
+    assert!(changed > 10, "only {changed} student statistics changed");
+    cfg.train.epochs = 3; // the resumption check stops after 2
+    assert_resume_matches(&cfg, MultiAd::build, 0.0).unwrap();
+}
+
 #[test]
 fn a_diverging_run_stops_with_its_last_good_checkpoint_intact() {
     multiad_nn::set_default_threads();
