@@ -40,21 +40,11 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_lite0 import LITE0, pad_same as tf_same  # noqa: E402
 
-DT = {"F32": np.float32, "F64": np.float64, "U8": np.uint8, "I64": np.int64}
+from safetensors_np import read_arrays  # noqa: E402
 
 
 def read_safetensors(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8 : 8 + n])
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        arr = np.frombuffer(raw[8 + n + a : 8 + n + b], dtype=DT[v["dtype"]]).reshape(v["shape"])
-        out[k] = torch.from_numpy(arr.copy())
-    return out
+    return {k: torch.from_numpy(v) for k, v in read_arrays(path).items()}
 
 
 def write_safetensors(path, tensors):
@@ -77,6 +67,7 @@ p.add_argument("--inputs", required=True)
 p.add_argument("--out", required=True)
 p.add_argument("--frozen-d", action="store_true", help="D's Adam step with lr 0 (scripts/differential.sh beyond smoke)")
 p.add_argument("--float64", action="store_true", help="compute in float64 (how far float32 itself is from exact)")
+p.add_argument("--threads", type=int, help="PyTorch's CPU threads (another summation order: float32's spread between two PyTorch runs)")
 a = p.parse_args()
 cfg = yaml.safe_load(open(a.config))
 sc, dc, tc, ic = cfg["student"], cfg["discriminator"], cfg.get("train", {}), cfg.get("inference", {})
@@ -85,6 +76,8 @@ tkind = cfg["teacher"]["kind"]
 same = sc.get("padding", "auto") == "same" or (sc.get("padding", "auto") == "auto" and tkind == "efficientnet_lite0")
 linear = sc.get("linear_outputs", False)
 
+if a.threads:
+    torch.set_num_threads(a.threads)
 DTYPE = torch.float64 if a.float64 else torch.float32
 torch.set_default_dtype(DTYPE)
 inputs = read_safetensors(a.inputs)

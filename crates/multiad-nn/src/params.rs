@@ -24,10 +24,15 @@ struct Inner {
     rng: Mutex<ChaCha8Rng>,
 }
 
-/// Batch-norm running statistics and spectral normalisation's power-iteration
-/// vectors are state, not trainable parameters.
+/// A batch-norm layer's running mean or variance.
+fn is_running_statistic(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}
+
+/// Batch-norm running statistics and counters, and spectral normalisation's
+/// power-iteration vectors, are state, not trainable parameters.
 fn is_buffer(name: &str) -> bool {
-    name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("num_batches_tracked") || name.ends_with("sn_u")
+    is_running_statistic(name) || name.ends_with("num_batches_tracked") || name.ends_with("sn_u")
 }
 
 impl ParamStore {
@@ -49,7 +54,7 @@ impl ParamStore {
     /// Batch-norm running means and variances, sorted by name.
     pub fn running_statistics(&self) -> Vec<(String, Var)> {
         let vars = self.inner.vars.lock().unwrap();
-        vars.iter().filter(|(k, _)| k.ends_with("running_mean") || k.ends_with("running_var")).map(|(k, v)| (k.clone(), v.clone())).collect()
+        vars.iter().filter(|(k, _)| is_running_statistic(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// Every tensor (parameters and statistics) by name.

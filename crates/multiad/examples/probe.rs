@@ -1,7 +1,7 @@
 //! Per-layer teacher/student statistics of a trained run, in training and
 //! inference mode, and in inference mode the teacher's feature norm and the
 //! distance (Eq 13) in the cells within 16 px of the border against those
-//! inside (a debugging aid): `cargo run -p multiad --example probe -- RUN_DIR`
+//! inside (a debugging aid): `cargo run -p multiad --example probe -- RUN_DIR [N]`
 use multiad::load_trained;
 use multiad_data::BatchLoader;
 use multiad_detector::Detector;
@@ -11,7 +11,9 @@ fn main() -> anyhow::Result<()> {
     let run = RunDir::open(std::path::Path::new(&std::env::args().nth(1).unwrap()))?;
     let model = load_trained(&run)?;
     let ds = run.data()?.load()?;
-    let b = BatchLoader::new(ds.train[..8].to_vec(), model.image_config(), 8).iter().next().unwrap()?;
+    // The first N training images (default 8), one batch.
+    let n: usize = std::env::args().nth(2).map(|a| a.parse()).transpose()?.unwrap_or(8).min(ds.train.len());
+    let b = BatchLoader::new(ds.train[..n].to_vec(), model.image_config(), n).iter().next().unwrap()?;
     let t = model.teacher.forward(&b.images)?;
     for train in [true, false] {
         let s = model.student.forward(&b.images, train)?;
@@ -29,10 +31,31 @@ fn main() -> anyhow::Result<()> {
                 let (ne, ni) = edge_and_inside(&norm, band)?;
                 let (de, di) = edge_and_inside(&multiad::loss::cosine_distance_map(a, c)?, band)?;
                 println!("  border band ({band} cells) / inside: T norm {ne:.4} / {ni:.4}, dist {de:.4} / {di:.4}");
+                let sides = side_profile(&multiad::loss::cosine_distance_map(a, c)?, band)?;
+                println!("  dist by side, outermost cell row/column, then the next ones in: {sides}");
             }
         }
     }
     Ok(())
+}
+
+/// Mean of a (b, 1, h, w) map in each of the `depth` outermost rows (top,
+/// bottom) and columns (left, right), outermost first: whether one side
+/// stands out (TF "SAME" pads after, so bottom and right differ from top and left).
+fn side_profile(m: &candle_core::Tensor, depth: usize) -> anyhow::Result<String> {
+    let m = m.squeeze(1)?;
+    let (h, w) = (m.dim(1)?, m.dim(2)?);
+    let row = |y: usize| -> anyhow::Result<f32> { Ok(m.narrow(1, y, 1)?.mean_all()?.to_scalar::<f32>()?) };
+    let col = |x: usize| -> anyhow::Result<f32> { Ok(m.narrow(2, x, 1)?.mean_all()?.to_scalar::<f32>()?) };
+    let fmt = |v: Vec<f32>| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" ");
+    let d = depth.min(h / 2).min(w / 2);
+    Ok(format!(
+        "top {} | bottom {} | left {} | right {}",
+        fmt((0..d).map(&row).collect::<anyhow::Result<_>>()?),
+        fmt((0..d).map(|k| row(h - 1 - k)).collect::<anyhow::Result<_>>()?),
+        fmt((0..d).map(&col).collect::<anyhow::Result<_>>()?),
+        fmt((0..d).map(|k| col(w - 1 - k)).collect::<anyhow::Result<_>>()?)
+    ))
 }
 
 /// Means of a (b, 1, h, w) map over the cells within `band` of the border and over the rest.
