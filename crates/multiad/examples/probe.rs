@@ -29,9 +29,10 @@ fn main() -> anyhow::Result<()> {
                 let band = (16 * a.dim(2)?).div_ceil(model.cfg.image_size as usize).max(1);
                 let norm = a.sqr()?.sum_keepdim(1)?.sqrt()?;
                 let (ne, ni) = edge_and_inside(&norm, band)?;
-                let (de, di) = edge_and_inside(&multiad::loss::cosine_distance_map(a, c)?, band)?;
+                let dist = multiad::loss::cosine_distance_map(a, c)?;
+                let (de, di) = edge_and_inside(&dist, band)?;
                 println!("  border band ({band} cells) / inside: T norm {ne:.4} / {ni:.4}, dist {de:.4} / {di:.4}");
-                let sides = side_profile(&multiad::loss::cosine_distance_map(a, c)?, band)?;
+                let sides = side_profile(&dist, band)?;
                 println!("  dist by side, outermost cell row/column, then the next ones in: {sides}");
             }
         }
