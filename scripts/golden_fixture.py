@@ -47,12 +47,15 @@ def read_safetensors(path):
     return {k: torch.from_numpy(v) for k, v in read_arrays(path).items()}
 
 
-def write_safetensors(path, tensors):
+def write_safetensors(path, tensors, float64=False):
+    """Every tensor as F32, or as F64 for a float64 run (so that a float64
+    multiad can be compared beyond float32's last digit)."""
     header, blobs, off = {}, [], 0
+    np_type, st_type = (torch.float64, "F64") if float64 else (torch.float32, "F32")
     for k in sorted(tensors):
-        a = tensors[k].detach().to(torch.float32).contiguous().numpy()
+        a = tensors[k].detach().to(np_type).contiguous().numpy()
         b = a.tobytes()
-        header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        header[k] = {"dtype": st_type, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
     h = json.dumps(header, separators=(",", ":")).encode()
@@ -340,6 +343,6 @@ for pre, P, B in (("after.student.", sP, sB), ("after.disc.", dP, dB)):
     for n, v in list(P.items()) + list(B.items()):
         out[pre + n] = v
 
-write_safetensors(a.out, out)
+write_safetensors(a.out, out, float64=a.float64)
 print(f"L_G {lg.item():.6f}  L_D {ld.item():.6f}  L_adv {ladv.item():.6f}  scores {out['score'].tolist()}")
 print(f"wrote {len(out)} tensors to {a.out}")

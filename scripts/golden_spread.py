@@ -10,7 +10,11 @@ itself determines (docs/multiad.md, "Differential test"). The stepped
 parameters are left out: Adam's first step is about lr·sign(g), so it
 only repeats the gradients' comparison on the entries whose sign is settled.
 
-    python3 scripts/golden_spread.py A.safetensors B.safetensors [--tolerance 1e-4]
+    python3 scripts/golden_spread.py A.safetensors B.safetensors [--tolerance 1e-4] [--fail-beyond]
+
+With --fail-beyond it exits 1 when any tensor is beyond the tolerance
+(`scripts/differential.sh`: float32 then does not determine the result to
+that tolerance, and the float32 comparison is reported, not required).
 """
 import argparse, os, sys
 
@@ -23,6 +27,7 @@ p = argparse.ArgumentParser()
 p.add_argument("a")
 p.add_argument("b")
 p.add_argument("--tolerance", type=float, default=1e-4)
+p.add_argument("--fail-beyond", action="store_true", help="exit 1 when any tensor is beyond the tolerance")
 args = p.parse_args()
 A, B = read_arrays(args.a), read_arrays(args.b)
 
@@ -45,3 +50,4 @@ worst = max(errors.items(), key=lambda kv: kv[1])
 print(f"worst relative difference: {worst[1]:.2e} ({worst[0]}); {len(beyond)} of {len(errors)} tensors beyond {args.tolerance:g}")
 for e, k in beyond[:10]:
     print(f"  {k}: {e:.2e}")
+sys.exit(1 if beyond and args.fail_beyond else 0)

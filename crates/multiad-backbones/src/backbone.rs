@@ -169,11 +169,13 @@ impl Backbone {
 
 /// ImageNet-normalised input -> (pixel - 127) / 128 on 0-255 values.
 pub fn imagenet_to_lite(x: &Tensor) -> CResult<Tensor> {
-    const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-    const STD: [f32; 3] = [0.229, 0.224, 0.225];
+    // f64 constants in the input's dtype (the same f32 values as f32
+    // literals; exact for a float64 network).
+    const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+    const STD: [f64; 3] = [0.229, 0.224, 0.225];
     let dev = x.device();
-    let std = Tensor::new(&STD, dev)?.reshape((1, 3, 1, 1))?;
-    let mean = Tensor::new(&MEAN, dev)?.reshape((1, 3, 1, 1))?;
+    let std = Tensor::new(&STD, dev)?.to_dtype(x.dtype())?.reshape((1, 3, 1, 1))?;
+    let mean = Tensor::new(&MEAN, dev)?.to_dtype(x.dtype())?.reshape((1, 3, 1, 1))?;
     let p = x.broadcast_mul(&std)?.broadcast_add(&mean)?;
     (p * (255.0 / 128.0))? - (127.0 / 128.0)
 }

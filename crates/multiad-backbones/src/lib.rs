@@ -49,7 +49,7 @@ pub trait FeatureExtractor: Send + Sync {
 pub(crate) struct ConvBn {
     weight: Tensor,
     /// The folded batch norm's shift, added with the activation in one pass.
-    bias: Vec<f32>,
+    bias: Vec<f64>,
     cfg: candle_nn::Conv2dConfig,
     depthwise: bool,
 }
@@ -71,7 +71,7 @@ impl ConvBn {
         // holds variables (seeded random backbones), so saliency backward
         // passes never compute gradients for them.
         let weight = folded.weight().detach();
-        let bias = folded.bias().expect("absorb_bn always gives a bias").to_dtype(candle_core::DType::F32)?.to_vec1()?;
+        let bias = folded.bias().expect("absorb_bn always gives a bias").to_dtype(candle_core::DType::F64)?.to_vec1()?;
         let depthwise = cfg.groups > 1 && cfg.groups == cin && cin == cout && cfg.dilation == 1;
         Ok(Self { weight, bias, cfg, depthwise })
     }

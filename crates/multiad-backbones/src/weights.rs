@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use candle_nn::VarBuilder;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,13 +81,14 @@ pub fn download_from_hub(repo: &str, file: &str, cache: Option<&Path>) -> Result
     api.model(repo.to_string()).get(file).map_err(|e| e.to_string())
 }
 
-/// Opens a safetensors file as a `VarBuilder` (f32). Missing or mis-shaped
+/// Opens a safetensors file as a `VarBuilder` (f32, or f64 inside
+/// `multiad_nn::device::with_float64`). Missing or mis-shaped
 /// tensors are reported by candle with their name when the model is built;
 /// use [`build`] to have the file named too.
 pub fn open(path: &Path, device: &Device) -> Result<VarBuilder<'static>, WeightsError> {
     let tensors = candle_core::safetensors::load(path, device)
         .map_err(|e| WeightsError::File { path: path.into(), problem: format!("not a readable safetensors file: {e}") })?;
-    Ok(VarBuilder::from_tensors(tensors, DType::F32, device))
+    Ok(VarBuilder::from_tensors(tensors, multiad_nn::device::parameter_dtype(), device))
 }
 
 /// Builds a model from a weights file, naming the file in any error.

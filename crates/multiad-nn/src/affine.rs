@@ -195,7 +195,7 @@ fn fused_applies(x: &Tensor) -> bool {
 
 /// The same map with candle's ops (other devices and dtypes, and the
 /// reference the tests compare with).
-pub fn channel_affine_composed(x: &Tensor, scale: Option<&[f32]>, shift: &[f32], residual: Option<&Tensor>, act: Activation) -> Result<Tensor> {
+pub fn channel_affine_composed(x: &Tensor, scale: Option<&[f64]>, shift: &[f64], residual: Option<&Tensor>, act: Activation) -> Result<Tensor> {
     let shape: Vec<usize> = (0..x.rank()).map(|i| if i == 1 { shift.len() } else { 1 }).collect();
     let mut y = x.clone();
     if let Some(s) = scale {
@@ -210,8 +210,10 @@ pub fn channel_affine_composed(x: &Tensor, scale: Option<&[f32]>, shift: &[f32],
 
 /// act(x · scale_c + shift_c [+ residual]) over dimension 1 of `x` (of
 /// rank 2 or more); `scale` None means 1. One pass on the CPU in f32; candle's ops
-/// elsewhere. Gradients reach `x` and `residual`, not the coefficients.
-pub fn channel_affine(x: &Tensor, scale: Option<&[f32]>, shift: &[f32], residual: Option<&Tensor>, act: Activation) -> Result<Tensor> {
+/// elsewhere. Gradients reach `x` and `residual`, not the coefficients. The
+/// coefficients are f64 so that a float64 network keeps them exact; the f32
+/// kernel rounds them, exactly for coefficients that came from f32.
+pub fn channel_affine(x: &Tensor, scale: Option<&[f64]>, shift: &[f64], residual: Option<&Tensor>, act: Activation) -> Result<Tensor> {
     if let Some(s) = scale {
         if s.len() != shift.len() {
             candle_core::bail!("channel affine: {} scales for {} shifts", s.len(), shift.len());
@@ -220,7 +222,8 @@ pub fn channel_affine(x: &Tensor, scale: Option<&[f32]>, shift: &[f32], residual
     if !fused_applies(x) || residual.is_some_and(|r| !fused_applies(r)) {
         return channel_affine_composed(x, scale, shift, residual, act);
     }
-    let coef = Coefficients { scale: scale.map(<[f32]>::to_vec), shift: shift.to_vec(), act };
+    let to_f32 = |v: &[f64]| v.iter().map(|&c| c as f32).collect::<Vec<f32>>();
+    let coef = Coefficients { scale: scale.map(to_f32), shift: to_f32(shift), act };
     match residual {
         None => x.contiguous()?.apply_op1(Affine(coef)),
         Some(r) => x.contiguous()?.apply_op2(&r.contiguous()?, AffineResidual(coef)),

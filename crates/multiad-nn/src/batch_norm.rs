@@ -277,10 +277,10 @@ impl BatchNorm {
 
     /// The evaluation-mode map as per-channel (scale, shift):
     /// γ/√(running_var + ε) and β − running_mean · scale.
-    pub fn eval_coefficients(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+    pub fn eval_coefficients(&self) -> Result<(Vec<f64>, Vec<f64>)> {
         let scale = (self.weight.detach() / (self.running_var.as_tensor().detach() + self.eps)?.sqrt()?)?;
         let shift = (self.bias.detach() - (self.running_mean.as_tensor().detach() * &scale)?)?;
-        Ok((scale.to_dtype(DType::F32)?.to_vec1()?, shift.to_dtype(DType::F32)?.to_vec1()?))
+        Ok((scale.to_dtype(DType::F64)?.to_vec1()?, shift.to_dtype(DType::F64)?.to_vec1()?))
     }
 }
 

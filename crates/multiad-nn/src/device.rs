@@ -105,6 +105,38 @@ fn open_cuda(n: usize) -> Result<Device, String> {
 
 thread_local! {
     static GENERIC_ONLY: Cell<bool> = const { Cell::new(false) };
+    static FLOAT64: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every network built inside it in float64: parameters,
+/// loaded weights and everything computed from them. For the differential
+/// test only (`crates/multiad/tests/golden.rs`), which compares the
+/// arithmetic with PyTorch's float64 where float32 rounding alone exceeds
+/// the tolerance (the `paper` scale); float64 takes the generic op paths
+/// and is far too slow to train with. Applies to this thread only.
+pub fn with_float64<R>(f: impl FnOnce() -> R) -> R {
+    let previous = FLOAT64.with(|d| d.replace(true));
+    let _reset = ResetOnDrop(&FLOAT64, previous);
+    f()
+}
+
+/// The dtype networks are built in: f32, or f64 inside [`with_float64`].
+pub fn parameter_dtype() -> DType {
+    if FLOAT64.with(Cell::get) {
+        DType::F64
+    } else {
+        DType::F32
+    }
+}
+
+/// Restores a thread-local switch when the scope that set it ends, panics
+/// included.
+struct ResetOnDrop(&'static std::thread::LocalKey<Cell<bool>>, bool);
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        self.0.with(|c| c.set(self.1));
+    }
 }
 
 /// Runs `f` with every op of this crate on its generic path (a composition
@@ -113,13 +145,8 @@ thread_local! {
 /// tests compare each op, and a whole training step, on both paths. Applies
 /// to this thread only.
 pub fn with_generic_ops<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            GENERIC_ONLY.with(|g| g.set(self.0));
-        }
-    }
-    let _reset = Reset(GENERIC_ONLY.with(|g| g.replace(true)));
+    let previous = GENERIC_ONLY.with(|g| g.replace(true));
+    let _reset = ResetOnDrop(&GENERIC_ONLY, previous);
     f()
 }
 

@@ -40,9 +40,10 @@ impl ParamStore {
         Self { inner: Arc::new(Inner { vars: Mutex::new(BTreeMap::new()), rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)) }) }
     }
 
-    /// A candle-nn `VarBuilder` whose variables live in this store.
+    /// A candle-nn `VarBuilder` whose variables live in this store, in f32
+    /// (f64 inside [`crate::device::with_float64`]).
     pub fn var_builder(&self, device: &Device) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(self.clone()), DType::F32, device.clone())
+        VarBuilder::from_backend(Box::new(self.clone()), crate::device::parameter_dtype(), device.clone())
     }
 
     /// Trainable variables (not batch-norm statistics), sorted by name.

@@ -5,20 +5,22 @@
 //! every device. On the CPU in f32 bilinear resizing is a direct two-tap
 //! kernel instead (with the transposed kernel as its backward): the dense
 //! matrices multiplied mostly zeros and needed two transposed copies.
+//! The matrices are built in f64 and take the input's dtype when applied,
+//! so that a float64 network (`device::with_float64`) resamples exactly.
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Interpolation weights of PyTorch's bilinear resize with
 /// `align_corners=False` and no antialiasing, as an (out x inp) row-major matrix.
-pub fn bilinear_matrix(out: usize, inp: usize) -> Vec<f32> {
-    let mut m = vec![0f32; out * inp];
+pub fn bilinear_matrix(out: usize, inp: usize) -> Vec<f64> {
+    let mut m = vec![0f64; out * inp];
     let scale = inp as f64 / out as f64;
     for i in 0..out {
         let src = ((i as f64 + 0.5) * scale - 0.5).max(0.0);
         let i0 = (src.floor() as usize).min(inp - 1);
         let i1 = (i0 + 1).min(inp - 1);
-        let l1 = (src - i0 as f64) as f32;
+        let l1 = src - i0 as f64;
         m[i * inp + i0] += 1.0 - l1;
         m[i * inp + i1] += l1;
     }
@@ -30,14 +32,14 @@ pub fn bilinear_matrix(out: usize, inp: usize) -> Vec<f32> {
 /// (a network's receptive-field centres, not the half-pixel convention):
 /// output pixel p reads source position (p − first) · inp/out, clamped to
 /// the outermost cells. `first` = (out/inp − 1)/2 gives [`bilinear_matrix`].
-pub fn bilinear_matrix_centred(out: usize, inp: usize, first: f64) -> Vec<f32> {
-    let mut m = vec![0f32; out * inp];
+pub fn bilinear_matrix_centred(out: usize, inp: usize, first: f64) -> Vec<f64> {
+    let mut m = vec![0f64; out * inp];
     let step = out as f64 / inp as f64;
     for i in 0..out {
         let src = ((i as f64 - first) / step).clamp(0.0, (inp - 1) as f64);
         let i0 = (src.floor() as usize).min(inp - 1);
         let i1 = (i0 + 1).min(inp - 1);
-        let l1 = (src - i0 as f64) as f32;
+        let l1 = src - i0 as f64;
         m[i * inp + i0] += 1.0 - l1;
         m[i * inp + i1] += l1;
     }
@@ -69,23 +71,23 @@ fn reflect(mut j: i64, n: i64) -> usize {
 
 /// Gaussian smoothing along one axis of length n with reflect borders, as an
 /// (n x n) matrix.
-pub fn gaussian_matrix(n: usize, sigma: f64) -> Vec<f32> {
+pub fn gaussian_matrix(n: usize, sigma: f64) -> Vec<f64> {
     let k = gaussian_kernel_size(sigma);
     let r = (k / 2) as i64;
     let w: Vec<f64> = (-r..=r).map(|x| (-(x * x) as f64 / (2.0 * sigma * sigma)).exp()).collect();
     let total: f64 = w.iter().sum();
-    let mut m = vec![0f32; n * n];
+    let mut m = vec![0f64; n * n];
     for i in 0..n {
         for (t, wt) in w.iter().enumerate() {
             let j = reflect(i as i64 + t as i64 - r, n as i64);
-            m[i * n + j] += (wt / total) as f32;
+            m[i * n + j] += wt / total;
         }
     }
     m
 }
 
 /// `A · X · Bᵀ` on the last two dimensions of a (N, C, H, W) tensor.
-pub fn separable(x: &Tensor, a: &[f32], out_h: usize, b: &[f32], out_w: usize) -> Result<Tensor> {
+pub fn separable(x: &Tensor, a: &[f64], out_h: usize, b: &[f64], out_w: usize) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let dev: &Device = x.device();
     let bt = Tensor::from_slice(b, (out_w, w), dev)?.to_dtype(x.dtype())?.t()?;
@@ -269,12 +271,12 @@ mod tests {
         // torch.nn.functional.interpolate(torch.arange(4.).view(1,1,1,4), size=(1,8), mode="bilinear")
         // -> [0, .25, .75, 1.25, 1.75, 2.25, 2.75, 3]
         let m = bilinear_matrix(8, 4);
-        let x = [0.0f32, 1.0, 2.0, 3.0];
-        let y: Vec<f32> = (0..8).map(|i| (0..4).map(|j| m[i * 4 + j] * x[j]).sum()).collect();
+        let x = [0.0f64, 1.0, 2.0, 3.0];
+        let y: Vec<f64> = (0..8).map(|i| (0..4).map(|j| m[i * 4 + j] * x[j]).sum()).collect();
         assert_eq!(y, vec![0.0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0]);
         // Downsampling by 2 averages neighbours: [0.5, 2.5].
         let m = bilinear_matrix(2, 4);
-        let y: Vec<f32> = (0..2).map(|i| (0..4).map(|j| m[i * 4 + j] * x[j]).sum()).collect();
+        let y: Vec<f64> = (0..2).map(|i| (0..4).map(|j| m[i * 4 + j] * x[j]).sum()).collect();
         assert_eq!(y, vec![0.5, 2.5]);
     }
 
@@ -284,7 +286,7 @@ mod tests {
         for (out, inp) in [(8, 4), (256, 8), (256, 64), (7, 3)] {
             let a = bilinear_matrix(out, inp);
             let b = bilinear_matrix_centred(out, inp, (out as f64 / inp as f64 - 1.0) / 2.0);
-            assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6), "{out} {inp}");
+            assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-12), "{out} {inp}");
         }
         // TF "SAME" stride 4: cell i is centred on pixel 4i + 3, so pixel
         // 4i + 3 reads cell i alone, and the pixels before 3 read cell 0.
@@ -302,11 +304,11 @@ mod tests {
         assert_eq!(gaussian_kernel_size(4.0), 33);
         let m = gaussian_matrix(40, 4.0);
         for i in 0..40 {
-            let s: f32 = m[i * 40..(i + 1) * 40].iter().sum();
-            assert!((s - 1.0).abs() < 1e-5);
+            let s: f64 = m[i * 40..(i + 1) * 40].iter().sum();
+            assert!((s - 1.0).abs() < 1e-12);
         }
         // Symmetric in the interior.
-        assert!((m[20 * 40 + 17] - m[20 * 40 + 23]).abs() < 1e-7);
+        assert!((m[20 * 40 + 17] - m[20 * 40 + 23]).abs() < 1e-15);
         assert_eq!(reflect(-1, 5), 1);
         assert_eq!(reflect(5, 5), 3);
         assert_eq!(reflect(-7, 5), 1);

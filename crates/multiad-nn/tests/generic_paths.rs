@@ -111,8 +111,8 @@ fn max_pooling(side: &Side) {
 }
 
 fn channel_tails(side: &Side) {
-    let scale = [0.5f32, -1.5, 2.0];
-    let shift = [0.1f32, 0.0, -0.3];
+    let scale = [0.5f64, -1.5, 2.0];
+    let shift = [0.1f64, 0.0, -0.3];
     for act in [Activation::Identity, Activation::Relu, Activation::Relu6] {
         compare(side, &format!("channel_affine {act:?}"), &[&[2, 3, 4, 5]], |t| channel_affine(&t[0], Some(&scale), &shift, None, act));
         compare(side, &format!("channel_affine + residual {act:?}"), &[&[2, 3, 4, 5], &[2, 3, 4, 5]], |t| {

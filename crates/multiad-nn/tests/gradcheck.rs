@@ -290,8 +290,8 @@ fn channel_affine_matches_candles_ops() {
     use multiad_nn::affine::{channel_affine, channel_affine_composed, Activation};
     let dev = Device::Cpu;
     let shape = (2, 3, 5, 7);
-    let scale = [4.0f32, -2.5, 0.5];
-    let shift = [3.0f32, 1.0, -0.2];
+    let scale = [4.0f64, -2.5, 0.5];
+    let shift = [3.0f64, 1.0, -0.2];
     for act in [Activation::Identity, Activation::Relu, Activation::Relu6] {
         for (with_scale, with_residual) in [(false, false), (true, false), (false, true), (true, true)] {
             let x = Var::from_vec(random(shape, 110), shape, &dev).unwrap();
@@ -334,7 +334,7 @@ fn channel_affine_gradients_against_finite_differences() {
     let dev = Device::Cpu;
     let shape = (2, 3, 4, 5);
     let other = Tensor::from_vec(random(shape, 120), shape, &dev).unwrap();
-    let (scale, shift) = ([4.0f32, -2.5, 0.5], [3.0f32, 1.0, -0.2]);
+    let (scale, shift) = ([4.0f64, -2.5, 0.5], [3.0f64, 1.0, -0.2]);
     for act in [Activation::Identity, Activation::Relu, Activation::Relu6] {
         check(|x| channel_affine(x, Some(&scale), &shift, Some(&other), act).unwrap(), shape, 121);
         check(|r| channel_affine(&other, Some(&scale), &shift, Some(r), act).unwrap(), shape, 122);

@@ -85,7 +85,7 @@ pub fn fuse(maps: &[Tensor], stats: Option<&FusionStats>, grid: CellGrid, h: usi
 
 /// Eq 15: φ = max of the smoothed map, per image.
 pub fn image_scores(map: &Tensor) -> Result<Vec<f32>> {
-    map.flatten_from(1)?.max(1)?.to_vec1::<f32>()
+    map.flatten_from(1)?.max(1)?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()
 }
 
 /// Running sums for Ψ's statistics.
@@ -105,9 +105,10 @@ impl StatsAccumulator {
             self.count = vec![0.0; maps.len()];
         }
         for (n, m) in maps.iter().enumerate() {
-            let v = m.flatten_all()?.to_vec1::<f32>()?;
-            self.sum[n] += v.iter().map(|&x| x as f64).sum::<f64>();
-            self.sum_sq[n] += v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+            // In f64 whatever the map's dtype (exact for f32 values).
+            let v = m.flatten_all()?.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
+            self.sum[n] += v.iter().sum::<f64>();
+            self.sum_sq[n] += v.iter().map(|&x| x * x).sum::<f64>();
             self.count[n] += v.len() as f64;
         }
         self.images += maps.first().map(|m| m.dim(0)).transpose()?.unwrap_or(0);
