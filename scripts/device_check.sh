@@ -16,7 +16,8 @@
 #   2. the smoke differential test on the GPU: one Multi-AD training step
 #      and the map against the committed PyTorch fixture;
 #   3. the same at the `paper` scale (random WideResNet-50-2 weights, batch
-#      2; PyTorch makes the fixture there), when numpy and PyYAML import;
+#      2; PyTorch makes the fixtures there), when numpy and PyYAML import:
+#      float32 printed, float64 required;
 #   4. `xtask bench model --preset paper --device cuda` against
 #      scripts/bench_torch.py on the same GPU, with the ratio;
 #   5. one epoch of the `paper` preset on a synthetic 256 px category:
@@ -90,15 +91,25 @@ EOF
   step "ops on the GPU against the CPU kernels" "$bin/generic_paths" cuda_matches_the_cpu_kernels --nocapture --test-threads 1
 
   step "smoke differential test on the GPU" env MULTIAD_GOLDEN="$PWD/crates/multiad/tests/fixtures/smoke_golden.safetensors" \
-    MULTIAD_GOLDEN_CONFIG="$PWD/experiments/smoke.yaml" "$bin/golden" on_a_gpu_too --nocapture
+    MULTIAD_GOLDEN_CONFIG="$PWD/experiments/smoke.yaml" "$bin/golden" on_a_gpu --nocapture
 
   # The paper-scale inputs (random WideResNet-50-2 weights) serve steps 3 and 5.
   step "paper inputs" "$bin/golden_inputs" experiments/paper.yaml "$work/paper" 2
   if python3 -c "import torch, numpy, yaml" 2>/dev/null; then
     step "paper differential fixture (PyTorch)" python3 scripts/golden_fixture.py --config "$work/paper/config.yaml" \
       --inputs "$work/paper/inputs.safetensors" --out "$work/paper/golden.safetensors" --frozen-d
-    step "paper differential test on the GPU" env MULTIAD_GOLDEN="$work/paper/golden.safetensors" \
-      MULTIAD_GOLDEN_CONFIG="$work/paper/config.yaml" MULTIAD_GOLDEN_FROZEN_D=1 "$bin/golden" on_a_gpu_too --nocapture
+    # float32 does not determine the student's gradients to 1e-4 at this
+    # scale (PyTorch against itself on the CPU: 7.5e-3, docs/multiad.md,
+    # "Differential test"), so the float32 comparison is printed and the
+    # float64 one is required.
+    echo "== paper differential test on the GPU, float32 (printed only)"
+    env MULTIAD_GOLDEN="$work/paper/golden.safetensors" MULTIAD_GOLDEN_CONFIG="$work/paper/config.yaml" MULTIAD_GOLDEN_FROZEN_D=1 \
+      "$bin/golden" on_a_gpu_too --exact --nocapture 2>&1 | grep -E "worst|differ|test result" || true
+    step "paper differential fixture in float64 (PyTorch)" python3 scripts/golden_fixture.py --config "$work/paper/config.yaml" \
+      --inputs "$work/paper/inputs.safetensors" --out "$work/paper/golden64.safetensors" --frozen-d --float64
+    step "paper differential test on the GPU in float64" env MULTIAD_GOLDEN="$work/paper/golden.safetensors" \
+      MULTIAD_GOLDEN_F64="$work/paper/golden64.safetensors" MULTIAD_GOLDEN_CONFIG="$work/paper/config.yaml" MULTIAD_GOLDEN_FROZEN_D=1 \
+      "$bin/golden" on_a_gpu_in_float64_too --nocapture
     step "paper networks: multiad against PyTorch on the GPU" "$bin/xtask" bench model --preset paper --device cuda --batch 8 --rounds 2
   else
     echo "SKIPPED: paper differential test and model bench (torch, numpy or PyYAML does not import)"

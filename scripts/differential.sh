@@ -56,7 +56,7 @@ for p in "${presets[@]}"; do
     [ "${filter[0]}" = --skip ] && { filter+=("$1"); shift; }
     env MULTIAD_GOLDEN="$out" MULTIAD_GOLDEN_CONFIG="$dir/config.yaml" MULTIAD_GOLDEN_FROZEN_D=${#frozen[@]} "$@" \
       cargo test --quiet -p multiad --test golden -- "${filter[@]}" --nocapture 2>&1 \
-      | grep -E "preset|worst|differ|relative error|test result|Adam step" | awk '/relative error/ && ++n > 10 { next } { print }'
+      | grep -E "preset|worst|differ|relative error|test result|Adam step" | awk '/: relative error / && ++n > 10 { next } { print }'
     # (the first 10 tensors of a failure; MULTIAD_GOLDEN_VERBOSE=1 lists every comparison)
   }
   # (1) float32's own spread.

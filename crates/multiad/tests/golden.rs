@@ -127,6 +127,15 @@ fn on_a_gpu_too() {
     }
 }
 
+/// The float64 model on the GPU (`scripts/device_check.sh` at the `paper`
+/// scale, with a float64 fixture).
+#[test]
+fn on_a_gpu_in_float64_too() {
+    if let Some(gpu) = multiad_nn::device::gpu_for_tests() {
+        multiad_nn::device::with_float64(|| compare_with_pytorch(&gpu, DType::F64));
+    }
+}
+
 /// The fixture is read on the CPU; the model and its batch live on `dev`
 /// and compute in `dtype` (f64 only inside `with_float64`).
 fn compare_with_pytorch(dev: &Device, dtype: DType) {
