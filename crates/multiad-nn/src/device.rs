@@ -199,4 +199,21 @@ mod tests {
         assert!(m.contains("batches of 8") && m.contains("batch_size") && m.contains("--resume"), "{m}");
         assert!(out_of_memory_advice(&candle_core::Error::Msg("shape mismatch".into()), 8).is_none());
     }
+
+    #[test]
+    fn float64_applies_inside_its_scope_only_even_after_a_panic() {
+        let store = crate::ParamStore::new(0);
+        let dev = Device::Cpu;
+        let inside = with_float64(|| store.var_builder(&dev).get((2, 3), "w64").unwrap());
+        assert_eq!(inside.dtype(), DType::F64);
+        assert_eq!(store.var_builder(&dev).get((2, 3), "w32").unwrap().dtype(), DType::F32);
+        assert!(std::panic::catch_unwind(|| with_float64(|| panic!("inside"))).is_err());
+        assert_eq!(parameter_dtype(), DType::F32);
+        // Nested scopes restore what was there before them.
+        with_float64(|| {
+            with_generic_ops(|| assert_eq!(parameter_dtype(), DType::F64));
+            assert_eq!(parameter_dtype(), DType::F64);
+        });
+        assert_eq!(parameter_dtype(), DType::F32);
+    }
 }
