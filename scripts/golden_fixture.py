@@ -220,7 +220,27 @@ elif tkind == "wide_resnet50_2":
         return [outs[l] for l in layers]
 else:
     raise SystemExit(f"teacher kind {tkind!r} is not mirrored here")
-student = lambda x, train: resnet(x, sP, sB, train, sc["blocks"], sc.get("dilation", True), sc.get("se", True), sc.get("fusion", True), same, linear)
+unframed_teacher = teacher
+unframed_student = lambda x, train: resnet(x, sP, sB, train, sc["blocks"], sc.get("dilation", True), sc.get("se", True), sc.get("fusion", True), same, linear)
+# reflect_pad: both networks see the image framed by its mirror image
+# (F.pad's reflect mode); critical layer n (stride 4·2^n) is cropped by
+# pad / stride cells on each side, back to the image's cells.
+PAD = cfg.get("reflect_pad", 0)
+
+
+def framed(net):
+    if PAD == 0:
+        return net
+
+    def run(x, *args):
+        outs = net(F.pad(x, (PAD, PAD, PAD, PAD), mode="reflect"), *args)
+        return [f[:, :, PAD // (4 << n) : f.shape[2] - PAD // (4 << n), PAD // (4 << n) : f.shape[3] - PAD // (4 << n)] for n, f in enumerate(outs)]
+
+    return run
+
+
+teacher = framed(unframed_teacher)
+student = framed(unframed_student)
 grid = min(dc.get("grid", 8), cfg["image_size"] // 32)
 slope = dc.get("leaky_slope", 0.2)
 

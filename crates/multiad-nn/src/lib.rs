@@ -77,7 +77,7 @@ pub use guided::guided_relu;
 pub use optimiser::Optimiser;
 pub use params::ParamStore;
 pub use pool::max_pool2d;
-pub use resample::{gaussian_blur, gaussian_kernel_size, resize_bilinear, resize_bilinear_centred};
+pub use resample::{gaussian_blur, gaussian_kernel_size, reflect_pad2d, resize_bilinear, resize_bilinear_centred};
 pub use runtime::set_default_threads;
 
 use candle_core::{Result, Tensor};

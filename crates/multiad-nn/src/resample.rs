@@ -69,6 +69,25 @@ fn reflect(mut j: i64, n: i64) -> usize {
     }
 }
 
+/// Pads the last two dimensions of a (N, C, H, W) tensor by `pad` on every
+/// side, mirroring without repeating the edge (PyTorch's `reflect` mode).
+/// A gather (index_select), so it runs on every device and dtype and passes
+/// gradients back to the pixels it copied.
+pub fn reflect_pad2d(x: &Tensor, pad: usize) -> Result<Tensor> {
+    if pad == 0 {
+        return Ok(x.clone());
+    }
+    let (_, _, h, w) = x.dims4()?;
+    if pad >= h || pad >= w {
+        candle_core::bail!("reflect padding of {pad} px needs a larger input than {h}x{w}");
+    }
+    let index = |n: usize| -> Result<Tensor> {
+        let ids: Vec<u32> = (0..n + 2 * pad).map(|k| reflect(k as i64 - pad as i64, n as i64) as u32).collect();
+        Tensor::from_vec(ids, n + 2 * pad, x.device())
+    };
+    x.index_select(&index(h)?, 2)?.index_select(&index(w)?, 3)
+}
+
 /// Gaussian smoothing along one axis of length n with reflect borders, as an
 /// (n x n) matrix.
 pub fn gaussian_matrix(n: usize, sigma: f64) -> Vec<f64> {
@@ -312,5 +331,17 @@ mod tests {
         assert_eq!(reflect(-1, 5), 1);
         assert_eq!(reflect(5, 5), 3);
         assert_eq!(reflect(-7, 5), 1);
+    }
+
+    #[test]
+    fn reflect_padding_mirrors_without_repeating_the_edge() {
+        let x = Tensor::arange(0f32, 12.0, &Device::Cpu).unwrap().reshape((1, 1, 3, 4)).unwrap();
+        let y = reflect_pad2d(&x, 2).unwrap();
+        assert_eq!(y.dims4().unwrap(), (1, 1, 7, 8));
+        // Row 0 of the padded tensor is image row 2, its column 0 image column 2.
+        let rows: Vec<Vec<f32>> = y.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        assert_eq!(rows[0], vec![10.0, 9.0, 8.0, 9.0, 10.0, 11.0, 10.0, 9.0]);
+        assert_eq!(rows[2][2..6], [0.0, 1.0, 2.0, 3.0]);
+        assert!(reflect_pad2d(&x, 3).is_err());
     }
 }

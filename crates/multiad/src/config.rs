@@ -23,6 +23,12 @@ pub struct ExperimentConfig {
     pub device: DeviceSpec,
     /// Input side (square); must be divisible by 32 (the deepest stride).
     pub image_size: u32,
+    /// Pixels of mirrored image (PyTorch's `reflect` padding) put round
+    /// every image before the teacher and the student, whose critical
+    /// layers are then cropped back to the image's cells (`frame.rs`). 0 =
+    /// none: the networks zero-pad the image itself, as the paper's
+    /// networks do. A multiple of 32 (the deepest stride) below `image_size`.
+    pub reflect_pad: u32,
     pub teacher: TeacherConfig,
     pub student: StudentConfig,
     pub discriminator: DiscriminatorConfig,
@@ -39,6 +45,7 @@ impl Default for ExperimentConfig {
             seed: 0,
             device: DeviceSpec::Cpu,
             image_size: 256,
+            reflect_pad: 0,
             teacher: TeacherConfig::default(),
             student: StudentConfig::default(),
             discriminator: DiscriminatorConfig::default(),
@@ -349,6 +356,12 @@ impl ConfigFile for ExperimentConfig {
         let t = &self.train;
         if self.image_size == 0 || self.image_size % 32 != 0 {
             return Err(format!("`image_size` must be a positive multiple of 32 (the deepest stride), got {}", self.image_size));
+        }
+        if self.reflect_pad % 32 != 0 || self.reflect_pad >= self.image_size {
+            return Err(format!(
+                "`reflect_pad` must be a multiple of 32 (the deepest stride) below `image_size` ({}), got {}",
+                self.image_size, self.reflect_pad
+            ));
         }
         positive("train.lr", t.lr)?;
         positive("train.disc_lr", t.disc_lr)?;

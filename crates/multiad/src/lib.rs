@@ -10,6 +10,7 @@ pub mod anomaly_map;
 pub mod config;
 pub mod detector;
 pub mod discriminator;
+pub mod frame;
 pub mod loss;
 pub mod model;
 pub mod student;

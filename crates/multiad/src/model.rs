@@ -39,7 +39,7 @@ impl MultiAd {
         let teacher = Teacher::build(cfg, device)?;
         let student_params = ParamStore::new(cfg.seed);
         let scfg = StudentConfig { padding: cfg.student_padding(), ..cfg.student.clone() };
-        let student = Student::new(&scfg, teacher.channels(), student_params.var_builder(device))?;
+        let student = Student::new(&scfg, teacher.channels(), student_params.var_builder(device))?.framed(cfg.reflect_pad as usize);
         let disc_params = ParamStore::new(cfg.seed ^ streams::DISCRIMINATOR);
         let disc = if cfg.discriminator.enabled {
             let deepest = cfg.image_size as usize / 32;

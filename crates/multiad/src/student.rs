@@ -144,6 +144,8 @@ pub struct Student {
     /// resolved against the teacher by `MultiAd::build` and means
     /// symmetric here.
     same: bool,
+    /// `reflect_pad` (see [`Student::framed`]); 0 unless set.
+    reflect_pad: usize,
 }
 
 impl Student {
@@ -179,11 +181,24 @@ impl Student {
                 });
             }
         }
-        Ok(Self { stem, stem_bn, stages, fuse, linear_outputs: cfg.linear_outputs, same })
+        Ok(Self { stem, stem_bn, stages, fuse, linear_outputs: cfg.linear_outputs, same, reflect_pad: 0 })
+    }
+
+    /// The same student run on images framed by `pad` px of their mirror
+    /// image, its critical layers cropped back to the image's cells
+    /// (`reflect_pad`, `frame.rs`): the teacher's framing, so that both
+    /// compare the same cells.
+    pub fn framed(self, pad: usize) -> Self {
+        Self { reflect_pad: pad, ..self }
     }
 
     /// The four critical-layer features; `train` puts batch norm in training mode.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        let framed = crate::frame::frame(x, self.reflect_pad)?;
+        crate::frame::crop(self.forward_unframed(&framed, train)?, self.reflect_pad)
+    }
+
+    fn forward_unframed(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         let mut h = if self.same {
             // 7x7/2 and 3x3/2 padded as "SAME"; the pool's zeros act as -inf
             // because its input is a ReLU's output.

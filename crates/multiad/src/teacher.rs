@@ -18,6 +18,8 @@ pub struct Teacher {
     net: Net,
     layers: Vec<usize>,
     channels: [usize; 4],
+    /// `reflect_pad`: the mirrored frame put round each image.
+    reflect_pad: usize,
 }
 
 /// Where the weights of each teacher are published.
@@ -78,7 +80,7 @@ impl Teacher {
             }
             channels[i] = c;
         }
-        Ok(Self { net, layers, channels })
+        Ok(Self { net, layers, channels, reflect_pad: cfg.reflect_pad as usize })
     }
 
     pub fn channels(&self) -> [usize; 4] {
@@ -95,8 +97,10 @@ impl Teacher {
     }
 
     /// The four critical-layer features of a batch of ImageNet-normalised
-    /// images, detached from any graph.
+    /// images, detached from any graph (of the framed image, cropped back to
+    /// the image's cells, under `reflect_pad`).
     pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let x = &crate::frame::frame(x, self.reflect_pad)?;
         let all = match &self.net {
             Net::Backbone(b) => {
                 let deepest = self.layers.iter().max().map_or(0, |l| l + 1);
@@ -104,6 +108,6 @@ impl Teacher {
             }
             Net::Random(s, _) => s.forward(x, false)?,
         };
-        Ok(self.layers.iter().map(|&l| all[l].detach()).collect())
+        crate::frame::crop(self.layers.iter().map(|&l| all[l].detach()).collect(), self.reflect_pad)
     }
 }

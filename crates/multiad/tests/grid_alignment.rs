@@ -71,7 +71,7 @@ fn centres(levels: &[Tensor], x: &Var) -> Vec<(usize, f64)> {
         .collect()
 }
 
-fn student_centres(padding: StudentPadding) -> Vec<(usize, f64)> {
+fn student_centres(padding: StudentPadding, reflect_pad: usize) -> Vec<(usize, f64)> {
     let dev = Device::Cpu;
     let cfg = StudentConfig {
         stem_channels: 4,
@@ -85,7 +85,7 @@ fn student_centres(padding: StudentPadding) -> Vec<(usize, f64)> {
         ..StudentConfig::default()
     };
     let store = ParamStore::new(0);
-    let student = Student::new(&cfg, [4, 4, 4, 4], store.var_builder(&dev)).unwrap();
+    let student = Student::new(&cfg, [4, 4, 4, 4], store.var_builder(&dev)).unwrap().framed(reflect_pad);
     make_averaging(&store);
     centres_both(|x| student.forward(x, false).unwrap(), 0.25, 0.75)
 }
@@ -106,8 +106,8 @@ fn lite0_cells_sit_at_s_i_plus_s_minus_1_and_the_same_padded_student_matches() {
         0.25,
         0.75,
     );
-    let same = student_centres(StudentPadding::Same);
-    let symmetric = student_centres(StudentPadding::Symmetric);
+    let same = student_centres(StudentPadding::Same, 0);
+    let symmetric = student_centres(StudentPadding::Symmetric, 0);
     for ((t, s), y) in teacher.iter().zip(&same).zip(&symmetric) {
         let stride = t.0;
         let i = (SIZE / stride / 2) as f64;
@@ -115,5 +115,17 @@ fn lite0_cells_sit_at_s_i_plus_s_minus_1_and_the_same_padded_student_matches() {
         assert_eq!(t.1, s_f * i + s_f - 1.0, "teacher at stride {stride}");
         assert_eq!(s.1, t.1, "same-padded student at stride {stride}");
         assert_eq!(y.1, s_f * i, "symmetric student at stride {stride}");
+    }
+}
+
+/// `reflect_pad`: the frame is cropped off by whole cells, so every cell of
+/// the framed student sits on the pixels of the unframed one's.
+#[test]
+fn a_reflect_framed_student_keeps_its_cells_on_the_same_pixels() {
+    for padding in [StudentPadding::Same, StudentPadding::Symmetric] {
+        let plain = student_centres(padding, 0);
+        for pad in [32, 64] {
+            assert_eq!(student_centres(padding, pad), plain, "{padding:?}, reflect_pad {pad}");
+        }
     }
 }
