@@ -240,7 +240,8 @@ def framed(net):
 
 
 teacher = framed(unframed_teacher)
-student = framed(unframed_student)
+# reflect_pad_networks: teacher leaves the student unframed.
+student = framed(unframed_student) if cfg.get("reflect_pad_networks", "both") == "both" else unframed_student
 grid = min(dc.get("grid", 8), cfg["image_size"] // 32)
 slope = dc.get("leaky_slope", 0.2)
 

@@ -29,6 +29,12 @@ pub struct ExperimentConfig {
     /// none: the networks zero-pad the image itself, as the paper's
     /// networks do. A multiple of 32 (the deepest stride) below `image_size`.
     pub reflect_pad: u32,
+    /// Which networks `reflect_pad` frames: `both` (the same cells compared
+    /// with the same context), or the `teacher` only, whose targets then
+    /// describe mirrored image where its receptive fields leave the image,
+    /// while the student, trained from scratch, pads with zeros as without
+    /// a frame (and costs no more than without one).
+    pub reflect_pad_networks: FramedNetworks,
     pub teacher: TeacherConfig,
     pub student: StudentConfig,
     pub discriminator: DiscriminatorConfig,
@@ -46,6 +52,7 @@ impl Default for ExperimentConfig {
             device: DeviceSpec::Cpu,
             image_size: 256,
             reflect_pad: 0,
+            reflect_pad_networks: FramedNetworks::Both,
             teacher: TeacherConfig::default(),
             student: StudentConfig::default(),
             discriminator: DiscriminatorConfig::default(),
@@ -53,6 +60,14 @@ impl Default for ExperimentConfig {
             inference: InferenceConfig::default(),
         }
     }
+}
+
+/// `reflect_pad_networks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FramedNetworks {
+    Both,
+    Teacher,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -414,5 +429,27 @@ impl ConfigFile for ExperimentConfig {
             return Err("`teacher.random_channels` needs four positive entries".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn parse(text: &str) -> anyhow::Result<ExperimentConfig> {
+        ExperimentConfig::from_yaml_str(text, Path::new("exp.yaml"))
+    }
+
+    #[test]
+    fn reflect_pad_is_a_multiple_of_32_below_the_image_size() {
+        let ok = parse("reflect_pad: 32\nreflect_pad_networks: teacher\n").unwrap();
+        assert_eq!((ok.reflect_pad, ok.reflect_pad_networks), (32, FramedNetworks::Teacher));
+        for bad in ["reflect_pad: 16\n", "image_size: 64\nreflect_pad: 64\n"] {
+            let e = format!("{:#}", parse(bad).unwrap_err());
+            assert!(e.contains("reflect_pad") && e.contains("exp.yaml"), "{e}");
+        }
+        let e = format!("{:#}", parse("reflect_pad_networks: student\n").unwrap_err());
+        assert!(e.contains("reflect_pad_networks"), "{e}");
     }
 }

@@ -9,7 +9,7 @@ use multiad_detector::epochs::prefixed;
 use multiad_nn::ParamStore;
 
 use crate::anomaly_map::{fuse, image_scores, layer_maps, FusionStats};
-use crate::config::{ExperimentConfig, StudentConfig};
+use crate::config::{ExperimentConfig, FramedNetworks, StudentConfig};
 use crate::discriminator::Discriminator;
 use crate::student::Student;
 use crate::teacher::Teacher;
@@ -39,7 +39,11 @@ impl MultiAd {
         let teacher = Teacher::build(cfg, device)?;
         let student_params = ParamStore::new(cfg.seed);
         let scfg = StudentConfig { padding: cfg.student_padding(), ..cfg.student.clone() };
-        let student = Student::new(&scfg, teacher.channels(), student_params.var_builder(device))?.framed(cfg.reflect_pad as usize);
+        let student_frame = match cfg.reflect_pad_networks {
+            FramedNetworks::Both => cfg.reflect_pad as usize,
+            FramedNetworks::Teacher => 0,
+        };
+        let student = Student::new(&scfg, teacher.channels(), student_params.var_builder(device))?.framed(student_frame);
         let disc_params = ParamStore::new(cfg.seed ^ streams::DISCRIMINATOR);
         let disc = if cfg.discriminator.enabled {
             let deepest = cfg.image_size as usize / 32;
