@@ -39,7 +39,9 @@ for f in "$cu"/lib/lib*.so.*; do
 done
 ln -sfn "$toolkit/lib" "$toolkit/lib64"
 if [ ! -f "$stub/libcuda.so" ]; then
-  cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* 2>/dev/null | sort -V | tail -n1)
+  # `|| true`: on a new machine nothing has unpacked cudarc yet, and under
+  # pipefail the failing ls would end the script here without a word.
+  cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* 2>/dev/null | sort -V | tail -n1 || true)
   if [ -z "$cudarc" ]; then
     cargo fetch --locked >/dev/null
     cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* | sort -V | tail -n1)
