@@ -62,6 +62,29 @@ pub struct FusionStats {
     /// Largest image score on the training images (scales heat maps).
     pub train_max_score: f64,
     pub images: usize,
+    /// `inference.psi_centre: position`: each layer's per-cell means over
+    /// the training images (row-major, the layer map's h x w); `std` is then
+    /// the spread about them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_mean: Option<Vec<Vec<f64>>>,
+}
+
+impl FusionStats {
+    /// What Ψ subtracts from layer `n`'s (B, 1, h, w) map: one mean, or a
+    /// (1, 1, h, w) map of them.
+    fn centre(&self, n: usize, m: &Tensor) -> Result<Tensor> {
+        match &self.position_mean {
+            None => m - self.mean[n],
+            Some(pm) => {
+                let (_, _, h, w) = m.dims4()?;
+                if pm[n].len() != h * w {
+                    candle_core::bail!("Ψ's position means of layer {} have {} cells, its map {h}x{w}", n + 1, pm[n].len());
+                }
+                let mu = Tensor::from_vec(pm[n].clone(), (1, 1, h, w), m.device())?.to_dtype(m.dtype())?;
+                m.broadcast_sub(&mu)
+            }
+        }
+    }
 }
 
 /// Eq 13 for every critical layer: (B, 1, h_n, w_n) each.
@@ -75,7 +98,7 @@ pub fn layer_maps(t: &[Tensor], s: &[Tensor]) -> Result<Vec<Tensor>> {
 pub fn fuse(maps: &[Tensor], stats: Option<&FusionStats>, grid: CellGrid, h: usize, w: usize, sigma: f64) -> Result<Tensor> {
     let upsampled = maps.iter().enumerate().map(|(n, m)| {
         let m = match stats {
-            Some(st) => ((m - st.mean[n])? / (st.std[n] * st.std[n] + 1e-5).sqrt())?.relu()?,
+            Some(st) => (st.centre(n, m)? / (st.std[n] * st.std[n] + 1e-5).sqrt())?.relu()?,
             None => m.clone(),
         };
         grid.upsample(&m, h, w)
@@ -94,6 +117,8 @@ pub struct StatsAccumulator {
     sum: Vec<f64>,
     sum_sq: Vec<f64>,
     count: Vec<f64>,
+    /// Per layer, per cell: the sum over images.
+    cell_sum: Vec<Vec<f64>>,
     images: usize,
 }
 
@@ -103,6 +128,7 @@ impl StatsAccumulator {
             self.sum = vec![0.0; maps.len()];
             self.sum_sq = vec![0.0; maps.len()];
             self.count = vec![0.0; maps.len()];
+            self.cell_sum = maps.iter().map(|m| vec![0.0; m.elem_count() / m.dim(0).unwrap_or(1).max(1)]).collect();
         }
         for (n, m) in maps.iter().enumerate() {
             // In f64 whatever the map's dtype (exact for f32 values).
@@ -110,15 +136,31 @@ impl StatsAccumulator {
             self.sum[n] += v.iter().sum::<f64>();
             self.sum_sq[n] += v.iter().map(|&x| x * x).sum::<f64>();
             self.count[n] += v.len() as f64;
+            let cells = &mut self.cell_sum[n];
+            if cells.is_empty() || v.len() % cells.len() != 0 {
+                candle_core::bail!("layer {} map of {} values does not match {} cells", n + 1, v.len(), cells.len());
+            }
+            for image in v.chunks(cells.len()) {
+                cells.iter_mut().zip(image).for_each(|(c, x)| *c += x);
+            }
         }
         self.images += maps.first().map(|m| m.dim(0)).transpose()?.unwrap_or(0);
         Ok(())
     }
 
-    pub fn finish(&self, train_max_score: f64) -> FusionStats {
+    /// Ψ's statistics. `per_position`: each cell's own mean, and σ the
+    /// spread about those means (E[M²] − mean over cells of μ(p)²).
+    pub fn finish(&self, train_max_score: f64, per_position: bool) -> FusionStats {
         let mean: Vec<f64> = self.sum.iter().zip(&self.count).map(|(s, c)| s / c.max(1.0)).collect();
-        let std = self.sum_sq.iter().zip(&self.count).zip(&mean).map(|((q, c), m)| (q / c.max(1.0) - m * m).max(0.0).sqrt()).collect();
-        FusionStats { mean, std, train_max_score, images: self.images }
+        let images = self.images.max(1) as f64;
+        let position_mean: Option<Vec<Vec<f64>>> =
+            per_position.then(|| self.cell_sum.iter().map(|cells| cells.iter().map(|s| s / images).collect()).collect());
+        let centre_sq: Vec<f64> = match &position_mean {
+            Some(pm) => pm.iter().map(|mu| mu.iter().map(|m| m * m).sum::<f64>() / mu.len().max(1) as f64).collect(),
+            None => mean.iter().map(|m| m * m).collect(),
+        };
+        let std = self.sum_sq.iter().zip(&self.count).zip(&centre_sq).map(|((q, c), m2)| (q / c.max(1.0) - m2).max(0.0).sqrt()).collect();
+        FusionStats { mean, std, train_max_score, images: self.images, position_mean }
     }
 }
 
@@ -150,5 +192,30 @@ mod tests {
         }
         // Half-pixel: between s·i + (s − 1)/2 ± 1/2 (the first of the tie).
         assert_eq!(peak(CellGrid::HalfPixel, 8, (3, 5), 256), (3 * 32 + 15, 5 * 32 + 15));
+    }
+
+    /// Per-position centring: each cell's mean over the images, σ the spread
+    /// about those means, and a map equal to the means is all zeros after Ψ.
+    #[test]
+    fn psi_centred_per_position_removes_each_cells_normal_level() -> Result<()> {
+        let dev = Device::Cpu;
+        // Two images of one 1x2 layer: cell 0 is 1 then 3, cell 1 is 10 then 10.
+        let maps = Tensor::from_vec(vec![1f32, 10.0, 3.0, 10.0], (2, 1, 1, 2), &dev)?;
+        let mut acc = StatsAccumulator::default();
+        acc.add(std::slice::from_ref(&maps))?;
+        let layer = acc.finish(0.0, false);
+        assert!(layer.position_mean.is_none());
+        assert!((layer.mean[0] - 6.0).abs() < 1e-12);
+        let st = acc.finish(0.0, true);
+        assert_eq!(st.position_mean.as_deref(), Some(&[vec![2.0, 10.0]][..]));
+        // Residuals about (2, 10): -1, 0, 1, 0, so σ² = 1/2.
+        assert!((st.std[0] - 0.5f64.sqrt()).abs() < 1e-12, "{}", st.std[0]);
+        let at_means = Tensor::from_vec(vec![2f32, 10.0], (1, 1, 1, 2), &dev)?;
+        let fused = fuse(&[at_means], Some(&st), CellGrid::HalfPixel, 1, 2, 0.0)?;
+        assert_eq!(fused.flatten_all()?.to_vec1::<f32>()?, vec![0.0, 0.0]);
+        // A map of another size than the fitted one is an error, not a broadcast.
+        let wrong = Tensor::zeros((1, 1, 2, 2), candle_core::DType::F32, &dev)?;
+        assert!(fuse(&[wrong], Some(&st), CellGrid::HalfPixel, 2, 2, 0.0).is_err());
+        Ok(())
     }
 }

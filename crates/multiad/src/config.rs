@@ -272,6 +272,10 @@ pub struct TrainConfig {
     /// running averages (momentum 0.1) that training leaves, which trail
     /// the weights (`docs/multiad.md`, "Batch-norm statistics").
     pub precise_bn: bool,
+    /// The share of each critical layer's cells (in the batch) with the
+    /// largest distance that L_G averages (EfficientAD's hard feature loss).
+    /// 1 (default): all of them, Eq 8.
+    pub hard_share: f64,
 }
 
 /// Which flips training may apply to a batch (`train.flips`).
@@ -299,7 +303,7 @@ impl Flips {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { epochs: 250, batch_size: 16, lr: 1e-3, disc_lr: 1e-3, beta1: 0.9, beta2: 0.999, teacher_cache_mib: 4096, flips: Flips::None, precise_bn: false }
+        Self { epochs: 250, batch_size: 16, lr: 1e-3, disc_lr: 1e-3, beta1: 0.9, beta2: 0.999, teacher_cache_mib: 4096, flips: Flips::None, precise_bn: false, hard_share: 1.0 }
     }
 }
 
@@ -319,6 +323,19 @@ pub struct InferenceConfig {
     /// PyTorch's half-pixel resize assumes it (`half_pixel`, the field's
     /// habit, off by (s − 1)/2 px at stride s for both teacher grids).
     pub upsample: MapUpsample,
+    /// What Ψ centres a layer map on: its one mean over the normal training
+    /// images (`layer`, batch norm on a one-channel map) or each cell's own
+    /// mean there (`position`), σ then the layer's residual spread about them.
+    pub psi_centre: PsiCentre,
+}
+
+/// `inference.psi_centre`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PsiCentre {
+    #[default]
+    Layer,
+    Position,
 }
 
 /// `inference.upsample`.
@@ -332,7 +349,7 @@ pub enum MapUpsample {
 
 impl Default for InferenceConfig {
     fn default() -> Self {
-        Self { mff: true, sigma: 4.0, fit_images: 0, batch_size: 8, upsample: MapUpsample::default() }
+        Self { mff: true, sigma: 4.0, fit_images: 0, batch_size: 8, upsample: MapUpsample::default(), psi_centre: PsiCentre::default() }
     }
 }
 
@@ -379,6 +396,9 @@ impl ConfigFile for ExperimentConfig {
             ));
         }
         positive("train.lr", t.lr)?;
+        if !(t.hard_share > 0.0 && t.hard_share <= 1.0) {
+            return Err(format!("`train.hard_share` must be in (0, 1], got {}", t.hard_share));
+        }
         positive("train.disc_lr", t.disc_lr)?;
         if t.epochs == 0 {
             return Err("`train.epochs` must be at least 1".into());
@@ -451,5 +471,18 @@ mod tests {
         }
         let e = format!("{:#}", parse("reflect_pad_networks: student\n").unwrap_err());
         assert!(e.contains("reflect_pad_networks"), "{e}");
+    }
+
+    #[test]
+    fn hard_share_is_a_share_and_psi_centre_names_a_choice() {
+        let ok = parse("train:\n  hard_share: 0.25\ninference:\n  psi_centre: position\n").unwrap();
+        assert_eq!((ok.train.hard_share, ok.inference.psi_centre), (0.25, PsiCentre::Position));
+        assert_eq!((parse("").unwrap().train.hard_share, parse("").unwrap().inference.psi_centre), (1.0, PsiCentre::Layer));
+        for bad in ["train:\n  hard_share: 0\n", "train:\n  hard_share: 1.5\n"] {
+            let e = format!("{:#}", parse(bad).unwrap_err());
+            assert!(e.contains("train.hard_share") && e.contains("exp.yaml"), "{e}");
+        }
+        let e = format!("{:#}", parse("inference:\n  psi_centre: pixel\n").unwrap_err());
+        assert!(e.contains("psi_centre"), "{e}");
     }
 }

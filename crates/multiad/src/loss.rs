@@ -23,9 +23,21 @@ pub fn cosine_distance_map(t: &Tensor, s: &Tensor) -> Result<Tensor> {
 /// Eq 8: L_G = (1/P) Σ_i (1/Q_i) Σ_j (1 - cos(φ_T^(i,j), φ_S^(i,j))), the mean
 /// over positions (and the batch) of each critical layer, then over layers.
 pub fn distillation_loss(t: &[Tensor], s: &[Tensor]) -> Result<Tensor> {
+    distillation_loss_hardest(t, s, 1.0)
+}
+
+/// Eq 8 over each critical layer's hardest cells only: the mean of 1 − cos
+/// over the share `hard_share` of the batch's cells with the largest
+/// distance (ties at the threshold included), then over layers
+/// (`train.hard_share`; EfficientAD's hard feature loss, Batzner et al.
+/// 2024, applied to Eq 13's per-cell distance). 1 is Eq 8 exactly (the same
+/// operations). The threshold is a constant of the step: gradients flow
+/// through the selected distances only.
+pub fn distillation_loss_hardest(t: &[Tensor], s: &[Tensor], hard_share: f64) -> Result<Tensor> {
     let mut total: Option<Tensor> = None;
     for (ft, fs) in t.iter().zip(s) {
-        let l = cosine_distance_map(ft, fs)?.mean_all()?;
+        let d = cosine_distance_map(ft, fs)?;
+        let l = if hard_share >= 1.0 { d.mean_all()? } else { mean_of_hardest(&d, hard_share)? };
         total = Some(match total {
             None => l,
             Some(acc) => (acc + l)?,
@@ -33,6 +45,15 @@ pub fn distillation_loss(t: &[Tensor], s: &[Tensor]) -> Result<Tensor> {
     }
     let total = total.expect("at least one critical layer");
     total / t.len() as f64
+}
+
+/// The mean of the largest `share` of `d`'s values (at least one).
+fn mean_of_hardest(d: &Tensor, share: f64) -> Result<Tensor> {
+    let mut v = d.flatten_all()?.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
+    let k = ((share * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1));
+    let (_, kth, _) = v.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    let mask = d.ge(*kth)?.to_dtype(d.dtype())?.detach();
+    (d * &mask)?.sum_all()? / mask.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?
 }
 
 /// log(1 + e^x), stable for large |x|.
@@ -77,6 +98,30 @@ mod tests {
         let c = Tensor::new(&[2f32, -1.0, -1.0, 3.0], &dev).unwrap().reshape((1, 2, 1, 2)).unwrap();
         let l = distillation_loss(&[a], &[c]).unwrap().to_scalar::<f32>().unwrap();
         assert!((l - 1.0).abs() < 1e-6);
+    }
+
+    /// Four cells with distances 0, 1, 0 and 2 (orthogonal, opposite):
+    /// share 1/2 averages the largest two, and only they get gradients.
+    #[test]
+    fn the_hard_loss_averages_the_hardest_cells_only() -> Result<()> {
+        let dev = Device::Cpu;
+        // Channel-major (1, 2, 1, 4): teacher (1, 0) everywhere.
+        let t = Tensor::new(&[1f32, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0], &dev)?.reshape((1, 2, 1, 4))?;
+        let s = candle_core::Var::from_vec(vec![1f32, 0.0, 2.0, -1.0, 0.0, 1.0, 0.0, 0.0], (1, 2, 1, 4), &dev)?;
+        let all = distillation_loss(std::slice::from_ref(&t), &[s.as_tensor().clone()])?.to_scalar::<f32>()?;
+        assert!((all - 0.75).abs() < 1e-6, "{all}");
+        let same = distillation_loss_hardest(std::slice::from_ref(&t), &[s.as_tensor().clone()], 1.0)?.to_scalar::<f32>()?;
+        assert_eq!(same, all);
+        let hard = distillation_loss_hardest(&[t], &[s.as_tensor().clone()], 0.5)?;
+        assert!((hard.to_scalar::<f32>()? - 1.5).abs() < 1e-6);
+        let g = hard.backward()?;
+        let g: Vec<f32> = g.get(s.as_tensor()).unwrap().flatten_all()?.to_vec1()?;
+        // Cells 0 and 2 (distance 0) are not among the hardest: no gradient.
+        for c in [0, 2] {
+            assert_eq!((g[c], g[4 + c]), (0.0, 0.0), "{g:?}");
+        }
+        assert!(g[1] != 0.0, "{g:?}");
+        Ok(())
     }
 
     #[test]

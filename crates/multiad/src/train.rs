@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::anomaly_map::{fuse, image_scores, StatsAccumulator};
-use crate::loss::{adversarial_loss, discriminator_loss_smoothed, distillation_loss};
+use crate::loss::{adversarial_loss, discriminator_loss_smoothed, distillation_loss_hardest};
 use crate::model::{streams, MultiAd};
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -171,7 +171,7 @@ pub fn train_step(
     inspect: &mut dyn FnMut(Network, &candle_core::backprop::GradStore),
 ) -> Result<StepLosses> {
     let s_feats = model.student.forward(images, true)?;
-    let lg = distillation_loss(t_feats, &s_feats)?;
+    let lg = distillation_loss_hardest(t_feats, &s_feats, model.cfg.train.hard_share)?;
     let (ls, d, adv) = match (&model.disc, opt_d) {
         (Some(disc), Some(od)) => {
             let ldv = if plan.update_d {
@@ -242,7 +242,7 @@ pub fn fit_fusion(model: &mut MultiAd, train: &[multiad_data::Sample], log: &mut
         acc.add(&maps)?;
         per_batch_maps.push(maps);
     }
-    let mut stats = acc.finish(0.0);
+    let mut stats = acc.finish(0.0, cfg.inference.psi_centre == crate::config::PsiCentre::Position);
     // The largest training score under the fitted Ψ (for heat-map scaling).
     let s = cfg.image_size as usize;
     let mut max_score = 0f64;
@@ -254,7 +254,8 @@ pub fn fit_fusion(model: &mut MultiAd, train: &[multiad_data::Sample], log: &mut
         }
     }
     stats.train_max_score = max_score;
-    writeln!(log, "fitted Ψ on {} training images: layer means {:?}, stds {:?}", stats.images, round(&stats.mean), round(&stats.std))?;
+    let centre = if stats.position_mean.is_some() { ", centred per position" } else { "" };
+    writeln!(log, "fitted Ψ on {} training images{centre}: layer means {:?}, stds {:?}", stats.images, round(&stats.mean), round(&stats.std))?;
     model.fusion = Some(stats);
     Ok(())
 }

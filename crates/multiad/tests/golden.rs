@@ -181,13 +181,13 @@ fn compare_with_pytorch(dev: &Device, dtype: DType) {
     let maps = model.layer_maps(images).unwrap();
     let mut acc = StatsAccumulator::default();
     acc.add(&maps).unwrap();
-    let stats = acc.finish(0.0);
+    let stats = acc.finish(0.0, false);
     let to_tensor = |v: &[f64]| Tensor::new(v, dev).unwrap();
     worst.check("Ψ mean", &to_tensor(&stats.mean), &reference("psi.mean"), tol("psi.mean"));
     worst.check("Ψ std", &to_tensor(&stats.std), &reference("psi.std"), tol("psi.std"));
     // The map from the reference's Ψ statistics (the float64 ones for a
     // float64 model), so that it is compared on its own.
-    let stats_from = |f: &HashMap<String, Tensor>| FusionStats { mean: values(&f["psi.mean"]), std: values(&f["psi.std"]), train_max_score: 0.0, images: 0 };
+    let stats_from = |f: &HashMap<String, Tensor>| FusionStats { mean: values(&f["psi.mean"]), std: values(&f["psi.std"]), train_max_score: 0.0, images: 0, position_mean: None };
     let reference_stats = match &fx64 {
         Some(f) if !float32_model => stats_from(f),
         _ => stats_from(&fx),
