@@ -32,8 +32,12 @@ fn main() -> anyhow::Result<()> {
         let mut cols = Vec::new();
         for s in &subsets {
             let picked: Vec<_> = s.iter().map(|&l| maps[l].clone()).collect();
-            let st =
-                stats.as_ref().map(|f| FusionStats { mean: s.iter().map(|&l| f.mean[l]).collect(), std: s.iter().map(|&l| f.std[l]).collect(), position_mean: f.position_mean.as_ref().map(|pm| s.iter().map(|&l| pm[l].clone()).collect()), ..f.clone() });
+            let st = stats.as_ref().map(|f| FusionStats {
+                mean: s.iter().map(|&l| f.mean[l]).collect(),
+                std: s.iter().map(|&l| f.std[l]).collect(),
+                position_mean: f.position_mean.as_ref().map(|pm| s.iter().map(|&l| pm[l].clone()).collect()),
+                ..f.clone()
+            });
             let fused = fuse(&picked, st.as_ref(), model.cfg.cell_grid(), size, size, model.cfg.inference.sigma)?;
             cols.push(image_scores(&fused)?);
             for (map, label) in fused.flatten_from(1)?.to_vec2::<f32>()?.iter().zip(&batch.labels) {

@@ -153,8 +153,7 @@ impl StatsAccumulator {
     pub fn finish(&self, train_max_score: f64, per_position: bool) -> FusionStats {
         let mean: Vec<f64> = self.sum.iter().zip(&self.count).map(|(s, c)| s / c.max(1.0)).collect();
         let images = self.images.max(1) as f64;
-        let position_mean: Option<Vec<Vec<f64>>> =
-            per_position.then(|| self.cell_sum.iter().map(|cells| cells.iter().map(|s| s / images).collect()).collect());
+        let position_mean: Option<Vec<Vec<f64>>> = per_position.then(|| self.cell_sum.iter().map(|cells| cells.iter().map(|s| s / images).collect()).collect());
         let centre_sq: Vec<f64> = match &position_mean {
             Some(pm) => pm.iter().map(|mu| mu.iter().map(|m| m * m).sum::<f64>() / mu.len().max(1) as f64).collect(),
             None => mean.iter().map(|m| m * m).collect(),

@@ -303,7 +303,18 @@ impl Flips {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { epochs: 250, batch_size: 16, lr: 1e-3, disc_lr: 1e-3, beta1: 0.9, beta2: 0.999, teacher_cache_mib: 4096, flips: Flips::None, precise_bn: false, hard_share: 1.0 }
+        Self {
+            epochs: 250,
+            batch_size: 16,
+            lr: 1e-3,
+            disc_lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            teacher_cache_mib: 4096,
+            flips: Flips::None,
+            precise_bn: false,
+            hard_share: 1.0,
+        }
     }
 }
 

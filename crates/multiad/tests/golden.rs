@@ -187,7 +187,13 @@ fn compare_with_pytorch(dev: &Device, dtype: DType) {
     worst.check("Ψ std", &to_tensor(&stats.std), &reference("psi.std"), tol("psi.std"));
     // The map from the reference's Ψ statistics (the float64 ones for a
     // float64 model), so that it is compared on its own.
-    let stats_from = |f: &HashMap<String, Tensor>| FusionStats { mean: values(&f["psi.mean"]), std: values(&f["psi.std"]), train_max_score: 0.0, images: 0, position_mean: None };
+    let stats_from = |f: &HashMap<String, Tensor>| FusionStats {
+        mean: values(&f["psi.mean"]),
+        std: values(&f["psi.std"]),
+        train_max_score: 0.0,
+        images: 0,
+        position_mean: None,
+    };
     let reference_stats = match &fx64 {
         Some(f) if !float32_model => stats_from(f),
         _ => stats_from(&fx),
