@@ -128,7 +128,7 @@ impl StatsAccumulator {
             self.sum = vec![0.0; maps.len()];
             self.sum_sq = vec![0.0; maps.len()];
             self.count = vec![0.0; maps.len()];
-            self.cell_sum = maps.iter().map(|m| vec![0.0; m.elem_count() / m.dim(0).unwrap_or(1).max(1)]).collect();
+            self.cell_sum = maps.iter().map(|m| m.dims4().map(|(_, _, h, w)| vec![0.0; h * w])).collect::<Result<_>>()?;
         }
         for (n, m) in maps.iter().enumerate() {
             // In f64 whatever the map's dtype (exact for f32 values).

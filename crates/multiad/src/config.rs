@@ -407,12 +407,12 @@ impl ConfigFile for ExperimentConfig {
             ));
         }
         positive("train.lr", t.lr)?;
-        if !(t.hard_share > 0.0 && t.hard_share <= 1.0) {
-            return Err(format!("`train.hard_share` must be in (0, 1], got {}", t.hard_share));
-        }
         positive("train.disc_lr", t.disc_lr)?;
         if t.epochs == 0 {
             return Err("`train.epochs` must be at least 1".into());
+        }
+        if !(t.hard_share > 0.0 && t.hard_share <= 1.0) {
+            return Err(format!("`train.hard_share` must be in (0, 1], got {}", t.hard_share));
         }
         if t.batch_size < 2 {
             return Err(format!("`train.batch_size` must be at least 2 (batch norm), got {}", t.batch_size));
