@@ -78,6 +78,12 @@ tkind = cfg["teacher"]["kind"]
 # student.padding auto: "same" against Lite0's one-sided padding, else symmetric.
 same = sc.get("padding", "auto") == "same" or (sc.get("padding", "auto") == "auto" and tkind == "efficientnet_lite0")
 linear = sc.get("linear_outputs", False)
+# What is mirrored here: the bottleneck student, Eq 8 over every cell, Ψ on
+# one mean per layer (every preset's settings).
+for key, default in (("student.layout", "bottleneck"), ("train.hard_share", 1), ("inference.psi_centre", "layer")):
+    section, name = key.split(".")
+    if cfg.get(section, {}).get(name, default) != default:
+        raise SystemExit(f"{key} other than {default!r} is not mirrored here")
 
 if a.threads:
     torch.set_num_threads(a.threads)

@@ -11,8 +11,9 @@ use crate::{pad_same, ConvBn, FeatureExtractor};
 
 const BN_EPS: f64 = 1e-3;
 
-/// (repeats, kernel, stride, expand ratio, in, out) of the seven stages.
-const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
+/// (repeats, kernel, stride, expand ratio, in, out) of the seven stages
+/// (also the layout of Multi-AD's `student.layout: mbconv`).
+pub const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
     (2, 5, 2, 6, 24, 40),
@@ -23,7 +24,7 @@ const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
 ];
 
 /// Output stride of each stage's features.
-const STAGE_STRIDES: [usize; 7] = [2, 4, 8, 16, 16, 32, 32];
+pub const STAGE_STRIDES: [usize; 7] = [2, 4, 8, 16, 16, 32, 32];
 
 struct MbConv {
     expand: Option<ConvBn>,

@@ -107,6 +107,21 @@ impl Default for TeacherConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StudentConfig {
+    /// The student's network: `bottleneck` (default), Table 1's improved
+    /// WideResNet; `mbconv`, EfficientNet-Lite0's stage table (depthwise
+    /// MBConv blocks, TF "SAME" padding, ReLU6) trained from scratch with
+    /// Eqs 2-4's SE in every block, so that a Lite0 teacher is imitated by a
+    /// network of its own shape, as the paper pairs a WideResNet student
+    /// with a WideResNet teacher. `mbconv` takes kernels, strides, widths
+    /// and repeats from that table: `stem_channels`, `blocks` and `widths`
+    /// are not read, and it needs `dilation: false` (its depthwise kernels
+    /// are not dilated).
+    pub layout: StudentLayout,
+    /// `layout: mbconv` only: the expansion ratio of the blocks Lite0
+    /// expands six-fold (all but the first stage's), so that the student
+    /// can be narrower than its teacher, as the `cpu` bottleneck student is
+    /// narrower than WideResNet. Default 6, Lite0's own.
+    pub mbconv_expand: usize,
     /// Channels of the 7x7 stem convolution (64 in WideResNet).
     pub stem_channels: usize,
     /// Bottlenecks per stage (WideResNet-50: 3, 4, 6, 3).
@@ -144,6 +159,15 @@ pub struct StudentConfig {
     pub padding: StudentPadding,
 }
 
+/// See [`StudentConfig::layout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StudentLayout {
+    #[default]
+    Bottleneck,
+    Mbconv,
+}
+
 /// See [`StudentConfig::padding`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -157,6 +181,8 @@ pub enum StudentPadding {
 impl Default for StudentConfig {
     fn default() -> Self {
         Self {
+            layout: StudentLayout::Bottleneck,
+            mbconv_expand: 6,
             stem_channels: 64,
             blocks: vec![3, 4, 6, 3],
             widths: vec![128, 256, 512, 1024],
@@ -429,6 +455,20 @@ impl ConfigFile for ExperimentConfig {
         if s.blocks.contains(&0) || s.widths.contains(&0) || s.stem_channels == 0 || s.se_reduction == 0 {
             return Err("`student` sizes must be positive".into());
         }
+        if s.mbconv_expand == 0 {
+            return Err("`student.mbconv_expand` must be at least 1".into());
+        }
+        if s.layout == StudentLayout::Mbconv {
+            if self.teacher.kind != TeacherKind::EfficientnetLite0 {
+                return Err("`student.layout: mbconv` copies EfficientNet-Lite0's stage table, so it needs `teacher.kind: efficientnet_lite0`".into());
+            }
+            if s.dilation {
+                return Err("`student.layout: mbconv` has undilated depthwise kernels: set `student.dilation: false`".into());
+            }
+            if s.padding == StudentPadding::Symmetric {
+                return Err("`student.layout: mbconv` pads as its Lite0 teacher does (TF \"SAME\"): `student.padding` must be `auto` or `same`".into());
+            }
+        }
         let d = &self.discriminator;
         if d.channels.len() != 4 || d.channels.contains(&0) {
             return Err("`discriminator.channels` needs four positive entries".into());
@@ -495,5 +535,22 @@ mod tests {
         }
         let e = format!("{:#}", parse("inference:\n  psi_centre: pixel\n").unwrap_err());
         assert!(e.contains("psi_centre"), "{e}");
+    }
+
+    #[test]
+    fn an_mbconv_student_needs_a_lite0_teacher_and_no_dilation() {
+        let lite0 = "teacher:\n  kind: efficientnet_lite0\n";
+        let ok = parse(&format!("{lite0}student:\n  layout: mbconv\n  mbconv_expand: 2\n  dilation: false\n")).unwrap();
+        assert_eq!((ok.student.layout, ok.student.mbconv_expand), (StudentLayout::Mbconv, 2));
+        assert_eq!((parse("").unwrap().student.layout, parse("").unwrap().student.mbconv_expand), (StudentLayout::Bottleneck, 6));
+        for (bad, says) in [
+            ("student:\n  layout: mbconv\n  dilation: false\n".to_string(), "teacher.kind"),
+            (format!("{lite0}student:\n  layout: mbconv\n"), "student.dilation"),
+            (format!("{lite0}student:\n  layout: mbconv\n  dilation: false\n  padding: symmetric\n"), "student.padding"),
+            (format!("{lite0}student:\n  mbconv_expand: 0\n"), "student.mbconv_expand"),
+        ] {
+            let e = format!("{:#}", parse(&bad).unwrap_err());
+            assert!(e.contains(says) && e.contains("exp.yaml"), "{bad}: {e}");
+        }
     }
 }

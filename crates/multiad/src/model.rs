@@ -9,7 +9,7 @@ use multiad_detector::epochs::prefixed;
 use multiad_nn::ParamStore;
 
 use crate::anomaly_map::{fuse, image_scores, layer_maps, FusionStats};
-use crate::config::{ExperimentConfig, FramedNetworks, StudentConfig};
+use crate::config::{ExperimentConfig, FramedNetworks, StudentConfig, StudentLayout};
 use crate::discriminator::Discriminator;
 use crate::student::Student;
 use crate::teacher::Teacher;
@@ -43,7 +43,11 @@ impl MultiAd {
             FramedNetworks::Both => cfg.reflect_pad as usize,
             FramedNetworks::Teacher => 0,
         };
-        let student = Student::new(&scfg, teacher.channels(), student_params.var_builder(device))?.framed(student_frame);
+        let student = match scfg.layout {
+            StudentLayout::Bottleneck => Student::new(&scfg, teacher.channels(), student_params.var_builder(device))?,
+            StudentLayout::Mbconv => Student::new_mbconv(&scfg, teacher.layers(), student_params.var_builder(device))?,
+        }
+        .framed(student_frame);
         let disc_params = ParamStore::new(cfg.seed ^ streams::DISCRIMINATOR);
         let disc = if cfg.discriminator.enabled {
             let deepest = cfg.image_size as usize / 32;

@@ -10,6 +10,10 @@
 //!   1x1 conv + BN + ReLU; the deepest stage is used as it is.
 //!
 //! Trained from scratch (Algorithm 1: "randomly initialise β_S").
+//!
+//! `student.layout: mbconv` swaps the bottleneck stages for EfficientNet-
+//! Lite0's own stage table (a student shaped like the `cpu` teacher), with
+//! the same SE and fusion.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -134,22 +138,136 @@ impl Fuse {
     }
 }
 
+/// One block of `student.layout: mbconv`, Lite0's inverted residual: 1x1
+/// expansion (absent at ratio 1), k x k depthwise convolution with TF
+/// "SAME" padding, linear 1x1 projection; BN after each, ReLU6 after the
+/// first two; Eq 4's SE on the projection's output before the shortcut add,
+/// where the bottleneck puts it.
+struct MbConv {
+    expand: Option<ConvBn>,
+    depthwise: Tensor,
+    depthwise_bn: BatchNorm,
+    stride: usize,
+    project: ConvBn,
+    se: Option<SqueezeExcite>,
+    residual: bool,
+}
+
+fn relu6(bn: &BatchNorm, x: &Tensor, train: bool) -> Result<Tensor> {
+    bn.forward_relu_t(x, train)?.minimum(6f32)
+}
+
+impl MbConv {
+    #[allow(clippy::too_many_arguments)]
+    fn new(cin: usize, cout: usize, kernel: usize, stride: usize, expand: usize, cfg: &StudentConfig, vb: VarBuilder) -> Result<Self> {
+        let mid = cin * expand;
+        let expand = if expand == 1 { None } else { Some(ConvBn::new(ConvSpec::new(cin, mid, 1), vb.pp("expand_conv"), vb.pp("bn0"))?) };
+        let depthwise = vb.pp("depthwise_conv").get_with_hints((mid, 1, kernel, kernel), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
+        Ok(Self {
+            expand,
+            depthwise,
+            depthwise_bn: BatchNorm::torch_default(mid, vb.pp("bn1"))?,
+            stride,
+            project: ConvBn::new(ConvSpec::new(mid, cout, 1), vb.pp("project_conv"), vb.pp("bn2"))?,
+            se: if cfg.se { Some(SqueezeExcite::new(cout, cfg.se_reduction, vb.pp("se"))?) } else { None },
+            residual: stride == 1 && cin == cout,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let h = match &self.expand {
+            Some(e) => e.forward_relu_t(x, train)?.minimum(6f32)?,
+            None => x.clone(),
+        };
+        let h = relu6(&self.depthwise_bn, &multiad_nn::depthwise_conv2d_same(&h, &self.depthwise, self.stride)?, train)?;
+        let h = self.project.forward_t(&h, train)?;
+        match (&self.se, self.residual) {
+            (Some(se), true) => plane_scale_residual(&h, &se.scales(&h)?, x, Activation::Identity),
+            (Some(se), false) => h.broadcast_mul(&se.scales(&h)?.unsqueeze(2)?.unsqueeze(3)?),
+            (None, true) => h + x,
+            (None, false) => Ok(h),
+        }
+    }
+}
+
+/// The layers before the fusion: the student's own stages up to the four
+/// critical layers.
+enum Body {
+    /// Table 1's improved WideResNet (`student.layout: bottleneck`).
+    Bottleneck {
+        stem: Conv2d,
+        stem_bn: BatchNorm,
+        stages: Vec<Vec<Bottleneck>>,
+        linear_outputs: bool,
+        /// `student.padding: same` (see [`StudentConfig::padding`]); `auto`
+        /// is resolved against the teacher by `MultiAd::build` and means
+        /// symmetric here.
+        same: bool,
+    },
+    /// EfficientNet-Lite0's stage table (`student.layout: mbconv`).
+    MbConv {
+        stem: Conv2d,
+        stem_bn: BatchNorm,
+        blocks: Vec<MbConv>,
+        /// Index of the block whose output is each critical layer.
+        critical_ends: Vec<usize>,
+    },
+}
+
+impl Body {
+    /// The four critical layers before Eq 5; `fused` says whether Eq 5
+    /// follows (then only the deepest stage is compared as it is).
+    fn forward(&self, x: &Tensor, train: bool, fused: bool) -> Result<Vec<Tensor>> {
+        match self {
+            Body::Bottleneck { stem, stem_bn, stages, linear_outputs, same } => {
+                let mut h = if *same {
+                    // 7x7/2 and 3x3/2 padded as "SAME"; the pool's zeros act as -inf
+                    // because its input is a ReLU's output.
+                    let h = stem_bn.forward_relu_t(&stem.forward(&pad_same_stride2(x, 7)?)?, train)?;
+                    max_pool2d(&pad_same_stride2(&h, 3)?, 3, 2, 0)?
+                } else {
+                    let h = stem_bn.forward_relu_t(&stem.forward(x)?, train)?;
+                    max_pool2d(&h, 3, 2, 1)?
+                };
+                let mut outs = Vec::with_capacity(4);
+                for (s, stage) in stages.iter().enumerate() {
+                    // A stage's output is a critical layer itself when nothing fuses
+                    // it (the deepest, or every stage without fusion).
+                    let compared = !fused || s == 3;
+                    for (i, b) in stage.iter().enumerate() {
+                        let last = i + 1 == stage.len();
+                        h = b.forward(&h, train, !(*linear_outputs && compared && last))?;
+                    }
+                    outs.push(h.clone());
+                }
+                Ok(outs)
+            }
+            Body::MbConv { stem, stem_bn, blocks, critical_ends } => {
+                // Lite0's stem: 3x3/2, "SAME" (one zero row and column after).
+                let mut h = relu6(stem_bn, &stem.forward(&pad_same_stride2(x, 3)?)?, train)?;
+                let mut outs = Vec::with_capacity(4);
+                for (i, b) in blocks.iter().enumerate().take(critical_ends[3] + 1) {
+                    h = b.forward(&h, train)?;
+                    if critical_ends.contains(&i) {
+                        outs.push(h.clone());
+                    }
+                }
+                Ok(outs)
+            }
+        }
+    }
+}
+
 pub struct Student {
-    stem: Conv2d,
-    stem_bn: BatchNorm,
-    stages: Vec<Vec<Bottleneck>>,
+    body: Body,
     fuse: Vec<Fuse>,
-    linear_outputs: bool,
-    /// `student.padding: same` (see [`StudentConfig::padding`]); `auto` is
-    /// resolved against the teacher by `MultiAd::build` and means
-    /// symmetric here.
-    same: bool,
     /// `reflect_pad` (see [`Student::framed`]); 0 unless set.
     reflect_pad: usize,
 }
 
 impl Student {
-    /// `out_channels`: the teacher's critical-layer channels, shallow to deep.
+    /// `out_channels`: the teacher's critical-layer channels, shallow to
+    /// deep. `student.layout: bottleneck` only; see [`Student::new_mbconv`].
     pub fn new(cfg: &StudentConfig, out_channels: [usize; 4], vb: VarBuilder) -> Result<Self> {
         let same = cfg.padding == StudentPadding::Same;
         // Not `first_layer()`: images never carry a gradient anyway, and the
@@ -170,6 +288,39 @@ impl Student {
             }
             stages.push(blocks);
         }
+        let body = Body::Bottleneck { stem, stem_bn, stages, linear_outputs: cfg.linear_outputs, same };
+        Self::with_fusion(body, cfg, out_channels, vb)
+    }
+
+    /// `student.layout: mbconv`: EfficientNet-Lite0's stem and blocks up to
+    /// the deepest critical level, freshly initialised; `critical_levels`
+    /// are the teacher's (`teacher.layers`, Lite0 stage indices), so each
+    /// critical layer is the output of the same stage in both networks;
+    /// `student.mbconv_expand` replaces Lite0's six-fold expansion.
+    pub fn new_mbconv(cfg: &StudentConfig, critical_levels: &[usize], vb: VarBuilder) -> Result<Self> {
+        use multiad_backbones::efficientnet::STAGES;
+        if critical_levels.len() != 4 || critical_levels.iter().any(|&l| l >= STAGES.len()) {
+            candle_core::bail!("`student.layout: mbconv`: the critical layers must be four Lite0 stages (0-6), got {critical_levels:?}");
+        }
+        let stem_channels = STAGES[0].4;
+        let stem = Conv2d::new(ConvSpec::new(3, stem_channels, 3).padding(0).stride(2), vb.pp("conv_stem"))?;
+        let stem_bn = BatchNorm::torch_default(stem_channels, vb.pp("bn0"))?;
+        let (mut blocks, mut stage_ends) = (Vec::new(), Vec::new());
+        for &(repeats, k, stride, expand, cin, cout) in &STAGES[..=critical_levels[3]] {
+            for r in 0..repeats {
+                let (cin, stride) = if r == 0 { (cin, stride) } else { (cout, 1) };
+                let expand = if expand == 1 { 1 } else { cfg.mbconv_expand };
+                blocks.push(MbConv::new(cin, cout, k, stride, expand, cfg, vb.pp(format!("blocks.{}", blocks.len())))?);
+            }
+            stage_ends.push(blocks.len() - 1);
+        }
+        let out_channels = [0, 1, 2, 3].map(|i| STAGES[critical_levels[i]].5);
+        let critical_ends = critical_levels.iter().map(|&l| stage_ends[l]).collect();
+        Self::with_fusion(Body::MbConv { stem, stem_bn, blocks, critical_ends }, cfg, out_channels, vb)
+    }
+
+    /// Eq 5's fusion layers after `body` (`student.fusion`).
+    fn with_fusion(body: Body, cfg: &StudentConfig, out_channels: [usize; 4], vb: VarBuilder) -> Result<Self> {
         let mut fuse = Vec::new();
         if cfg.fusion {
             for s in 0..3 {
@@ -181,7 +332,7 @@ impl Student {
                 });
             }
         }
-        Ok(Self { stem, stem_bn, stages, fuse, linear_outputs: cfg.linear_outputs, same, reflect_pad: 0 })
+        Ok(Self { body, fuse, reflect_pad: 0 })
     }
 
     /// The same student run on images framed by `pad` px of their mirror
@@ -199,26 +350,7 @@ impl Student {
     }
 
     fn forward_unframed(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        let mut h = if self.same {
-            // 7x7/2 and 3x3/2 padded as "SAME"; the pool's zeros act as -inf
-            // because its input is a ReLU's output.
-            let h = self.stem_bn.forward_relu_t(&self.stem.forward(&pad_same_stride2(x, 7)?)?, train)?;
-            max_pool2d(&pad_same_stride2(&h, 3)?, 3, 2, 0)?
-        } else {
-            let h = self.stem_bn.forward_relu_t(&self.stem.forward(x)?, train)?;
-            max_pool2d(&h, 3, 2, 1)?
-        };
-        let mut outs = Vec::with_capacity(4);
-        for (s, stage) in self.stages.iter().enumerate() {
-            // A stage's output is a critical layer itself when nothing fuses
-            // it (the deepest, or every stage without fusion).
-            let compared = self.fuse.is_empty() || s == 3;
-            for (i, b) in stage.iter().enumerate() {
-                let last = i + 1 == stage.len();
-                h = b.forward(&h, train, !(self.linear_outputs && compared && last))?;
-            }
-            outs.push(h.clone());
-        }
+        let outs = self.body.forward(x, train, !self.fuse.is_empty())?;
         if self.fuse.is_empty() {
             return Ok(outs);
         }

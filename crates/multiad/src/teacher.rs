@@ -5,7 +5,7 @@ use candle_core::{Device, Result, Tensor};
 use multiad_backbones::backbone::{Backbone, BackboneKind};
 use multiad_nn::ParamStore;
 
-use crate::config::{ExperimentConfig, StudentConfig, StudentPadding, TeacherKind};
+use crate::config::{ExperimentConfig, StudentConfig, StudentLayout, StudentPadding, TeacherKind};
 use crate::student::Student;
 
 enum Net {
@@ -42,6 +42,8 @@ impl Teacher {
         let (net, default_layers): (Net, Vec<usize>) = match t.kind {
             TeacherKind::Random => {
                 let scfg = StudentConfig {
+                    layout: StudentLayout::Bottleneck,
+                    mbconv_expand: 6,
                     stem_channels: t.random_channels[0],
                     blocks: vec![1; 4],
                     widths: t.random_channels.iter().map(|c| (c / 2).max(1)).collect(),
@@ -85,6 +87,11 @@ impl Teacher {
 
     pub fn channels(&self) -> [usize; 4] {
         self.channels
+    }
+
+    /// The backbone levels that are the critical layers M1..M4.
+    pub fn layers(&self) -> &[usize] {
+        &self.layers
     }
 
     /// The random teacher's weights (`teacher.kind: random`; `None` for a

@@ -9,7 +9,7 @@
 //! window, and the mean of the two centres is the window's centre.
 
 use candle_core::{Device, Tensor, Var};
-use multiad::config::{StudentConfig, StudentPadding};
+use multiad::config::{StudentConfig, StudentLayout, StudentPadding};
 use multiad::student::Student;
 use multiad_backbones::efficientnet::EfficientNetLite0;
 use multiad_backbones::FeatureExtractor;
@@ -116,6 +116,26 @@ fn lite0_cells_sit_at_s_i_plus_s_minus_1_and_the_same_padded_student_matches() {
         assert_eq!(s.1, t.1, "same-padded student at stride {stride}");
         assert_eq!(y.1, s_f * i, "symmetric student at stride {stride}");
     }
+}
+
+/// `student.layout: mbconv` copies Lite0's stages, padding included, so its
+/// critical cells sit where the teacher's do.
+#[test]
+fn the_mbconv_student_has_its_lite0_teachers_grid() {
+    let dev = Device::Cpu;
+    let store = ParamStore::new(0);
+    let net = EfficientNetLite0::new(store.var_builder(&dev), false).unwrap();
+    make_averaging(&store);
+    let levels = [1, 2, 4, 6];
+    let teacher = centres_both(|x| levels.map(|i| net.features(x).unwrap()[i].clone()).to_vec(), 0.25, 0.75);
+    let cfg = StudentConfig { layout: StudentLayout::Mbconv, mbconv_expand: 2, dilation: false, se: false, fusion: false, ..StudentConfig::default() };
+    let store = ParamStore::new(0);
+    let student = Student::new_mbconv(&cfg, &levels, store.var_builder(&dev)).unwrap();
+    make_averaging(&store);
+    // Each residual block doubles an average: inputs under 0.01 keep every
+    // value below ReLU6's cap, past which the student passes no gradient.
+    let ours = centres_both(|x| student.forward(x, false).unwrap(), 0.0025, 0.0075);
+    assert_eq!(ours, teacher);
 }
 
 /// `reflect_pad`: the frame is cropped off by whole cells, so every cell of
