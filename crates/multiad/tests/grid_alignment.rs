@@ -90,22 +90,29 @@ fn student_centres(padding: StudentPadding, reflect_pad: usize) -> Vec<(usize, f
     centres_both(|x| student.forward(x, false).unwrap(), 0.25, 0.75)
 }
 
-#[test]
-fn lite0_cells_sit_at_s_i_plus_s_minus_1_and_the_same_padded_student_matches() {
+/// The critical levels of the cpu preset: Lite0's stages 1, 2, 4, 6.
+const LITE0_CRITICAL: [usize; 4] = [1, 2, 4, 6];
+
+/// Receptive-field centres of an averaging Lite0's critical levels.
+fn lite0_centres() -> Vec<(usize, f64)> {
     let dev = Device::Cpu;
     let store = ParamStore::new(0);
     let net = EfficientNetLite0::new(store.var_builder(&dev), false).unwrap();
     make_averaging(&store);
-    // Lite0's own input range; values under 1 stay well inside ReLU6. The
-    // critical layers of the cpu preset: stages 1, 2, 4, 6.
-    let teacher = centres_both(
+    // Lite0's own input range; values under 1 stay well inside ReLU6.
+    centres_both(
         |x| {
             let levels = net.features(x).unwrap();
-            [1, 2, 4, 6].map(|i| levels[i].clone()).to_vec()
+            LITE0_CRITICAL.map(|i| levels[i].clone()).to_vec()
         },
         0.25,
         0.75,
-    );
+    )
+}
+
+#[test]
+fn lite0_cells_sit_at_s_i_plus_s_minus_1_and_the_same_padded_student_matches() {
+    let teacher = lite0_centres();
     let same = student_centres(StudentPadding::Same, 0);
     let symmetric = student_centres(StudentPadding::Symmetric, 0);
     for ((t, s), y) in teacher.iter().zip(&same).zip(&symmetric) {
@@ -123,19 +130,14 @@ fn lite0_cells_sit_at_s_i_plus_s_minus_1_and_the_same_padded_student_matches() {
 #[test]
 fn the_mbconv_student_has_its_lite0_teachers_grid() {
     let dev = Device::Cpu;
-    let store = ParamStore::new(0);
-    let net = EfficientNetLite0::new(store.var_builder(&dev), false).unwrap();
-    make_averaging(&store);
-    let levels = [1, 2, 4, 6];
-    let teacher = centres_both(|x| levels.map(|i| net.features(x).unwrap()[i].clone()).to_vec(), 0.25, 0.75);
     let cfg = StudentConfig { layout: StudentLayout::Mbconv, mbconv_expand: 2, dilation: false, se: false, fusion: false, ..StudentConfig::default() };
     let store = ParamStore::new(0);
-    let student = Student::new_mbconv(&cfg, &levels, store.var_builder(&dev)).unwrap();
+    let student = Student::new_mbconv(&cfg, &LITE0_CRITICAL, store.var_builder(&dev)).unwrap();
     make_averaging(&store);
     // Each residual block doubles an average: inputs under 0.01 keep every
     // value below ReLU6's cap, past which the student passes no gradient.
     let ours = centres_both(|x| student.forward(x, false).unwrap(), 0.0025, 0.0075);
-    assert_eq!(ours, teacher);
+    assert_eq!(ours, lite0_centres());
 }
 
 /// `reflect_pad`: the frame is cropped off by whole cells, so every cell of
