@@ -24,7 +24,7 @@ pub const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
 ];
 
 /// Output stride of each stage's features.
-pub const STAGE_STRIDES: [usize; 7] = [2, 4, 8, 16, 16, 32, 32];
+const STAGE_STRIDES: [usize; 7] = [2, 4, 8, 16, 16, 32, 32];
 
 struct MbConv {
     expand: Option<ConvBn>,

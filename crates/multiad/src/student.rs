@@ -158,7 +158,6 @@ fn relu6(bn: &BatchNorm, x: &Tensor, train: bool) -> Result<Tensor> {
 }
 
 impl MbConv {
-    #[allow(clippy::too_many_arguments)]
     fn new(cin: usize, cout: usize, kernel: usize, stride: usize, expand: usize, cfg: &StudentConfig, vb: VarBuilder) -> Result<Self> {
         let mid = cin * expand;
         let expand = if expand == 1 { None } else { Some(ConvBn::new(ConvSpec::new(cin, mid, 1), vb.pp("expand_conv"), vb.pp("bn0"))?) };
