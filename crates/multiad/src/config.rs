@@ -291,6 +291,15 @@ pub struct TrainConfig {
     /// allowed axis, drawn from the seed and the epoch, so resumption stays
     /// exact.
     pub flips: Flips,
+    /// Random zoom of whole training batches (not in the paper, which names
+    /// no augmentation): a batch is cropped to a window whose sides are a
+    /// share s of the image's, s uniform in [1/zoom, 1], at a uniformly drawn
+    /// place, and resized back (bilinear, half-pixel), so the student learns
+    /// the teacher's answer to normal content shown up to `zoom` times larger
+    /// (a head that fills more of the field of view, a tile cropped closer).
+    /// 1 (default, the paper): off. Drawn from the seed and the epoch, like
+    /// the flips; a zoomed batch's teacher features are computed afresh.
+    pub zoom: f64,
     /// After the last epoch, re-estimate the student's batch-norm running
     /// statistics with its final weights: the average of each layer's batch
     /// statistics over the training images in full batches of
@@ -338,6 +347,7 @@ impl Default for TrainConfig {
             beta2: 0.999,
             teacher_cache_mib: 4096,
             flips: Flips::None,
+            zoom: 1.0,
             precise_bn: false,
             hard_share: 1.0,
         }
@@ -440,6 +450,9 @@ impl ConfigFile for ExperimentConfig {
         if !(t.hard_share > 0.0 && t.hard_share <= 1.0) {
             return Err(format!("`train.hard_share` must be in (0, 1], got {}", t.hard_share));
         }
+        if !(t.zoom >= 1.0 && t.zoom.is_finite()) {
+            return Err(format!("`train.zoom` must be at least 1 (1 = off), got {}", t.zoom));
+        }
         if t.batch_size < 2 {
             return Err(format!("`train.batch_size` must be at least 2 (batch norm), got {}", t.batch_size));
         }
@@ -522,6 +535,15 @@ mod tests {
         }
         let e = format!("{:#}", parse("reflect_pad_networks: student\n").unwrap_err());
         assert!(e.contains("reflect_pad_networks"), "{e}");
+    }
+
+    #[test]
+    fn zoom_is_at_least_one() {
+        assert_eq!((parse("").unwrap().train.zoom, parse("train:\n  zoom: 1.25\n").unwrap().train.zoom), (1.0, 1.25));
+        for bad in ["train:\n  zoom: 0.8\n", "train:\n  zoom: .nan\n", "train:\n  zoom: .inf\n"] {
+            let e = format!("{:#}", parse(bad).unwrap_err());
+            assert!(e.contains("train.zoom") && e.contains("exp.yaml"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub(crate) mod streams {
     pub const DISCRIMINATOR: u64 = 0xd15c_0000_0000_0001;
     pub const DROPOUT: u64 = 0xd409_0000_0000_0002;
     pub const FLIPS: u64 = 0xf119_0000_0000_0003;
+    pub const ZOOM: u64 = 0x2004_0000_0000_0004;
 }
 
 impl MultiAd {

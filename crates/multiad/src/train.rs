@@ -38,6 +38,9 @@ pub struct Trainer<'a> {
     /// Flips are drawn per epoch from their own stream: a resumed run
     /// (which restarts at an epoch boundary) draws the same ones.
     flips: ChaCha8Rng,
+    /// The zoom's draws, a stream of their own so that turning the zoom on
+    /// leaves the flips' draws as they were.
+    zoom: ChaCha8Rng,
     epoch: usize,
     batches: usize,
     batch: usize,
@@ -56,6 +59,7 @@ impl<'a> Trainer<'a> {
             dropout: ChaCha8Rng::seed_from_u64(model.cfg.seed ^ streams::DROPOUT),
             cache: FeatureCache::new(tc.teacher_cache_mib),
             flips: ChaCha8Rng::seed_from_u64(0),
+            zoom: ChaCha8Rng::seed_from_u64(0),
             epoch: 0,
             batches: 0,
             batch: 0,
@@ -65,7 +69,8 @@ impl<'a> Trainer<'a> {
 
 impl EpochModel for Trainer<'_> {
     fn begin_epoch(&mut self, epoch: usize, batches: usize) {
-        self.flips = ChaCha8Rng::seed_from_u64(self.model.cfg.seed ^ streams::FLIPS ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
+        let per_epoch = |stream: u64| ChaCha8Rng::seed_from_u64(self.model.cfg.seed ^ stream ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
+        (self.flips, self.zoom) = (per_epoch(streams::FLIPS), per_epoch(streams::ZOOM));
         (self.epoch, self.batches, self.batch) = (epoch, batches, 0);
     }
 
@@ -73,15 +78,20 @@ impl EpochModel for Trainer<'_> {
         let model = self.model;
         let cfg = &model.cfg;
         let axes: Vec<usize> = cfg.train.flips.axes().iter().copied().filter(|_| self.flips.random_bool(0.5)).collect();
-        // A flipped batch's teacher features are computed afresh: strided
-        // layers sample a flipped image on another grid (and Lite0's
-        // TF-style padding is one-sided), so flipped cached features
-        // would not be the same.
-        let (images, t_feats) = if axes.is_empty() {
+        let (_, _, h, w) = batch.images.dims4()?;
+        let window = ZoomWindow::draw(&mut self.zoom, cfg.train.zoom, h, w);
+        // A flipped or zoomed batch's teacher features are computed afresh:
+        // strided layers sample a flipped image on another grid (and Lite0's
+        // TF-style padding is one-sided), so flipped cached features would
+        // not be the same.
+        let (images, t_feats) = if axes.is_empty() && window.is_none() {
             let t = self.cache.get(&batch.images, &batch.indices, |x| model.teacher.forward(x))?;
             (batch.images.clone(), t)
         } else {
-            let x = batch.images.flip(&axes)?;
+            let mut x = if axes.is_empty() { batch.images.clone() } else { batch.images.flip(&axes)? };
+            if let Some(window) = window {
+                x = window.apply(&x)?;
+            }
             let t = model.teacher.forward(&x)?;
             (x, t)
         };
@@ -118,6 +128,43 @@ impl EpochModel for Trainer<'_> {
         self.dropout = ChaCha8Rng::from_seed(seed);
         self.dropout.set_word_pos(((*hi as u64 as u128) << 64) | *lo as u64 as u128);
         Ok(())
+    }
+}
+
+/// The part of a batch that `train.zoom` shows the networks, resized back
+/// to the batch's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoomWindow {
+    pub top: usize,
+    pub left: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ZoomWindow {
+    /// Draws a window of an `h` x `w` batch: its sides a share s of the
+    /// batch's, s uniform in [1/zoom, 1], its place uniform. `None` when the
+    /// zoom is off or the window rounds to the whole batch.
+    pub fn draw(rng: &mut ChaCha8Rng, zoom: f64, h: usize, w: usize) -> Option<Self> {
+        if zoom <= 1.0 {
+            return None;
+        }
+        let share = rng.random_range(1.0 / zoom..=1.0);
+        let side = |n: usize| ((n as f64 * share).round() as usize).clamp(1, n);
+        let (height, width) = (side(h), side(w));
+        if (height, width) == (h, w) {
+            return None;
+        }
+        let (top, left) = (rng.random_range(0..=h - height), rng.random_range(0..=w - width));
+        Some(Self { top, left, height, width })
+    }
+
+    /// The window of an (N, C, H, W) batch, resized back to H x W (bilinear,
+    /// PyTorch's half-pixel `F.interpolate`).
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        let crop = x.narrow(2, self.top, self.height)?.narrow(3, self.left, self.width)?;
+        Ok(multiad_nn::resize_bilinear(&crop, h, w)?)
     }
 }
 
@@ -266,8 +313,50 @@ fn round(v: &[f64]) -> Vec<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::StepPlan;
+    use super::{StepPlan, ZoomWindow};
     use crate::config::DiscriminatorConfig;
+    use candle_core::{Device, Tensor};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn zoom_windows_lie_inside_the_image_at_the_drawn_scale_and_repeat_with_the_seed() {
+        let draws = |seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            (0..200).map(|_| ZoomWindow::draw(&mut rng, 1.25, 64, 48)).collect::<Vec<_>>()
+        };
+        let windows = draws(3);
+        assert_eq!(windows, draws(3));
+        assert_ne!(windows, draws(4));
+        let mut smallest = 1.0f64;
+        for z in windows.iter().flatten() {
+            assert!(z.top + z.height <= 64 && z.left + z.width <= 48, "{z:?}");
+            let share = z.height as f64 / 64.0;
+            assert!((0.8 - 1.0 / 64.0..1.0).contains(&share), "{z:?}");
+            assert!((z.width as f64 / 48.0 - share).abs() <= 1.0 / 48.0, "the sides keep the image's shape: {z:?}");
+            smallest = smallest.min(share);
+        }
+        assert!(smallest < 0.82, "the draws reach the smallest window: {smallest}");
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        assert_eq!(ZoomWindow::draw(&mut rng, 1.0, 64, 48), None, "zoom 1 is off");
+    }
+
+    #[test]
+    fn a_zoom_window_is_resized_back_with_half_pixel_bilinear() {
+        // A ramp along the columns: the window's column j samples the image at
+        // left + (j + 0.5) · width / W − 0.5, held at the window's edge cells.
+        let (h, w) = (4usize, 16usize);
+        let ramp: Vec<f32> = (0..h * w).map(|i| (i % w) as f32).collect();
+        let x = Tensor::from_vec(ramp, (1, 1, h, w), &Device::Cpu).unwrap();
+        let z = ZoomWindow { top: 1, left: 4, height: 2, width: 8 };
+        let y = z.apply(&x).unwrap();
+        assert_eq!(y.dims(), &[1, 1, h, w]);
+        let row: Vec<f32> = y.get(0).unwrap().get(0).unwrap().get(2).unwrap().to_vec1().unwrap();
+        for (j, v) in row.iter().enumerate() {
+            let want = (4.0 + (j as f32 + 0.5) * 8.0 / 16.0 - 0.5).clamp(4.0, 11.0);
+            assert!((v - want).abs() < 1e-5, "column {j}: {v} against {want}");
+        }
+    }
 
     #[test]
     fn the_default_plan_is_algorithm_1() {

@@ -99,7 +99,12 @@ fn interrupted_training_resumes_to_the_same_weights() {
     };
     let flipped = losses(&cfg, "flipped");
     cfg.train.flips = Flips::None;
-    assert_ne!(flipped, losses(&cfg, "plain"));
+    let plain = losses(&cfg, "plain");
+    assert_ne!(flipped, plain);
+    // So does the zoom, whose draws resume exactly too.
+    cfg.train.zoom = 1.25;
+    assert_resume_matches(&cfg, MultiAd::build, 0.0).unwrap();
+    assert_ne!(losses(&cfg, "zoomed"), plain);
 }
 
 /// The discriminator's schedule knobs (D every other batch, λ warm-up,
