@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         (0..layers).map(|_| InOut::default()).collect::<Vec<_>>(),
         (0..layers).map(|_| InOut::default()).collect::<Vec<_>>(),
     );
-    for b in BatchLoader::new(defective, cfg.clone(), 16).iter() {
+    for b in BatchLoader::new(defective, cfg, 16).iter() {
         let b = b?;
         let t = model.teacher.forward(&b.images)?;
         let s = model.student.forward(&b.images, false)?;
