@@ -81,9 +81,9 @@ impl EpochModel for Trainer<'_> {
         let (_, _, h, w) = batch.images.dims4()?;
         let window = ZoomWindow::draw(&mut self.zoom, cfg.train.zoom, h, w);
         // A flipped or zoomed batch's teacher features are computed afresh:
-        // strided layers sample a flipped image on another grid (and Lite0's
-        // TF-style padding is one-sided), so flipped cached features would
-        // not be the same.
+        // a zoomed batch is another image, and strided layers sample a
+        // flipped one on another grid (and Lite0's TF-style padding is
+        // one-sided), so flipped cached features would not be the same.
         let (images, t_feats) = if axes.is_empty() && window.is_none() {
             let t = self.cache.get(&batch.images, &batch.indices, |x| model.teacher.forward(x))?;
             (batch.images.clone(), t)
