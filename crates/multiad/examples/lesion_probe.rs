@@ -27,18 +27,15 @@ impl InOut {
 }
 
 fn main() -> anyhow::Result<()> {
-    let run = RunDir::open(std::path::Path::new(&std::env::args().nth(1).expect("usage: lesion_probe RUN_DIR")))?;
+    let dir = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: lesion_probe RUN_DIR"))?;
+    let run = RunDir::open(std::path::Path::new(&dir))?;
     let model = load_trained(&run)?;
     let ds = run.data()?.load()?;
     let defective: Vec<_> = ds.test.iter().filter(|s| s.label == Label::Anomalous).cloned().collect();
     let cfg = model.image_config();
     let size = model.cfg.image_size as usize;
-    let layers = 4;
-    let (mut t_norm, mut s_norm, mut dist) = (
-        (0..layers).map(|_| InOut::default()).collect::<Vec<_>>(),
-        (0..layers).map(|_| InOut::default()).collect::<Vec<_>>(),
-        (0..layers).map(|_| InOut::default()).collect::<Vec<_>>(),
-    );
+    // Per layer: the teacher's norm, the student's norm, Eq 13's distance.
+    let mut acc: Vec<[InOut; 3]> = Vec::new();
     for b in BatchLoader::new(defective, cfg, 16).iter() {
         let b = b?;
         let t = model.teacher.forward(&b.images)?;
@@ -47,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         // Grey level in [0, 1] (channel 0 un-normalised): cells of black
         // background are left out of "outside".
         let grey = ((b.images.narrow(1, 0, 1)? * 0.229)? + 0.485)?;
+        acc.resize_with(t.len(), Default::default);
         for (l, (a, c)) in t.iter().zip(&s).enumerate() {
             let (h, w) = (a.dim(2)?, a.dim(3)?);
             let pool = |x: &Tensor| -> anyhow::Result<Vec<Vec<f32>>> { Ok(x.avg_pool2d((size / h, size / w))?.flatten_from(1)?.to_vec2()?) };
@@ -60,16 +58,17 @@ fn main() -> anyhow::Result<()> {
                     if !lesion && (m[i][k] > 0.0 || g[i][k] < 0.1) {
                         continue;
                     }
-                    t_norm[l].add(lesion, tn[i][k]);
-                    s_norm[l].add(lesion, sn[i][k]);
-                    dist[l].add(lesion, d[i][k]);
+                    let [t_norm, s_norm, dist] = &mut acc[l];
+                    t_norm.add(lesion, tn[i][k]);
+                    s_norm.add(lesion, sn[i][k]);
+                    dist.add(lesion, d[i][k]);
                 }
             }
         }
     }
     println!("per layer, lesion cells / other cells with content (grey >= 0.1):");
-    for l in 0..layers {
-        println!("M{}: T norm {}, S norm {}, dist {}", l + 1, t_norm[l].show(), s_norm[l].show(), dist[l].show());
+    for (l, [t_norm, s_norm, dist]) in acc.iter().enumerate() {
+        println!("M{}: T norm {}, S norm {}, dist {}", l + 1, t_norm.show(), s_norm.show(), dist.show());
     }
     Ok(())
 }
